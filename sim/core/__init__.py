@@ -1,0 +1,1 @@
+"""Simulation core: root, component base, params and units, registry, RNG streams, errors."""

@@ -1,0 +1,139 @@
+"""The memory-device interface every memory technology implements.
+
+A device serves :class:`MemRequest` objects. ``access(req)`` returns a SimPy event that fires when
+the request completes; subclasses implement ``serve_detailed`` and ``serve_transaction`` (generators)
+and the analytic twin (``peak_bandwidth_Bps``, ``unloaded_latency_ps``). The ``analytic`` fidelity
+is provided here for every device: one FIFO server at the twin's peak bandwidth plus the unloaded
+latency, so a whole system can run at the cheapest level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import simpy
+
+from sim.core.component import Component
+from sim.core.params import ParamSet, one_of, param
+from sim.core.reservation import Reservation
+from sim.core.units import PS_PER_NS, transfer_ps
+from sim.stats import counter, level, tally
+
+FIDELITIES = ("detailed", "transaction", "analytic")
+
+
+@dataclass(slots=True)
+class MemRequest:
+    """One access: ``size`` bytes at byte address ``addr``. Times are ps, filled by the device."""
+
+    addr: int
+    size: int
+    write: bool = False
+    id: int = 0
+    arrive_ps: int = -1
+    done_ps: int = -1
+    tag: Any = None
+
+    @property
+    def latency_ps(self) -> int:
+        return self.done_ps - self.arrive_ps
+
+
+@dataclass(frozen=True)
+class DeviceParams(ParamSet):
+    """Parameters common to every memory device."""
+
+    fidelity: str = param(
+        "transaction",
+        str,
+        "model level: detailed (per page / per DRAM command), transaction (multi-page or "
+        "multi-burst requests timed in closed form, queueing as events) or analytic (twin only)",
+        check=one_of(*FIDELITIES),
+    )
+
+
+class MemoryDevice(Component):
+    """Base class of memory technologies (registered under kind ``memory``)."""
+
+    Params: ClassVar[type[ParamSet]] = DeviceParams
+    STATS = (
+        counter("reads", "requests", "read requests completed"),
+        counter("writes", "requests", "write requests completed"),
+        counter("bytes_read", "B", "bytes delivered by reads"),
+        counter("bytes_written", "B", "bytes accepted by writes"),
+        tally("read_latency_ns", "ns", "read latency, arrival to last byte"),
+        tally("write_latency_ns", "ns", "write latency, arrival to completion"),
+        level("inflight", "requests", "requests inside the device"),
+        counter("energy_pj", "pJ", "dynamic energy spent by this device"),
+    )
+
+    def build(self) -> None:
+        self._analytic = Reservation()
+
+    # -- interface -------------------------------------------------------------------------
+    @property
+    def capacity_bytes(self) -> int:
+        raise NotImplementedError
+
+    def peak_bandwidth_Bps(self, write: bool = False) -> float:
+        """Analytic twin: the most bytes per second this device can ever deliver."""
+        raise NotImplementedError
+
+    def unloaded_latency_ps(self, size: int, write: bool = False) -> int:
+        """Analytic twin: latency of one ``size``-byte request into an idle device."""
+        raise NotImplementedError
+
+    def serve_detailed(self, req: MemRequest) -> Generator[simpy.Event, Any, None]:
+        raise NotImplementedError
+
+    def serve_transaction(self, req: MemRequest) -> Generator[simpy.Event, Any, None]:
+        raise NotImplementedError
+
+    # -- shared machinery ------------------------------------------------------------------
+    def check_request(self, req: MemRequest) -> None:
+        if req.size <= 0:
+            raise ValueError(f"{self.path}: request size must be > 0, got {req.size}")
+        if req.addr < 0 or req.addr + req.size > self.capacity_bytes:
+            raise ValueError(
+                f"{self.path}: request [{req.addr}, {req.addr + req.size}) outside capacity "
+                f"{self.capacity_bytes} B"
+            )
+
+    def access(self, req: MemRequest) -> simpy.Process:
+        """Start serving ``req``; the returned event fires when it completes."""
+        self.check_request(req)
+        return self.env.process(self._serve(req))
+
+    def _serve(self, req: MemRequest) -> Generator[simpy.Event, Any, None]:
+        env = self.env
+        stat = self.stat
+        req.arrive_ps = env.now
+        stat.inflight.add(1, env.now)
+        fidelity = self.params.fidelity
+        if fidelity == "transaction":
+            yield from self.serve_transaction(req)
+        elif fidelity == "detailed":
+            yield from self.serve_detailed(req)
+        else:
+            yield from self.serve_analytic(req)
+        req.done_ps = env.now
+        stat.inflight.add(-1, env.now)
+        latency_ns = (req.done_ps - req.arrive_ps) / PS_PER_NS
+        if req.write:
+            stat.writes.add()
+            stat.bytes_written.add(req.size)
+            stat.write_latency_ns.observe(latency_ns)
+        else:
+            stat.reads.add()
+            stat.bytes_read.add(req.size)
+            stat.read_latency_ns.observe(latency_ns)
+
+    def serve_analytic(self, req: MemRequest) -> Generator[simpy.Event, Any, None]:
+        """Twin level: FIFO at peak bandwidth, plus the unloaded latency beyond the transfer."""
+        peak = self.peak_bandwidth_Bps(req.write)
+        xfer = transfer_ps(req.size, peak)
+        fixed = max(0, self.unloaded_latency_ps(req.size, req.write) - xfer)
+        _, end = self._analytic.reserve(self.env.now, xfer)
+        yield self.env.timeout(end + fixed - self.env.now)
