@@ -39,8 +39,13 @@ class Preset:
     def sources(self) -> dict[str, str]:
         return {key: source for key, (_, source) in self.values.items()}
 
-    def params(self, params_cls: type[ParamSet], overrides: Mapping[str, Any] | None = None,
-               *, where: str | None = None) -> ParamSet:
+    def params(
+        self,
+        params_cls: type[ParamSet],
+        overrides: Mapping[str, Any] | None = None,
+        *,
+        where: str | None = None,
+    ) -> ParamSet:
         """Resolve to ``params_cls`` with ``overrides`` on top (validated, key paths in errors)."""
         base = params_cls.from_mapping(self.raw_values(), where=f"preset {self.name}")
         if overrides:

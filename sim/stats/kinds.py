@@ -7,8 +7,8 @@ hot path stays a few attribute updates.
 from __future__ import annotations
 
 import math
-from itertools import pairwise
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
