@@ -124,10 +124,8 @@ def parse_bandwidth(value: object) -> float:
             return number * m
         if (m := _prefixed(base, "b")) is not None:
             return number * m / 8.0
-    if unit.endswith("ps") and unit not in ("ps",):  # '6400Mbps' style
-        base = unit[:-2] + "b"
-        if (m := _prefixed(base, "b")) is not None:
-            return number * m / 8.0
+    if unit.endswith("bps") and (m := _prefixed(unit[:-2], "b")) is not None:  # '6400Mbps'
+        return number * m / 8.0
     raise UnitError(f"expected a bandwidth such as '1.6TB/s' or '6.4Gb/s', found {value!r}")
 
 

@@ -1,0 +1,245 @@
+"""The ``memwall`` command line. The only layer that prints, reads files for the user and exits.
+
+Every :class:`MemwallError` (bad input, unknown names, a stalled run) becomes one line on stderr and
+exit code 2; so do argparse's usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+from sim.core.errors import ConfigError, MemwallError
+from sim.core.params import parse_override
+from sim.core.units import UnitError, format_bandwidth, format_size, parse_size
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors and exit code 2 (never a usage dump on a typo)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"memwall: error: {message} (see '{self.prog} --help')\n")
+
+
+def _size(text: str) -> int:
+    try:
+        value = parse_size(text)
+    except UnitError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a size > 0 such as '4KiB', found {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number > 0, found {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number > 0, found {text!r}")
+    return value
+
+
+def _overrides(items: Sequence[str] | None) -> dict[str, str]:
+    return dict(parse_override(item) for item in items or ())
+
+
+# -- membench ---------------------------------------------------------------------------------
+def cmd_membench(args: argparse.Namespace) -> int:
+    from sim.memory.factory import resolve_device
+    from sim.workload.membench import MembenchParams, run_membench
+
+    spec = resolve_device(args.device, _overrides(args.set), args.fidelity)
+    params = MembenchParams(
+        pattern=args.pattern,
+        request_size=args.request_size,
+        concurrency=args.concurrency,
+        total_bytes=args.bytes,
+        write_ratio=args.write_ratio,
+    )
+    result = run_membench(spec, params, seed=args.seed)
+    if args.json:
+        if not args.stats:
+            result = {k: v for k, v in result.items() if k not in ("stats", "config")}
+        print(json.dumps(result, sort_keys=True))
+    else:
+        _print_membench(result)
+    return 0
+
+
+def _print_membench(r: dict[str, Any]) -> None:
+    rows = [
+        ("device", f"{r['device']} ({r['kind']}, {r['fidelity']})"),
+        (
+            "pattern",
+            f"{r['pattern']}, {format_size(r['request_size_bytes'])} requests, "
+            f"concurrency {r['concurrency']}, write ratio {r['write_ratio']:g}",
+        ),
+        ("moved", f"{format_size(r['bytes'])} in {r['requests']} requests"),
+        (
+            "achieved bandwidth",
+            f"{format_bandwidth(r['achieved_bandwidth_Bps'])} ({100 * r['fraction_of_peak']:.1f}% of peak)",
+        ),
+        ("peak bandwidth (twin)", format_bandwidth(r["peak_bandwidth_Bps"])),
+        (
+            "latency mean / p50 / p99",
+            f"{r['mean_latency_ns']:.1f} / {r['p50_latency_ns']:.1f} / {r['p99_latency_ns']:.1f} ns",
+        ),
+        ("unloaded latency (twin)", f"{r['unloaded_latency_ns']:.1f} ns"),
+        ("energy", f"{r['energy_pj_per_byte']:.3g} pJ/B"),
+        ("simulated time", f"{r['sim_time_s'] * 1e6:.3f} us"),
+        (
+            "simulator speed",
+            f"{r['events']} events in {r['wall_s']:.3f} s = "
+            f"{r['events_per_s']:,.0f} events/s, "
+            f"{r['sim_s_per_wall_s'] * 1e6:.3g} us simulated per wall s, "
+            f"{format_bandwidth(r['simulated_bytes_per_wall_s'])} simulated",
+        ),
+    ]
+    _print_table("memwall membench", rows)
+
+
+def _print_table(title: str, rows: Sequence[tuple[str, str]]) -> None:
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        width = max(len(k) for k, _ in rows)
+        print(title)
+        for key, value in rows:
+            print(f"  {key:<{width}}  {value}")
+        return
+    table = Table(title=title, show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in rows:
+        table.add_row(key, value)
+    Console().print(table)
+
+
+# -- describe ---------------------------------------------------------------------------------
+def cmd_describe(args: argparse.Namespace) -> int:
+    from sim.core import registry
+
+    if args.name is None:
+        for kind in registry.kinds():
+            print(f"{kind}: {', '.join(registry.names(kind))}")
+        return 0
+    if args.name in registry.kinds():
+        for name, obj in registry.items(args.name):
+            print(f"{name:<24} {_first_line(obj)}")
+        return 0
+    found = registry.find(args.name)
+    if not found:
+        known = ", ".join(registry.kinds())
+        raise ConfigError(
+            f"nothing registered as {args.name!r}; try one of the kinds ({known}) "
+            f"or 'memwall describe' for every name",
+            where="describe",
+        )
+    for kind, obj in found:
+        _describe_one(kind, args.name, obj)
+    return 0
+
+
+def _first_line(obj: Any) -> str:
+    doc = getattr(obj, "description", None) or (obj.__doc__ or "")
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+def _describe_one(kind: str, name: str, obj: Any) -> None:
+    from sim.memory.preset import Preset
+
+    print(f"{kind} {name}: {_first_line(obj)}")
+    if isinstance(obj, Preset):
+        print(f"  for kind: {obj.kind}")
+        width = max((len(k) for k in obj.values), default=0)
+        for key, (value, source) in obj.values.items():
+            print(f"  {key:<{width}}  {value!s:<12} {source}")
+        return
+    params_cls = getattr(obj, "Params", None)
+    if params_cls is not None:
+        print("  parameters:")
+        for pname, spec, default in params_cls.specs():
+            unit = spec.dimension.internal_unit if spec.dimension else spec.kind.__name__
+            print(f"    {pname:<22} [{unit or '-'}] default {default!s:<10} {spec.doc}")
+    stats = getattr(obj, "declared_stats", None)
+    if stats is not None:
+        print("  stats:")
+        for decl in stats():
+            print(f"    {decl.name:<22} {decl.kind:<9} [{decl.unit}] {decl.doc}")
+
+
+# -- entry point ------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="memwall", description="Simulator of LLM-inference hardware.")
+    parser.add_argument("--version", action="version", version="memwall 0.1.0")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+
+    mb = sub.add_parser("membench", help="memory microbenchmark against a device preset or TOML file")
+    mb.add_argument(
+        "--device", default="hbf-gen1", help="preset name, memory kind or device TOML file (default hbf-gen1)"
+    )
+    mb.add_argument("--pattern", choices=("seq", "random"), default="seq")
+    mb.add_argument(
+        "--request-size",
+        type=_size,
+        default=parse_size("64KiB"),
+        help="bytes per request, e.g. 4KiB (default 64KiB)",
+    )
+    mb.add_argument("--concurrency", type=_positive_int, default=64, help="outstanding requests (default 64)")
+    mb.add_argument(
+        "--bytes",
+        type=_size,
+        default=parse_size("256MiB"),
+        help="bytes to move in total, e.g. 1GiB (default 256MiB)",
+    )
+    mb.add_argument("--write-ratio", type=float, default=0.0, help="fraction of writes (default 0)")
+    mb.add_argument(
+        "--fidelity",
+        choices=("detailed", "transaction", "analytic"),
+        default=None,
+        help="model level (default: the device's, normally transaction)",
+    )
+    mb.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a device parameter, e.g. --set tR=15us (repeatable)",
+    )
+    mb.add_argument("--seed", type=int, default=0)
+    mb.add_argument("--json", action="store_true", help="print one JSON object")
+    mb.add_argument("--stats", action="store_true", help="with --json: include the stats tree")
+    mb.set_defaults(func=cmd_membench)
+
+    ds = sub.add_parser("describe", help="list registered kinds, or describe one by name")
+    ds.add_argument("name", nargs="?", help="a kind (memory, preset, ...) or a registered name")
+    ds.set_defaults(func=cmd_describe)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version and usage errors (already printed, one line)
+        return int(exc.code or 0)
+    func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    try:
+        return func(args)
+    except MemwallError as exc:
+        print(f"memwall: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

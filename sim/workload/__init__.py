@@ -1,0 +1,1 @@
+"""Workloads that drive the system: memory microbenchmarks now, decode traces later."""
