@@ -1,0 +1,1 @@
+"""The fabric: packets and flits, credit-based VC routers, routing functions, arbiters, collectives."""

@@ -1,0 +1,228 @@
+"""Message-level network: packets cross the fabric in closed form while contending for links.
+
+When a packet is submitted its whole path is booked at once. Each channel on the path (the
+source NIC's injection channel, every router-to-router link, the destination's ejection channel)
+is a :class:`GapReservation` that the packet occupies for ``size_flits`` cycles starting no earlier
+than its head can reach it, so packets queue behind each other on shared links. The head spends the
+router pipeline (``t_rc + t_va + t_sa + t_st``) in every router and ``link_latency`` on every link,
+exactly as in the flit-level model, so both give the same zero-load latency:
+
+    inject + (hops + 1) * pipeline + hops * link + eject + (size_flits - 1)
+
+Buffers are not modelled (a packet never waits for credits), so this level is accurate below
+saturation and optimistic near it; the flit level is the reference there. One SimPy event per
+packet (its delivery) plus one per injection cycle.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Generator
+from typing import Any
+
+import networkx as nx
+import simpy
+
+from sim.core.component import Component
+from sim.core.errors import ConfigError
+from sim.core.registry import lookup
+from sim.core.reservation import GapReservation
+from sim.core.units import PS_PER_S
+from sim.fabric.network import NetworkParams, TrafficSource
+from sim.fabric.packet import Packet
+from sim.fabric.router import RouterParams
+from sim.fabric.routing import EJECT, default_routing
+from sim.stats import counter, tally
+
+
+class MessageNetwork(Component):
+    """The fabric at message level (see module docstring); same API as ``FlitNetwork``."""
+
+    Params = NetworkParams
+    STATS = (
+        counter("packets_delivered", "packets", "packets whose tail reached the destination NIC"),
+        counter("flits_delivered", "flits", "flits ejected"),
+        counter("flit_hops", "flits", "flits that crossed a router-to-router link"),
+        tally("packet_latency_cycles", "cycles", "creation to tail ejection", keep=False),
+        tally("queueing_cycles", "cycles", "cycles packets waited for busy channels", keep=False),
+    )
+
+    def __init__(
+        self,
+        sim: Any,
+        name: str,
+        graph: nx.Graph,
+        params: NetworkParams | None = None,
+        router_params: RouterParams | None = None,
+        parent: Component | None = None,
+    ) -> None:
+        self.graph = graph
+        self.router_params = router_params or RouterParams()
+        super().__init__(sim, name, params, parent)
+
+    def build(self) -> None:
+        p: NetworkParams = self.params  # type: ignore[assignment]
+        g = self.graph
+        self.cycle_ps = round(PS_PER_S / p.clock)
+        self.terminal_router: list[int] = list(g.graph["terminals"])
+        self.routing_name = default_routing(g.graph.get("kind", "")) if p.routing == "auto" else p.routing
+        try:
+            self.routing = lookup("routing", self.routing_name)(g, self.router_params.vcs)
+        except ConfigError:
+            raise
+        except Exception as exc:
+            raise ConfigError(str(exc), where="routing") from None
+        self.pipeline = self.router_params.pipeline
+        self.links: dict[tuple[int, int], GapReservation] = {}
+        self.link_latency: dict[tuple[int, int], int] = {}
+        self.link_width: dict[tuple[int, int], int] = {}
+        # crossbar input of router v fed by u (u = -1 - terminal for injection ports)
+        self.inports: dict[tuple[int, int], GapReservation] = {}
+        for a, b, data in g.edges(data=True):
+            for u, v in ((a, b), (b, a)):
+                self.links[u, v] = GapReservation()
+                self.inports[u, v] = GapReservation()
+                self.link_latency[u, v] = p.link_latency or int(data.get("latency", 1))
+                self.link_width[u, v] = int(data.get("width", 1))
+        n = len(self.terminal_router)
+        for t, r in enumerate(self.terminal_router):
+            self.inports[-1 - t, r] = GapReservation()
+        self.inject = [GapReservation() for _ in range(n)]
+        self.eject_ch = [GapReservation() for _ in range(n)]
+        self.paths: dict[tuple[int, int], list[int]] = {}
+        self.sources: list[TrafficSource] = []
+        self.cycle = 0
+        self._next_packet_id = 0
+        self.in_flight = 0
+        self.on_deliver: Callable[[Packet], None] | None = None
+
+    def run(self) -> None:
+        if self.sources:
+            self.env.process(self._inject_loop())
+
+    # -- API shared with FlitNetwork ---------------------------------------------------------
+    def current_cycle(self) -> int:
+        return max(self.cycle, math.ceil(self.env.now / self.cycle_ps))
+
+    def new_packet(self, src: int, dst: int, size_flits: int, create_cycle: int | None = None) -> Packet:
+        pid = self._next_packet_id
+        self._next_packet_id += 1
+        cycle = self.current_cycle() if create_cycle is None else create_cycle
+        return Packet(pid, src, dst, size_flits, cycle)
+
+    def add_source(self, source: TrafficSource) -> None:
+        self.sources.append(source)
+
+    def route_of(self, src_router: int, dst_router: int) -> list[int]:
+        """Routers visited (first routing candidate at each hop), cached per pair."""
+        key = (src_router, dst_router)
+        cached = self.paths.get(key)
+        if cached is not None:
+            return cached
+        route, prev, vc, node = [src_router], -1, 0, src_router
+        probe = Packet(-1, 0, 0, 1, 0)
+        while True:
+            nxt, vcs = self.routing.route(node, dst_router, prev, vc, probe, lambda _n: 0)[0]
+            if nxt == EJECT:
+                break
+            prev, node, vc = node, nxt, vcs[0]
+            route.append(node)
+            if len(route) > len(self.graph) + 1:
+                raise ConfigError(
+                    f"routing {self.routing_name!r} loops from {src_router} to {dst_router}", where="routing"
+                )
+        self.paths[key] = route
+        return route
+
+    def submit(self, packet: Packet) -> None:
+        """Book ``packet`` along its path now and schedule its delivery."""
+        p: NetworkParams = self.params  # type: ignore[assignment]
+        size = packet.size_flits
+        now = max(packet.create_cycle, self.current_cycle())
+        horizon = now - 1
+        route = self.route_of(self.terminal_router[packet.src], self.terminal_router[packet.dst])
+        start, _ = self.inject[packet.src].reserve(now, size, horizon)
+        waited = start - now
+        packet.inject_cycle = start
+        head = start + p.inject_latency  # head written into the first router
+        came_from = -1 - packet.src
+        for a, b in itertools.pairwise(route):
+            ready = head + self.pipeline
+            occupancy = math.ceil(size / self.link_width[a, b])
+            s = self._cross(self.inports[came_from, a], self.links[a, b], ready, occupancy, horizon)
+            waited += s - ready
+            head = s + self.link_latency[a, b]
+            came_from = a
+        packet.hops = len(route) - 1
+        ready = head + self.pipeline
+        s = self._cross(self.inports[came_from, route[-1]], self.eject_ch[packet.dst], ready, size, horizon)
+        waited += s - ready
+        packet.eject_cycle = s + p.eject_latency + size - 1
+        self.stat.flit_hops.add(size * packet.hops)
+        self.stat.queueing_cycles.observe(waited)
+        self.in_flight += 1
+        delay_ps = packet.eject_cycle * self.cycle_ps - self.env.now
+        ev = self.env.timeout(max(0, delay_ps))
+        ev.callbacks.append(lambda _e, pkt=packet: self._delivered(pkt))
+
+    def transfer(self, src: int, dst: int, nbytes: int) -> simpy.Event:
+        """Send ``nbytes`` from terminal ``src`` to ``dst``; fires when the last packet arrives."""
+        p: NetworkParams = self.params  # type: ignore[assignment]
+        flits = max(1, math.ceil(nbytes / p.flit_bytes))
+        packets = math.ceil(flits / p.max_packet_flits)
+        done = self.env.event()
+        remaining = [packets]
+
+        def delivered(_pkt: Packet) -> None:
+            remaining[0] -= 1
+            if remaining[0] == 0:
+                done.succeed(self.env.now)
+
+        while flits > 0:
+            size = min(flits, p.max_packet_flits)
+            pkt = self.new_packet(src, dst, size)
+            pkt.on_delivered = delivered
+            self.submit(pkt)
+            flits -= size
+        return done
+
+    # -- internals -----------------------------------------------------------------------------
+    @staticmethod
+    def _cross(inport: GapReservation, out: GapReservation, ready: int, duration: int, horizon: int) -> int:
+        """Book the earliest slot free on both a router's crossbar input and its output channel."""
+        t = ready
+        while True:
+            t_out = out.earliest(t, duration, horizon)
+            t_in = inport.earliest(t_out, duration, horizon)
+            if t_in == t_out:
+                break
+            t = t_in
+        inport.book(t, duration, ready)
+        out.book(t, duration, ready)
+        return t
+
+    def _delivered(self, packet: Packet) -> None:
+        self.in_flight -= 1
+        self.stat.packets_delivered.add()
+        self.stat.flits_delivered.add(packet.size_flits)
+        self.stat.packet_latency_cycles.observe(packet.eject_cycle - packet.create_cycle)
+        self.cycle = max(self.cycle, packet.eject_cycle)
+        if packet.on_delivered is not None:
+            packet.on_delivered(packet)
+        if self.on_deliver is not None:
+            self.on_deliver(packet)
+
+    def _inject_loop(self) -> Generator[simpy.Event, Any, None]:
+        env = self.env
+        while True:
+            nxt = [c for c in (s.next_cycle() for s in self.sources) if c is not None]
+            if not nxt:
+                return
+            cycle = min(nxt)
+            if cycle * self.cycle_ps > env.now:
+                yield env.timeout(cycle * self.cycle_ps - env.now)
+            self.cycle = max(self.cycle, cycle)
+            for source in self.sources:
+                for pkt in source.due(cycle):
+                    self.submit(pkt)

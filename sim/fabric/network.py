@@ -1,0 +1,413 @@
+"""Flit-level network: credit-based VC routers on a topology graph, driven cycle by cycle.
+
+One SimPy process advances the whole network one clock cycle per event while anything is in
+flight, and sleeps when the network is empty (so an idle fabric costs no events). Within a cycle:
+flits and credits due this cycle arrive, NICs inject, then every router holding flits runs its VC
+and switch allocation (:meth:`CreditVCRouter.step`). All of a router's outputs land in later cycles,
+so the order in which routers step within a cycle cannot change the result.
+
+Terminals (endpoints) attach to routers as the topology's ``terminals`` list says. A NIC per
+terminal holds an unbounded source queue (packet latency includes source queueing, the NoC
+literature's convention) and sends one flit per cycle when it holds a credit for an injection VC.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable, Generator, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import networkx as nx
+import simpy
+
+from sim.core.component import Component
+from sim.core.errors import ConfigError, SimulationError
+from sim.core.params import ParamSet, param, positive
+from sim.core.registry import lookup
+from sim.core.units import COUNT, FREQUENCY, PS_PER_S, SIZE
+from sim.fabric.packet import Packet
+from sim.fabric.router import ACTIVE, WAIT_VA, CreditVCRouter, RouterParams
+from sim.fabric.routing import default_routing
+from sim.stats import counter, tally
+
+ARRIVE, CREDIT, NIC_CREDIT, EJECT_FLIT = 0, 1, 2, 3
+
+
+class DeadlockError(SimulationError):
+    """Nothing moved for too long while flits were buffered; the message names the wait cycle."""
+
+
+@dataclass(frozen=True)
+class NetworkParams(ParamSet):
+    """Network-wide parameters (the router's own are :class:`RouterParams`)."""
+
+    routing: str = param("auto", str, "registered routing function; 'auto' = the topology's default")
+    clock: float = param(
+        "1GHz", FREQUENCY, "router clock (ASSUMPTION: 1 GHz, a typical NoC clock)", check=positive
+    )
+    flit_bytes: int = param(
+        "16B",
+        SIZE,
+        "bytes per flit = bytes a link moves per cycle (ASSUMPTION: 128-bit links)",
+        check=positive,
+    )
+    max_packet_flits: int = param(
+        16, COUNT, "messages are cut into packets of at most this many flits", check=positive
+    )
+    inject_latency: int = param(1, COUNT, "cycles from a NIC to its router's input buffer", check=positive)
+    eject_latency: int = param(1, COUNT, "cycles from a router's output to the NIC", check=positive)
+    link_latency: int = param(
+        0,
+        COUNT,
+        "router-to-router link latency in cycles; 0 = each link's 'latency' from the topology",
+        check=lambda v: None if v >= 0 else ">= 0",
+    )
+    deadlock_cycles: int = param(
+        2000,
+        COUNT,
+        "cycles with flits buffered and none moving before the run stops as deadlocked",
+        check=positive,
+    )
+
+
+class TrafficSource(Protocol):
+    """Something that creates packets at given cycles (synthetic traffic, a trace)."""
+
+    def next_cycle(self) -> int | None: ...
+
+    def due(self, cycle: int) -> Iterable[Packet]: ...
+
+
+class NIC:
+    """A terminal's network interface: source queue, injection VCs and their credits."""
+
+    __slots__ = ("credits", "cur", "cur_flit", "cur_vc", "in_use", "port", "queue", "router", "terminal")
+
+    def __init__(self, terminal: int, router: CreditVCRouter, port: int, vcs: int, depth: int) -> None:
+        self.terminal = terminal
+        self.router = router
+        self.port = port
+        self.queue: deque[Packet] = deque()
+        self.credits = [depth] * vcs
+        self.in_use = [False] * vcs
+        self.cur: Packet | None = None
+        self.cur_vc = -1
+        self.cur_flit = 0
+
+
+class FlitNetwork(Component):
+    """The whole fabric at flit level: routers, NICs, links, and the cycle loop."""
+
+    Params = NetworkParams
+    STATS = (
+        counter("packets_delivered", "packets", "packets whose tail reached the destination NIC"),
+        counter("flits_delivered", "flits", "flits ejected"),
+        counter("flit_hops", "flits", "flits that crossed a router-to-router link"),
+        tally("packet_latency_cycles", "cycles", "creation to tail ejection", keep=False),
+        counter("cycles_active", "cycles", "cycles in which the loop ran"),
+    )
+
+    def __init__(
+        self,
+        sim: Any,
+        name: str,
+        graph: nx.Graph,
+        params: NetworkParams | None = None,
+        router_params: RouterParams | None = None,
+        parent: Component | None = None,
+    ) -> None:
+        self.graph = graph
+        self.router_params = router_params or RouterParams()
+        super().__init__(sim, name, params, parent)
+
+    # -- construction -----------------------------------------------------------------------
+    def build(self) -> None:
+        p: NetworkParams = self.params  # type: ignore[assignment]
+        g = self.graph
+        rp = self.router_params
+        self.cycle_ps = round(PS_PER_S / p.clock)
+        self.terminal_router: list[int] = list(g.graph["terminals"])
+        routing_name = default_routing(g.graph.get("kind", "")) if p.routing == "auto" else p.routing
+        try:
+            self.routing = lookup("routing", routing_name)(g, rp.vcs)
+        except ConfigError:
+            raise
+        except Exception as exc:
+            raise ConfigError(str(exc), where="routing") from None
+        self.routing_name = routing_name
+        local: dict[int, list[int]] = {n: [] for n in g.nodes}
+        for t, r in enumerate(self.terminal_router):
+            local[r].append(t)
+        self.routers: list[CreditVCRouter] = []
+        for node in sorted(g.nodes):
+            nbs = sorted(g.neighbors(node))
+            lat = [p.link_latency or int(g.edges[node, nb].get("latency", 1)) for nb in nbs]
+            for nb in nbs:
+                if int(g.edges[node, nb].get("width", 1)) != 1:
+                    raise ConfigError(
+                        "flit-level links move one flit per cycle; set flit_bytes "
+                        f"instead of width on link {node}-{nb}",
+                        where="topology",
+                    )
+            r = CreditVCRouter(
+                self.sim, f"r{node}", rp, node, nbs, lat, local[node], p.eject_latency, parent=self
+            )
+            r.routing = self.routing
+            r.route_cache = {} if self.routing.deterministic else None
+            r.net = self
+            self.routers.append(r)
+        for r in self.routers:
+            for op, nb in enumerate(r.neighbors):
+                down = self.routers[nb]
+                r.outputs[op].down_router = down
+                r.outputs[op].down_port = down.port_of[r.node]
+        self.nics = [
+            NIC(t, self.routers[r], self.routers[r].eject_port[t], rp.vcs, rp.vc_buffer)
+            for t, r in enumerate(self.terminal_router)
+        ]
+        for r in self.routers:  # where each input VC's credits go, and how long they take
+            r.credit_return = []
+            for up_node in r.neighbors:
+                up = self.routers[up_node]
+                op = up.port_of[r.node]
+                delay = up.outputs[op].latency + rp.credit_delay
+                r.credit_return.append([(delay, (CREDIT, up, op, v)) for v in range(rp.vcs)])
+            for t in r.terminals:
+                delay = p.inject_latency + rp.credit_delay
+                r.credit_return.append([(delay, (NIC_CREDIT, self.nics[t], v)) for v in range(rp.vcs)])
+        # timing wheel of future arrivals and credits: slot c % horizon holds cycle c's actions
+        longest = max(
+            [p.inject_latency, p.eject_latency, 1] + [lat for r in self.routers for lat in r._link_latency]
+        )
+        self.horizon = rp.t_sa + rp.t_st + longest + rp.credit_delay + 2
+        self.wheel: list[list[tuple]] = [[] for _ in range(self.horizon)]
+        self.n_pending = 0
+        self.active_routers: dict[CreditVCRouter, None] = {}
+        self.active_nics: dict[NIC, None] = {}
+        self.sources: list[TrafficSource] = []
+        self.cycle = 0
+        self.buffered = 0  # flits inside router input buffers
+        self.in_flight = 0  # packets created and not yet delivered
+        self._wake: simpy.Event | None = None
+        self._next_packet_id = 0
+        self.on_deliver: Callable[[Packet], None] | None = None
+
+    def run(self) -> None:
+        self.env.process(self._loop())
+
+    # -- public API ---------------------------------------------------------------------------
+    def new_packet(self, src: int, dst: int, size_flits: int, create_cycle: int | None = None) -> Packet:
+        pid = self._next_packet_id
+        self._next_packet_id += 1
+        cycle = self.current_cycle() if create_cycle is None else create_cycle
+        return Packet(pid, src, dst, size_flits, cycle)
+
+    def current_cycle(self) -> int:
+        return max(self.cycle, math.ceil(self.env.now / self.cycle_ps))
+
+    def submit(self, packet: Packet) -> None:
+        """Queue ``packet`` at its source NIC now (wakes the network if it sleeps)."""
+        if not 0 <= packet.src < len(self.nics) or not 0 <= packet.dst < len(self.nics):
+            raise ValueError(f"packet {packet.id}: terminal out of range 0..{len(self.nics) - 1}")
+        nic = self.nics[packet.src]
+        nic.queue.append(packet)
+        self.active_nics[nic] = None
+        self.in_flight += 1
+        self._poke()
+
+    def transfer(self, src: int, dst: int, nbytes: int) -> simpy.Event:
+        """Send ``nbytes`` from terminal ``src`` to ``dst`` as packets; fires when all arrive."""
+        p: NetworkParams = self.params  # type: ignore[assignment]
+        flits = max(1, math.ceil(nbytes / p.flit_bytes))
+        done = self.env.event()
+        remaining = [math.ceil(flits / p.max_packet_flits)]
+
+        def delivered(_pkt: Packet) -> None:
+            remaining[0] -= 1
+            if remaining[0] == 0:
+                done.succeed(self.env.now)
+
+        while flits > 0:
+            size = min(flits, p.max_packet_flits)
+            pkt = self.new_packet(src, dst, size)
+            pkt.on_delivered = delivered
+            self.submit(pkt)
+            flits -= size
+        return done
+
+    def add_source(self, source: TrafficSource) -> None:
+        self.sources.append(source)
+        self._poke()
+
+    # -- called by routers -------------------------------------------------------------------
+    def _at(self, cycle: int, action: tuple) -> None:
+        self.wheel[cycle % self.horizon].append(action)
+        self.n_pending += 1
+
+    def schedule_flit(self, router: CreditVCRouter, port: int, vc: int, flit: list[Any]) -> None:
+        self.buffered -= 1
+        self.stat.flit_hops.add()
+        self._at(flit[0], (ARRIVE, router, port, vc, flit))
+
+    def eject(self, terminal: int, flit: list[Any], cycle: int) -> None:
+        self.buffered -= 1
+        self._at(cycle, (EJECT_FLIT, terminal, flit))
+
+    # -- the cycle loop ----------------------------------------------------------------------
+    def _poke(self) -> None:
+        if self._wake is not None and not self._wake.triggered:
+            self._wake.succeed()
+
+    def _next_event_cycle(self) -> int | None:
+        cands = [c for c in (s.next_cycle() for s in self.sources) if c is not None]
+        if self.n_pending:
+            for c in range(self.cycle, self.cycle + self.horizon):
+                if self.wheel[c % self.horizon]:
+                    cands.append(c)
+                    break
+        return min(cands) if cands else None
+
+    def _loop(self) -> Generator[simpy.Event, Any, None]:
+        env = self.env
+        cycle_ps = self.cycle_ps
+        stagnant = 0
+        limit = self.params.deadlock_cycles  # type: ignore[attr-defined]
+        while True:
+            if not self.active_routers and not self.active_nics:
+                nxt = self._next_event_cycle()
+                if nxt is None:
+                    self._wake = env.event()
+                    yield self._wake
+                    self._wake = None
+                    continue
+                self.cycle = max(self.cycle, nxt, math.ceil(env.now / cycle_ps))
+                if self.cycle * cycle_ps > env.now:
+                    yield env.timeout(self.cycle * cycle_ps - env.now)
+            now = self.cycle
+            self.stat.cycles_active.add()
+            for source in self.sources:
+                for pkt in source.due(now):
+                    self.submit(pkt)
+            self._deliver_pending(now)
+            moved = self._run_nics(now)
+            for r in list(self.active_routers):
+                moved += r.step(now)
+                if r.busy == 0:
+                    del self.active_routers[r]
+            if moved or self.n_pending or self.buffered == 0:
+                stagnant = 0
+            else:
+                stagnant += 1
+                if stagnant >= limit:
+                    raise DeadlockError(self.diagnose(now, stagnant))
+            self.cycle = now + 1
+            yield env.timeout(self.cycle * cycle_ps - env.now)
+
+    def _deliver_pending(self, now: int) -> None:
+        slot = now % self.horizon
+        actions = self.wheel[slot]
+        if not actions:
+            return
+        self.wheel[slot] = []
+        self.n_pending -= len(actions)
+        active = self.active_routers
+        for action in actions:
+            kind = action[0]
+            if kind == ARRIVE:
+                _, router, port, vc, flit = action
+                self.buffered += 1
+                router.accept(port, vc, flit, now)
+                active[router] = None
+            elif kind == CREDIT:
+                action[1].outputs[action[2]].credits[action[3]] += 1
+            elif kind == NIC_CREDIT:
+                action[1].credits[action[2]] += 1
+                self.active_nics[action[1]] = None
+            else:
+                self._ejected(action[2], now)
+
+    def _ejected(self, flit: list[Any], now: int) -> None:
+        packet = flit[1]
+        self.stat.flits_delivered.add()
+        if flit[2] == packet.size_flits - 1:
+            packet.eject_cycle = now
+            self.in_flight -= 1
+            self.stat.packets_delivered.add()
+            self.stat.packet_latency_cycles.observe(packet.eject_cycle - packet.create_cycle)
+            if packet.on_delivered is not None:
+                packet.on_delivered(packet)
+            if self.on_deliver is not None:
+                self.on_deliver(packet)
+
+    def _run_nics(self, now: int) -> int:
+        moved = 0
+        depth = self.router_params.vc_buffer
+        lat = self.params.inject_latency  # type: ignore[attr-defined]
+        for nic in list(self.active_nics):
+            if nic.cur is None:
+                if not nic.queue:
+                    del self.active_nics[nic]
+                    continue
+                free = [v for v, used in enumerate(nic.in_use) if not used and nic.credits[v] == depth]
+                if not free:
+                    continue
+                nic.cur = nic.queue.popleft()
+                nic.cur_vc = free[0]
+                nic.cur_flit = 0
+                nic.in_use[nic.cur_vc] = True
+                nic.cur.inject_cycle = now
+            vc = nic.cur_vc
+            if nic.credits[vc] <= 0:
+                continue
+            nic.credits[vc] -= 1
+            pkt = nic.cur
+            self._at(now + lat, (ARRIVE, nic.router, nic.port, vc, [now + lat, pkt, nic.cur_flit]))
+            moved += 1
+            nic.cur_flit += 1
+            if nic.cur_flit == pkt.size_flits:
+                nic.in_use[vc] = False
+                nic.cur = None
+        return moved
+
+    # -- deadlock diagnosis ----------------------------------------------------------------------
+    def diagnose(self, now: int, stagnant: int) -> str:
+        """Name the cycle of input VCs waiting on each other (or the longest wait chain)."""
+        wait = nx.DiGraph()
+        label = {}
+        for r in self.routers:
+            for ivc, why in r.waiting_vcs():
+                me = (r.node, ivc.in_port, ivc.index)
+                label[me] = f"r{r.node}.in{ivc.in_port}.vc{ivc.index} (waits {why})"
+                targets = []
+                if ivc.state == ACTIVE:
+                    port = r.outputs[ivc.out_port]
+                    if port.down_router is not None:
+                        targets.append((port.down_router.node, port.down_port, ivc.out_vc))
+                elif ivc.state == WAIT_VA:
+                    for nxt, vcs in ivc.cands:
+                        if nxt < 0:
+                            continue
+                        port = r.outputs[r.port_of[nxt]]
+                        for ov in vcs:
+                            owner = port.owner[ov]
+                            if owner is not None:
+                                targets.append((r.node, owner.in_port, owner.index))
+                            elif port.down_router is not None:
+                                targets.append((port.down_router.node, port.down_port, ov))
+                for t in targets:
+                    wait.add_edge(me, t)
+        head = (
+            f"deadlock: no flit moved for {stagnant} cycles (cycle {now}) with {self.buffered} flits buffered"
+        )
+        try:
+            cycle = nx.find_cycle(wait)
+        except nx.NetworkXNoCycle:
+            return (
+                head
+                + "; no wait cycle found (starvation), waiting: "
+                + ", ".join(sorted(label.values())[:12])
+            )
+        names = [label.get(a, f"r{a[0]}.in{a[1]}.vc{a[2]}") for a, _ in cycle]
+        return head + "; wait cycle: " + " -> ".join(names) + " -> " + names[0]

@@ -1,0 +1,316 @@
+"""Routing functions, registered under kind ``routing``.
+
+A routing function is built once per network from the topology graph (see
+:mod:`sim.topology.generators` for the graph convention) and the number of VCs per port. At a router
+it returns the candidate next hops for a packet's head, each with the output VCs it may use::
+
+    route(node, dest_node, prev_node, in_vc, packet, free_credits) -> [(next_node, vcs), ...]
+
+``next_node == EJECT`` means leave the network here. Candidates come in preference order; the VC
+allocator takes the first that has a free VC. ``free_credits(next_node)`` reports downstream space
+for adaptive functions. Deadlock freedom comes from the VC classes each function hands out; the
+class docstrings say how.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import networkx as nx
+
+from sim.core.errors import ConfigError
+from sim.core.registry import register
+from sim.fabric.packet import Packet
+
+EJECT = -1
+Candidates = list[tuple[int, tuple[int, ...]]]
+FreeCredits = Callable[[int], int]
+
+
+class RoutingFunction:
+    """Base class. ``min_vcs`` is how many VCs per port the function needs to be deadlock-free."""
+
+    min_vcs = 1
+    topologies: tuple[str, ...] = ()  # graph kinds it supports; empty = any
+    # True when the result depends only on (node, dest, prev, in_vc): routers may cache it
+    deterministic = True
+
+    def __init__(self, graph: nx.Graph, vcs: int) -> None:
+        kind = graph.graph.get("kind", "?")
+        name = getattr(type(self), "registered_name", type(self).__name__)
+        if self.topologies and kind not in self.topologies:
+            raise ConfigError(
+                f"routing {name!r} works on {', '.join(self.topologies)} topologies, not {kind!r}",
+                where="routing",
+            )
+        if vcs < self.min_vcs:
+            raise ConfigError(f"routing {name!r} needs at least {self.min_vcs} VCs, found {vcs}", where="vcs")
+        self.graph = graph
+        self.vcs = vcs
+        self.all_vcs = tuple(range(vcs))
+
+    def route(
+        self, node: int, dest: int, prev: int, in_vc: int, packet: Packet, free_credits: FreeCredits
+    ) -> Candidates:
+        raise NotImplementedError
+
+
+class _Cube(RoutingFunction):
+    """Shared coordinate arithmetic for k-ary n-cubes (node id = sum coords[i] * k**i)."""
+
+    def __init__(self, graph: nx.Graph, vcs: int) -> None:
+        super().__init__(graph, vcs)
+        params = graph.graph.get("params", {})
+        self.k = int(params["k"])
+        self.n = int(params.get("n", 1))
+        self.wrap = graph.graph.get("kind") in ("torus", "ring")
+        self.stride = [self.k**i for i in range(self.n)]
+
+    def coord(self, node: int, dim: int) -> int:
+        return (node // self.stride[dim]) % self.k
+
+    def step(self, node: int, dest: int, dim: int) -> int:
+        """Next node along ``dim`` toward ``dest`` (shortest way on a torus, ties go +)."""
+        here, there = self.coord(node, dim), self.coord(dest, dim)
+        delta = there - here
+        if self.wrap:
+            fwd = delta % self.k
+            direction = 1 if fwd <= self.k - fwd else -1
+        else:
+            direction = 1 if delta > 0 else -1
+        nxt = (here + direction) % self.k
+        return node + (nxt - here) * self.stride[dim]
+
+    def first_dim(self, node: int, dest: int) -> int:
+        for dim in range(self.n):
+            if self.coord(node, dim) != self.coord(dest, dim):
+                return dim
+        return -1
+
+    def dim_of(self, a: int, b: int) -> int:
+        for dim in range(self.n):
+            if self.coord(a, dim) != self.coord(b, dim):
+                return dim
+        return -1
+
+
+@register("routing", "dor")
+class DimensionOrder(_Cube):
+    """Dimension-order (XY) routing on meshes: dimension 0 first. Deadlock-free with any VCs."""
+
+    topologies = ("mesh",)
+
+    def route(self, node, dest, prev, in_vc, packet, free_credits):
+        dim = self.first_dim(node, dest)
+        if dim < 0:
+            return [(EJECT, self.all_vcs)]
+        return [(self.step(node, dest, dim), self.all_vcs)]
+
+
+@register("routing", "dor_dateline")
+class DatelineDimensionOrder(_Cube):
+    """Dimension-order routing on tori and rings with dateline VC classes (Dally & Seitz).
+
+    VCs split into two classes. A packet uses class 0 in each dimension until it crosses that
+    dimension's wrap-around link (the dateline), then class 1 until it turns to the next dimension.
+    Each ring's channel dependency graph is then acyclic, so the torus cannot deadlock.
+    """
+
+    topologies = ("torus", "ring")
+    min_vcs = 2
+
+    def __init__(self, graph: nx.Graph, vcs: int) -> None:
+        super().__init__(graph, vcs)
+        half = vcs // 2
+        self.classes = (tuple(range(half)), tuple(range(half, vcs)))
+
+    def route(self, node, dest, prev, in_vc, packet, free_credits):
+        dim = self.first_dim(node, dest)
+        if dim < 0:
+            return [(EJECT, self.all_vcs)]
+        nxt = self.step(node, dest, dim)
+        crossed = self.graph.edges[node, nxt].get("wrap", False)
+        same_dim = prev >= 0 and self.dim_of(prev, node) == dim
+        in_class1 = in_vc >= len(self.classes[0])
+        cls = 1 if crossed or (same_dim and in_class1) else 0
+        return [(nxt, self.classes[cls])]
+
+
+@register("routing", "dor_unsafe")
+class UnrestrictedDimensionOrder(_Cube):
+    """Dimension-order on a torus *without* dateline classes: deadlocks under load (for tests)."""
+
+    topologies = ("torus", "ring")
+
+    def route(self, node, dest, prev, in_vc, packet, free_credits):
+        dim = self.first_dim(node, dest)
+        if dim < 0:
+            return [(EJECT, self.all_vcs)]
+        return [(self.step(node, dest, dim), self.all_vcs)]
+
+
+@register("routing", "min_adaptive")
+class MinimalAdaptive(_Cube):
+    """Minimal adaptive routing on meshes with a dimension-order escape VC (Duato's protocol).
+
+    VCs 1..V-1 may take any productive direction, the one with most free downstream credits first;
+    VC 0 is reserved for dimension-order routing, which is deadlock-free and always available.
+    """
+
+    topologies = ("mesh",)
+    min_vcs = 2
+    deterministic = False
+
+    def route(self, node, dest, prev, in_vc, packet, free_credits):
+        first = self.first_dim(node, dest)
+        if first < 0:
+            return [(EJECT, self.all_vcs)]
+        adaptive = self.all_vcs[1:]
+        options = [
+            self.step(node, dest, d) for d in range(self.n) if self.coord(node, d) != self.coord(dest, d)
+        ]
+        options.sort(key=lambda nxt: -free_credits(nxt))
+        cands: Candidates = [(nxt, adaptive) for nxt in options]
+        cands.append((self.step(node, dest, first), (0,)))
+        return cands
+
+
+@register("routing", "direct")
+class Direct(RoutingFunction):
+    """Fully connected: one hop straight to the destination router."""
+
+    topologies = ("fully_connected",)
+
+    def route(self, node, dest, prev, in_vc, packet, free_credits):
+        return [(EJECT if node == dest else dest, self.all_vcs)]
+
+
+class _TableRouting(RoutingFunction):
+    """Next hops precomputed from shortest paths (lowest node id breaks ties)."""
+
+    def __init__(self, graph: nx.Graph, vcs: int) -> None:
+        super().__init__(graph, vcs)
+        self.next_hop: dict[int, dict[int, int]] = {}
+        for dest in graph.nodes:
+            dist = nx.single_source_shortest_path_length(graph, dest)
+            table = {}
+            for node in graph.nodes:
+                if node != dest:
+                    table[node] = min(
+                        nb for nb in graph.neighbors(node) if dist.get(nb, 1 << 30) == dist[node] - 1
+                    )
+            self.next_hop[dest] = table
+
+
+@register("routing", "updown")
+class UpDown(RoutingFunction):
+    """Up*/down* routing for trees and fat trees: climb until the destination is below, then descend.
+
+    No packet ever turns from a down link to an up link, so channel dependencies are acyclic.
+    Among several up links the choice is ``dest mod uplinks`` (deterministic spreading, d-mod-k).
+    Node attribute ``level`` orders the tree: a link goes *up* toward the smaller level.
+    """
+
+    topologies = ("tree", "fat_tree")
+
+    def __init__(self, graph: nx.Graph, vcs: int) -> None:
+        super().__init__(graph, vcs)
+        level = nx.get_node_attributes(graph, "level")
+        if len(level) != graph.number_of_nodes():
+            raise ConfigError("updown routing needs a 'level' on every node", where="topology")
+        self.up = {n: sorted(nb for nb in graph.neighbors(n) if level[nb] < level[n]) for n in graph}
+        self.down = {n: sorted(nb for nb in graph.neighbors(n) if level[nb] > level[n]) for n in graph}
+        # below[n]: every node reachable from n using down links only (n included)
+        self.below: dict[int, set[int]] = {}
+        for n in sorted(graph.nodes, key=lambda x: -level[x]):
+            reach = {n}
+            for child in self.down[n]:
+                reach |= self.below[child]
+            self.below[n] = reach
+
+    def route(self, node, dest, prev, in_vc, packet, free_credits):
+        if node == dest:
+            return [(EJECT, self.all_vcs)]
+        if dest in self.below[node]:
+            kids = [c for c in self.down[node] if dest in self.below[c]]
+            return [(kids[dest % len(kids)], self.all_vcs)]
+        ups = self.up[node]
+        if not ups:
+            raise ConfigError(f"no up*/down* route from {node} to {dest}", where="topology")
+        return [(ups[dest % len(ups)], self.all_vcs)]
+
+
+@register("routing", "dragonfly_min")
+class DragonflyMinimal(RoutingFunction):
+    """Minimal dragonfly routing: local hop to the group's gateway, the global link, local hop.
+
+    Two VC classes: class 0 until the packet has taken its global link, class 1 after it, which
+    breaks the cycle between local channels of the source and destination groups (Kim et al.,
+    ISCA 2008). Needs node attribute ``group`` and edge attribute ``kind`` = local/global.
+    """
+
+    topologies = ("dragonfly",)
+    min_vcs = 2
+
+    def __init__(self, graph: nx.Graph, vcs: int) -> None:
+        super().__init__(graph, vcs)
+        half = vcs // 2
+        self.classes = (tuple(range(half)), tuple(range(half, vcs)))
+        self.group = nx.get_node_attributes(graph, "group")
+        # gateway[(group, other_group)] = (router in group, its peer in other_group)
+        self.gateway: dict[tuple[int, int], tuple[int, int]] = {}
+        for a, b, kind in graph.edges(data="kind"):
+            if kind == "global":
+                for x, y in ((a, b), (b, a)):
+                    self.gateway.setdefault((self.group[x], self.group[y]), (x, y))
+
+    def route(self, node, dest, prev, in_vc, packet, free_credits):
+        if node == dest:
+            return [(EJECT, self.all_vcs)]
+        here, there = self.group[node], self.group[dest]
+        if here == there:
+            nxt = dest
+        else:
+            gate, peer = self.gateway[(here, there)]
+            nxt = peer if gate == node else gate
+        after_global = prev >= 0 and (in_vc >= len(self.classes[0]) or self.group[prev] != here)
+        return [(nxt, self.classes[1 if after_global else 0])]
+
+
+@register("routing", "shortest")
+class ShortestPath(_TableRouting):
+    """Deterministic shortest-path table routing on any graph. Deadlock-free only on trees."""
+
+    def route(self, node, dest, prev, in_vc, packet, free_credits):
+        if node == dest:
+            return [(EJECT, self.all_vcs)]
+        return [(self.next_hop[dest][node], self.all_vcs)]
+
+
+DEFAULT_ROUTING = {
+    "mesh": "dor",
+    "torus": "dor_dateline",
+    "ring": "dor_dateline",
+    "fully_connected": "direct",
+    "tree": "updown",
+    "fat_tree": "updown",
+    "dragonfly": "dragonfly_min",
+}
+
+
+def default_routing(kind: str) -> str:
+    return DEFAULT_ROUTING.get(kind, "shortest")
+
+
+def path_of(fn: RoutingFunction, src: int, dest: int, max_hops: int = 1 << 12) -> Sequence[int]:
+    """Routers visited by a packet (first candidate each time), for closed-form checks."""
+    pkt = Packet(0, 0, 0, 1, 0)
+    path, prev, vc = [src], -1, 0
+    node = src
+    while node != dest:
+        nxt, vcs = fn.route(node, dest, prev, vc, pkt, lambda _n: 0)[0]
+        prev, node, vc = node, nxt, vcs[0]
+        path.append(node)
+        if len(path) > max_hops:
+            raise RuntimeError(f"routing loop from {src} to {dest}: {path[:20]}...")
+    return path
