@@ -27,7 +27,7 @@ def join_where(outer: str | None, inner: str | None) -> str | None:
     """``file.toml: a.b`` from a file and a key path, or ``a.b.c`` from two key paths."""
     if not outer or not inner:
         return outer or inner
-    if outer.endswith((".toml", ".json", ".jsonl", ".csv", ".gz")) or "/" in outer:
+    if outer.endswith((".toml", ".json", ".jsonl", ".csv", ".gz")):
         return f"{outer}: {inner}"
     return f"{outer}.{inner}"
 

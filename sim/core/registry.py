@@ -35,6 +35,12 @@ BUILTIN_MODULES = (
     "sim.memory.dram3d",
     "sim.memory.address_mapping",
     "sim.memory.presets_dram",
+    "sim.topology.generators",
+    "sim.fabric.arbiter",
+    "sim.fabric.routing",
+    "sim.fabric.traffic",
+    "sim.fabric.collectives",
+    "sim.fabric.router",
 )
 
 
@@ -54,9 +60,9 @@ class Registry:
     def load(self) -> None:
         if self.loaded:
             return
-        self.loaded = True
         for module in BUILTIN_MODULES:
             importlib.import_module(module)
+        self.loaded = True
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             try:
                 loaded = ep.load()

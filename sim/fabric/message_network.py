@@ -187,6 +187,37 @@ class MessageNetwork(Component):
             flits -= size
         return done
 
+    # -- router-level transfers (in-network collectives) ----------------------------------------
+    def _at_cycle(self, cycle: int) -> simpy.Event:
+        return self.env.timeout(max(0, cycle * self.cycle_ps - self.env.now))
+
+    def hop(self, a: int, b: int, nbytes: int) -> simpy.Event:
+        """Router ``a`` sends ``nbytes`` to neighbour ``b`` (through a's pipeline and the link)."""
+        flits = max(1, math.ceil(nbytes / self.params.flit_bytes))  # type: ignore[attr-defined]
+        now = self.current_cycle()
+        if (a, b) not in self.links:
+            raise ConfigError(f"routers {a} and {b} are not neighbours", where="collective")
+        occupancy = math.ceil(flits / self.link_width[a, b])
+        start, _ = self.links[a, b].reserve(now + self.pipeline, occupancy, now - 1)
+        self.stat.flit_hops.add(flits)
+        return self._at_cycle(start + self.link_latency[a, b] + occupancy - 1)
+
+    def inject_to_router(self, terminal: int, nbytes: int) -> simpy.Event:
+        """Terminal hands ``nbytes`` to its router (NIC injection channel)."""
+        p: NetworkParams = self.params  # type: ignore[assignment]
+        flits = max(1, math.ceil(nbytes / p.flit_bytes))
+        now = self.current_cycle()
+        start, _ = self.inject[terminal].reserve(now, flits, now - 1)
+        return self._at_cycle(start + p.inject_latency + flits - 1)
+
+    def eject_from_router(self, terminal: int, nbytes: int) -> simpy.Event:
+        """Router delivers ``nbytes`` to one of its terminals (ejection channel)."""
+        p: NetworkParams = self.params  # type: ignore[assignment]
+        flits = max(1, math.ceil(nbytes / p.flit_bytes))
+        now = self.current_cycle()
+        start, _ = self.eject_ch[terminal].reserve(now + self.pipeline, flits, now - 1)
+        return self._at_cycle(start + p.eject_latency + flits - 1)
+
     # -- internals -----------------------------------------------------------------------------
     @staticmethod
     def _cross(inport: GapReservation, out: GapReservation, ready: int, duration: int, horizon: int) -> int:

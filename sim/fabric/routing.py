@@ -14,6 +14,7 @@ class docstrings say how.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import networkx as nx
@@ -60,25 +61,25 @@ class _Cube(RoutingFunction):
 
     def __init__(self, graph: nx.Graph, vcs: int) -> None:
         super().__init__(graph, vcs)
-        params = graph.graph.get("params", {})
-        self.k = int(params["k"])
-        self.n = int(params.get("n", 1))
+        self.shape = tuple(int(k) for k in graph.graph["shape"])
+        self.n = len(self.shape)
         self.wrap = graph.graph.get("kind") in ("torus", "ring")
-        self.stride = [self.k**i for i in range(self.n)]
+        self.stride = [math.prod(self.shape[:i]) for i in range(self.n)]
 
     def coord(self, node: int, dim: int) -> int:
-        return (node // self.stride[dim]) % self.k
+        return (node // self.stride[dim]) % self.shape[dim]
 
     def step(self, node: int, dest: int, dim: int) -> int:
         """Next node along ``dim`` toward ``dest`` (shortest way on a torus, ties go +)."""
         here, there = self.coord(node, dim), self.coord(dest, dim)
+        k = self.shape[dim]
         delta = there - here
         if self.wrap:
-            fwd = delta % self.k
-            direction = 1 if fwd <= self.k - fwd else -1
+            fwd = delta % k
+            direction = 1 if fwd <= k - fwd else -1
         else:
             direction = 1 if delta > 0 else -1
-        nxt = (here + direction) % self.k
+        nxt = (here + direction) % k
         return node + (nxt - here) * self.stride[dim]
 
     def first_dim(self, node: int, dest: int) -> int:

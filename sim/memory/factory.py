@@ -11,7 +11,6 @@ A device TOML file looks like::
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from sim.core.errors import ConfigError
 from sim.core.params import ParamSet
 from sim.core.registry import lookup, names
 from sim.core.simulation import Simulation
+from sim.core.tomlfile import read_toml
 from sim.memory.device import MemoryDevice
 from sim.memory.preset import get_preset
 
@@ -45,19 +45,6 @@ class DeviceSpec:
             "params": self.params.as_dict(),
             "sources": dict(self.sources),
         }
-
-
-def read_toml(path: Path) -> dict[str, Any]:
-    """Parse a TOML file; syntax errors name the file, line and column."""
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError("file not found", where=str(path)) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"malformed TOML: {exc}", where=str(path)) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read file: {exc.strerror}", where=str(path)) from None
 
 
 def resolve_device(
