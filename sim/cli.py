@@ -174,6 +174,163 @@ def _describe_one(kind: str, name: str, obj: Any) -> None:
             print(f"    {decl.name:<22} {decl.kind:<9} [{decl.unit}] {decl.doc}")
 
 
+# -- fabric: noc and collective ----------------------------------------------------------------
+def _topology(args: argparse.Namespace) -> Any:
+    """A validated topology graph from --topology (file or generator) and its size flags."""
+    from pathlib import Path
+
+    from sim.topology import load_topology, topology_from_mapping
+
+    spec = args.topology
+    if spec.endswith(".toml") or Path(spec).is_file():
+        return load_topology(spec)
+    table: dict[str, Any] = {"kind": spec}
+    for flag in ("k", "n", "p", "radix", "levels", "a", "h", "g"):
+        value = getattr(args, flag, None)
+        if value is not None:
+            table[flag] = value
+    if args.link_latency is not None:
+        table["latency"] = args.link_latency
+    return topology_from_mapping(table, where="--topology")
+
+
+def _fabric_params(args: argparse.Namespace) -> tuple[Any, Any]:
+    """NetworkParams and RouterParams from flags plus --set overrides (routed by key name)."""
+    from sim.fabric.network import NetworkParams
+    from sim.fabric.router import RouterParams
+
+    router_keys = {name for name, _, _ in RouterParams.specs()}
+    net_keys = {name for name, _, _ in NetworkParams.specs()}
+    router_set: dict[str, Any] = {"vcs": args.vcs, "vc_buffer": args.vc_buffer}
+    net_set: dict[str, Any] = {"routing": args.routing}
+    for key, value in _overrides(args.set).items():
+        if key in router_keys:
+            router_set[key] = value
+        elif key in net_keys:
+            net_set[key] = value
+        else:
+            known = ", ".join(sorted(router_keys | net_keys))
+            raise ConfigError(f"unknown parameter {key!r}; expected one of: {known}", where=f"--set.{key}")
+    return (
+        NetworkParams.from_mapping(net_set, where="--set"),
+        RouterParams.from_mapping(router_set, where="--set"),
+    )
+
+
+def _sweep(text: str) -> list[float]:
+    try:
+        start, stop, step = (float(x) for x in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected START:STOP:STEP such as 0.02:0.5:0.02, found {text!r}"
+        ) from None
+    if step <= 0 or start <= 0 or stop < start:
+        raise argparse.ArgumentTypeError(f"expected 0 < START <= STOP and STEP > 0, found {text!r}")
+    count = round((stop - start) / step) + 1
+    return [round(start + i * step, 10) for i in range(count)]
+
+
+def cmd_noc(args: argparse.Namespace) -> int:
+    from sim.fabric.noc_experiment import NocRunParams, run_noc
+
+    graph = _topology(args)
+    net, router = _fabric_params(args)
+    rates = args.sweep if args.sweep else [args.rate]
+    results = []
+    for rate in rates:
+        run = NocRunParams.from_mapping(
+            {
+                "traffic": args.traffic,
+                "rate": rate,
+                "packet_flits": args.packet_flits,
+                "warmup": args.warmup,
+                "measure": args.measure,
+                "drain": args.drain,
+                "fidelity": args.fidelity,
+            },
+            where="noc",
+        )
+        r = run_noc(graph, run, net, router, seed=args.seed)
+        results.append(r)
+        if not args.json:
+            _print_noc(r)
+        if r["saturated"] and args.sweep:
+            break  # past saturation the latency is unbounded; stop the sweep there
+    if args.json:
+        print(json.dumps(results if args.sweep else results[0], sort_keys=True))
+    return 0
+
+
+def _print_noc(r: dict[str, Any]) -> None:
+    flag = "  SATURATED" if r["saturated"] else ""
+    if r["deadlock"]:
+        flag = f"  {r['deadlock']}"
+    print(
+        f"{r['topology']} {r['traffic']} {r['routing']} {r['fidelity']}: offered "
+        f"{r['offered_flits_per_node_cycle']:.3f} accepted {r['accepted_flits_per_node_cycle']:.3f} "
+        f"flits/node/cycle, latency mean {r['mean_packet_latency_cycles']:.1f} "
+        f"p99 {r['p99_packet_latency_cycles']:.0f} cycles, hops {r['avg_hops']:.2f}; "
+        f"{r['events']} events, {r['wall_s']:.2f} s, {r['flit_hops_per_s']:,.0f} flit-hops/s{flag}"
+    )
+
+
+def cmd_collective(args: argparse.Namespace) -> int:
+    from sim.fabric.collective_experiment import run_collective
+    from sim.fabric.collectives import DEFAULT_ALGORITHM, CollectiveCase
+
+    graph = _topology(args)
+    net, router = _fabric_params(args)
+    terminals = len(graph.graph["terminals"])
+    group = args.group or terminals
+    if group > terminals:
+        raise ConfigError(
+            f"expected a group of at most {terminals} ranks (the topology's terminals), found {group}",
+            where="--group",
+        )
+    algorithm = args.algorithm or DEFAULT_ALGORITHM.get(args.op, "ring")
+    case = CollectiveCase(args.op, algorithm, args.bytes, tuple(range(group)))
+    r = run_collective(graph, case, net, router, fidelity=args.fidelity, seed=args.seed)
+    if args.json:
+        print(json.dumps(r, sort_keys=True))
+    else:
+        print(
+            f"{r['op']} ({r['algorithm']}) of {format_size(r['bytes'])} over {r['group']} ranks on "
+            f"{r['topology']} [{r['fidelity']}]: {r['time_us']:.3f} us (alpha-beta twin "
+            f"{r['twin_time_us']:.3f} us), {format_size(r['link_bytes'])} over links; "
+            f"{r['events']} events in {r['wall_s']:.3f} s"
+        )
+    return 0
+
+
+def _add_fabric_flags(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument(
+        "--topology",
+        default="mesh",
+        help="generator name (mesh, torus, ring, fully_connected, tree, fat_tree, dragonfly) "
+        "or a topology TOML file",
+    )
+    sp.add_argument("--k", type=_positive_int, help="radix (mesh, torus, ring, fully_connected, fat_tree)")
+    sp.add_argument("--n", type=_positive_int, help="dimensions (mesh, torus)")
+    sp.add_argument("--p", type=_positive_int, help="terminals per router (direct networks, dragonfly)")
+    sp.add_argument("--radix", type=_positive_int, help="tree radix")
+    sp.add_argument("--levels", type=_positive_int, help="tree / fat tree levels")
+    sp.add_argument("--a", type=_positive_int, help="dragonfly routers per group")
+    sp.add_argument("--h", type=_positive_int, help="dragonfly global links per router")
+    sp.add_argument("--g", type=_positive_int, help="dragonfly groups")
+    sp.add_argument("--link-latency", type=_positive_int, help="cycles per link (default 1)")
+    sp.add_argument("--routing", default="auto", help="routing function (default: the topology's own)")
+    sp.add_argument("--vcs", type=_positive_int, default=4)
+    sp.add_argument("--vc-buffer", type=_positive_int, default=8, help="flits per VC buffer")
+    sp.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="any router or network parameter, e.g. --set t_rc=2 --set flit_bytes=32B",
+    )
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--json", action="store_true")
+
+
 # -- entry point ------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="memwall", description="Simulator of LLM-inference hardware.")
@@ -215,6 +372,33 @@ def build_parser() -> argparse.ArgumentParser:
     mb.add_argument("--json", action="store_true", help="print one JSON object")
     mb.add_argument("--stats", action="store_true", help="with --json: include the stats tree")
     mb.set_defaults(func=cmd_membench)
+
+    noc = sub.add_parser("noc", help="synthetic-traffic network-on-chip experiment")
+    _add_fabric_flags(noc)
+    noc.add_argument(
+        "--traffic", default="uniform", help="uniform, transpose, bitcomp, bitrev, hotspot, neighbor"
+    )
+    noc.add_argument("--rate", type=float, default=0.1, help="offered flits/node/cycle (default 0.1)")
+    noc.add_argument("--sweep", type=_sweep, help="START:STOP:STEP offered loads; stops after saturation")
+    noc.add_argument("--packet-flits", type=_positive_int, default=1)
+    noc.add_argument("--warmup", type=_positive_int, default=1000)
+    noc.add_argument("--measure", type=_positive_int, default=2000)
+    noc.add_argument("--drain", type=_positive_int, default=10000)
+    noc.add_argument("--fidelity", choices=("flit", "message"), default="flit")
+    noc.set_defaults(func=cmd_noc, k=None)
+
+    co = sub.add_parser("collective", help="one collective on a topology, with its alpha-beta twin")
+    _add_fabric_flags(co)
+    co.add_argument(
+        "--op",
+        default="allreduce",
+        choices=("allreduce", "reduce_scatter", "allgather", "broadcast", "alltoall"),
+    )
+    co.add_argument("--algorithm", choices=("ring", "tree", "2d", "in-network", "direct"))
+    co.add_argument("--bytes", type=_size, default=parse_size("64KiB"))
+    co.add_argument("--group", type=_positive_int, help="ranks (default: every terminal)")
+    co.add_argument("--fidelity", choices=("flit", "message"), default="message")
+    co.set_defaults(func=cmd_collective)
 
     ds = sub.add_parser("describe", help="list registered kinds, or describe one by name")
     ds.add_argument("name", nargs="?", help="a kind (memory, preset, ...) or a registered name")

@@ -7,8 +7,10 @@ over the network's ``transfer(src, dst, nbytes)`` and finishes when every rank h
 * ``tree``: binomial-tree reduce to rank 0, then binomial-tree broadcast, 2 log2 p steps of n bytes;
 * ``2d``: ranks as an a x b grid: ring reduce-scatter along rows, ring all-reduce of the shard
   along columns, ring all-gather along rows (Mesh/torus-friendly);
-* ``in-network``: routers of a spanning tree combine contributions in flight (SHARP-style): each
-  link of the tree carries n bytes up and n bytes down, whatever the group size. Message level only.
+* ``in-network``: routers of a spanning tree combine contributions in flight (SHARP-style streaming
+  aggregation, cut-through): each tree link carries n bytes up and n bytes down whatever the group
+  size, and the whole operation takes about one n-byte transfer over twice the tree depth.
+  Message level only.
 
 Operations: ``allreduce`` (ring, tree, 2d, in-network), ``reduce_scatter`` and ``allgather``
 (ring), ``broadcast`` (tree), ``alltoall`` (direct: every rank sends n/p bytes to every other rank
@@ -165,44 +167,39 @@ def direct_alltoall(net: Any, case: CollectiveCase) -> Generator[simpy.Event, An
 
 @register("collective", "in-network")
 def in_network_allreduce(net: Any, case: CollectiveCase) -> Generator[simpy.Event, Any, None]:
-    """Reduction tree of routers: each router forwards one combined message to its parent."""
-    if not hasattr(net, "hop"):
-        raise ConfigError(
-            "in-network reduction is modelled at message level; use --fidelity message", where="--algorithm"
-        )
-    env = net.env
-    tree, root, members = reduction_tree(net.graph, [net.terminal_router[t] for t in case.ranks])
+    """Reduction tree of routers combining cut-through (SHARP-style streaming aggregation).
+
+    Every member streams its n bytes into its router; each router forwards one combined stream
+    to its parent as soon as the heads of all its inputs have arrived (the tail follows the
+    slowest input's tail); the root turns the result around and multicasts it down the same tree,
+    one copy per tree link. Timed in closed form on the message-level channels.
+    """
+    if not hasattr(net, "stream_hop"):
+        raise ConfigError("in-network reduction is modelled at message level; use --fidelity message",
+                          where="--algorithm")
+    flits = max(1, math.ceil(case.nbytes / net.params.flit_bytes))
+    tree, root, _ = reduction_tree(net.graph, [net.terminal_router[t] for t in case.ranks])
     parent = {child: par for par, child in nx.bfs_edges(tree, root)}
-    children: dict[int, list[int]] = {n: [] for n in tree.nodes}
-    for child, par in parent.items():
-        children[par].append(child)
-    up_done = {n: env.event() for n in tree.nodes}
-
-    def up(node: int) -> Generator[simpy.Event, Any, None]:
-        waits = [up_done[c] for c in children[node]]
-        waits += [net.inject_to_router(t, case.nbytes) for t in case.ranks if net.terminal_router[t] == node]
-        yield env.all_of(waits)
+    order = [root] + [child for _, child in nx.bfs_edges(tree, root)]
+    arrivals: dict[int, list[tuple[int, int]]] = {n: [] for n in tree.nodes}
+    for t in case.ranks:
+        arrivals[net.terminal_router[t]].append(net.stream_inject(t, flits))
+    combined: dict[int, tuple[int, int]] = {}
+    for node in reversed(order):  # leaves first: up the tree
+        heads, tails = zip(*arrivals[node], strict=True)
+        combined[node] = (max(heads), max(tails))
         if node != root:
-            yield net.hop(node, parent[node], case.nbytes)
-        up_done[node].succeed()
-
-    for n in tree.nodes:
-        env.process(up(n))
-    yield up_done[root]
-
-    def down(node: int) -> Generator[simpy.Event, Any, None]:
-        sends = [net.eject_from_router(t, case.nbytes) for t in case.ranks if net.terminal_router[t] == node]
-        for c in children[node]:
-            sends.append(env.process(_hop_then(net, node, c, case.nbytes, down)))
-        yield env.all_of(sends)
-
-    yield env.process(down(root))
-    del members
-
-
-def _hop_then(net: Any, a: int, b: int, nbytes: int, then: Callable) -> Generator:
-    yield net.hop(a, b, nbytes)
-    yield net.env.process(then(b))
+            arrivals[parent[node]].append(net.stream_hop(node, parent[node], *combined[node], flits))
+    down = {root: combined[root]}
+    finish = 0
+    for node in order:  # root first: down the tree
+        for child in tree.neighbors(node):
+            if parent.get(child) == node:
+                down[child] = net.stream_hop(node, child, *down[node], flits)
+        for t in case.ranks:
+            if net.terminal_router[t] == node:
+                finish = max(finish, net.stream_eject(t, *down[node], flits))
+    yield net.at_cycle(finish)
 
 
 def reduction_tree(graph: nx.Graph, routers: Sequence[int]) -> tuple[nx.Graph, int, set[int]]:
@@ -256,7 +253,8 @@ def alpha_beta_cycles(net: Any, case: CollectiveCase) -> float:
         tree, root, _ = reduction_tree(net.graph, [net.terminal_router[t] for t in ranks])
         depth = max(nx.single_source_shortest_path_length(tree, root).values())
         flits = math.ceil(case.nbytes / fb)
-        return 2 * zero_load_cycles(net, depth, flits)
+        # cut-through up and down the tree: one stream over 2 x depth hops
+        return zero_load_cycles(net, 2 * depth, flits)
     raise ConfigError(f"no twin for {case.algorithm!r}", where="--algorithm")
 
 

@@ -167,56 +167,51 @@ class MessageNetwork(Component):
         ev.callbacks.append(lambda _e, pkt=packet: self._delivered(pkt))
 
     def transfer(self, src: int, dst: int, nbytes: int) -> simpy.Event:
-        """Send ``nbytes`` from terminal ``src`` to ``dst``; fires when the last packet arrives."""
+        """Send ``nbytes`` from terminal ``src`` to ``dst``; fires when the last flit arrives.
+
+        The message's packets travel back to back behind one head, so the whole train is booked
+        as one unit per channel: ``flits`` cycles of occupancy, one head latency. That is the
+        closed form of a packet train, and costs one event per message whatever its size.
+        """
         p: NetworkParams = self.params  # type: ignore[assignment]
         flits = max(1, math.ceil(nbytes / p.flit_bytes))
-        packets = math.ceil(flits / p.max_packet_flits)
         done = self.env.event()
-        remaining = [packets]
-
-        def delivered(_pkt: Packet) -> None:
-            remaining[0] -= 1
-            if remaining[0] == 0:
-                done.succeed(self.env.now)
-
-        while flits > 0:
-            size = min(flits, p.max_packet_flits)
-            pkt = self.new_packet(src, dst, size)
-            pkt.on_delivered = delivered
-            self.submit(pkt)
-            flits -= size
+        pkt = self.new_packet(src, dst, flits)
+        pkt.on_delivered = lambda _pkt: done.succeed(self.env.now)
+        self.submit(pkt)
         return done
 
     # -- router-level transfers (in-network collectives) ----------------------------------------
     def _at_cycle(self, cycle: int) -> simpy.Event:
         return self.env.timeout(max(0, cycle * self.cycle_ps - self.env.now))
 
-    def hop(self, a: int, b: int, nbytes: int) -> simpy.Event:
-        """Router ``a`` sends ``nbytes`` to neighbour ``b`` (through a's pipeline and the link)."""
-        flits = max(1, math.ceil(nbytes / self.params.flit_bytes))  # type: ignore[attr-defined]
-        now = self.current_cycle()
+    def stream_hop(self, a: int, b: int, head: int, tail: int, flits: int) -> tuple[int, int]:
+        """A stream whose head is at router ``a`` in cycle ``head`` and tail in ``tail`` crosses to
+        neighbour ``b`` cut-through; returns its (head, tail) arrival cycles at ``b``."""
         if (a, b) not in self.links:
             raise ConfigError(f"routers {a} and {b} are not neighbours", where="collective")
         occupancy = math.ceil(flits / self.link_width[a, b])
-        start, _ = self.links[a, b].reserve(now + self.pipeline, occupancy, now - 1)
+        ready = max(head + self.pipeline, tail + self.pipeline - (occupancy - 1))
+        start, _ = self.links[a, b].reserve(ready, occupancy, self.current_cycle() - 1)
         self.stat.flit_hops.add(flits)
-        return self._at_cycle(start + self.link_latency[a, b] + occupancy - 1)
+        lat = self.link_latency[a, b]
+        return start + lat, start + lat + occupancy - 1
 
-    def inject_to_router(self, terminal: int, nbytes: int) -> simpy.Event:
-        """Terminal hands ``nbytes`` to its router (NIC injection channel)."""
-        p: NetworkParams = self.params  # type: ignore[assignment]
-        flits = max(1, math.ceil(nbytes / p.flit_bytes))
+    def stream_inject(self, terminal: int, flits: int) -> tuple[int, int]:
+        """A terminal streams ``flits`` into its router now; (head, tail) arrival cycles."""
         now = self.current_cycle()
         start, _ = self.inject[terminal].reserve(now, flits, now - 1)
-        return self._at_cycle(start + p.inject_latency + flits - 1)
+        lat = self.params.inject_latency  # type: ignore[attr-defined]
+        return start + lat, start + lat + flits - 1
 
-    def eject_from_router(self, terminal: int, nbytes: int) -> simpy.Event:
-        """Router delivers ``nbytes`` to one of its terminals (ejection channel)."""
-        p: NetworkParams = self.params  # type: ignore[assignment]
-        flits = max(1, math.ceil(nbytes / p.flit_bytes))
-        now = self.current_cycle()
-        start, _ = self.eject_ch[terminal].reserve(now + self.pipeline, flits, now - 1)
-        return self._at_cycle(start + p.eject_latency + flits - 1)
+    def stream_eject(self, terminal: int, head: int, tail: int, flits: int) -> int:
+        """A stream at the terminal's router is delivered; the cycle its tail reaches the NIC."""
+        ready = max(head + self.pipeline, tail + self.pipeline - (flits - 1))
+        start, _ = self.eject_ch[terminal].reserve(ready, flits, self.current_cycle() - 1)
+        return start + self.params.eject_latency + flits - 1  # type: ignore[attr-defined]
+
+    def at_cycle(self, cycle: int) -> simpy.Event:
+        return self.env.timeout(max(0, cycle * self.cycle_ps - self.env.now))
 
     # -- internals -----------------------------------------------------------------------------
     @staticmethod
