@@ -18,11 +18,13 @@ at once, as MoE dispatch and combine do).
 
 The twin charges every step ``alpha(h) + bytes / link_bandwidth``, where ``alpha(h)`` is the
 zero-load latency of a one-flit packet over ``h`` hops (the network's own closed form) and ``h``
-is the largest hop count among that step's transfers.
+is the largest hop count among that step's transfers. All-to-all, whose messages all travel at
+once, is charged by its busiest channel instead (the channel-load bound under the routing used).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
@@ -33,6 +35,7 @@ import simpy
 
 from sim.core.errors import ConfigError
 from sim.core.registry import lookup, register
+from sim.fabric.routing import path_of
 
 
 @dataclass(frozen=True)
@@ -175,8 +178,9 @@ def in_network_allreduce(net: Any, case: CollectiveCase) -> Generator[simpy.Even
     one copy per tree link. Timed in closed form on the message-level channels.
     """
     if not hasattr(net, "stream_hop"):
-        raise ConfigError("in-network reduction is modelled at message level; use --fidelity message",
-                          where="--algorithm")
+        raise ConfigError(
+            "in-network reduction is modelled at message level; use --fidelity message", where="--algorithm"
+        )
     flits = max(1, math.ceil(case.nbytes / net.params.flit_bytes))
     tree, root, _ = reduction_tree(net.graph, [net.terminal_router[t] for t in case.ranks])
     parent = {child: par for par, child in nx.bfs_edges(tree, root)}
@@ -245,10 +249,18 @@ def alpha_beta_cycles(net: Any, case: CollectiveCase) -> float:
         return 2 * (b - 1) * row + 2 * (a - 1) * col
     if case.algorithm == "direct":
         chunk = math.ceil(case.nbytes / p)
-        # each rank's injection channel serialises its p-1 messages
-        return max(step(s, d, chunk) for s in ranks for d in ranks if s != d) + (p - 2) * math.ceil(
-            chunk / fb
-        )
+        flits = math.ceil(chunk / fb)
+        # channel-load bound: the busiest channel (link, or a rank's injection channel) must carry
+        # every flit routed over it; add the latency of the longest single message
+        load: dict[tuple[int, int], int] = {}
+        for s in ranks:
+            for d in ranks:
+                if s != d:
+                    route = path_of(net.routing, net.terminal_router[s], net.terminal_router[d])
+                    for link in itertools.pairwise(route):
+                        load[link] = load.get(link, 0) + flits
+        busiest = max([(p - 1) * flits, *load.values()])
+        return max(step(s, d, chunk) for s in ranks for d in ranks if s != d) + busiest - flits
     if case.algorithm == "in-network":
         tree, root, _ = reduction_tree(net.graph, [net.terminal_router[t] for t in ranks])
         depth = max(nx.single_source_shortest_path_length(tree, root).values())
