@@ -8,8 +8,8 @@ events at all; the caller waits once for the finish time. Transaction-level mode
 
 from __future__ import annotations
 
-import bisect
-from dataclasses import dataclass, field
+from bisect import bisect_right
+from dataclasses import dataclass
 
 
 @dataclass
@@ -35,47 +35,101 @@ class Reservation:
         return self.busy_ps / now_ps if now_ps > 0 else 0.0
 
 
-@dataclass
-class GapReservation:
-    """A server that books each job into the earliest idle gap at or after its ready time.
+class Timeline:
+    """A single FIFO server booked in closed form, for jobs that arrive out of ready-time order.
 
-    Unlike :class:`Reservation`, a job booked later may use an earlier gap, so jobs are served in
-    order of readiness rather than order of booking: the right model when bookings are made ahead
-    of time along a path (message-level fabric) but service follows arrival at the server.
-    Intervals that ended before ``horizon`` are pruned, keeping the search short.
+    :class:`sim.core.reservation.Reservation` is exact when jobs are booked in the order they become
+    ready. Here a page booked now may be ready (sensed) later than a page booked afterwards on a
+    less busy plane; a plain ``busy_until`` would make the second page wait behind the first, which
+    the detailed model (FIFO in ready order) never does. A Timeline keeps the booked intervals and
+    places each job in the earliest idle gap at or after its ready time, which equals
+    ``Reservation`` when bookings do arrive in ready order (the fast path).
     """
 
-    starts: list[int] = field(default_factory=list)
-    ends: list[int] = field(default_factory=list)
-    busy_ps: int = 0
-    waited_ps: int = 0
-    jobs: int = 0
+    __slots__ = ("_ends", "_lo", "_starts", "busy_ps", "jobs", "waited_ps")
 
-    def earliest(self, ready: int, duration: int, horizon: int = 0) -> int:
-        """Earliest start >= ``ready`` of an idle gap of ``duration`` (books nothing)."""
-        starts, ends = self.starts, self.ends
-        if starts and ends[0] <= horizon:  # forget the past
-            cut = bisect.bisect_right(ends, horizon)
-            del starts[:cut], ends[:cut]
-        i = bisect.bisect_right(ends, ready)  # first interval that ends after ready
-        t = ready
-        while i < len(starts):
-            if starts[i] >= t + duration:
-                break
-            t = max(t, ends[i])
+    def __init__(self) -> None:
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+        self._lo = 0  # intervals before this index ended in the past
+        self.busy_ps = 0
+        self.waited_ps = 0
+        self.jobs = 0
+
+    def prune(self, now_ps: int) -> None:
+        """Forget intervals that ended by ``now_ps`` (no job can be ready before now)."""
+        ends, lo = self._ends, self._lo
+        n = len(ends)
+        while lo < n and ends[lo] <= now_ps:
+            lo += 1
+        if lo > 64 and 2 * lo > n:
+            del self._starts[:lo]
+            del ends[:lo]
+            lo = 0
+        self._lo = lo
+
+    def earliest(self, ready_ps: int, duration_ps: int) -> int:
+        """Earliest start >= ``ready_ps`` of an idle gap at least ``duration_ps`` long."""
+        ends = self._ends
+        n = len(ends)
+        if n == self._lo or ready_ps >= ends[-1]:
+            return ready_ps
+        starts = self._starts
+        i = bisect_right(ends, ready_ps, self._lo)
+        t = ready_ps
+        while i < n:
+            if t + duration_ps <= starts[i]:
+                return t
+            if ends[i] > t:
+                t = ends[i]
             i += 1
         return t
 
-    def book(self, start: int, duration: int, ready: int | None = None) -> tuple[int, int]:
-        """Occupy [start, start + duration), which must be idle (see :meth:`earliest`)."""
-        i = bisect.bisect_right(self.starts, start)
-        self.starts.insert(i, start)
-        self.ends.insert(i, start + duration)
-        self.busy_ps += duration
-        self.waited_ps += start - (start if ready is None else ready)
-        self.jobs += 1
-        return start, start + duration
+    def book(self, start_ps: int, duration_ps: int, ready_ps: int, work_ps: int = -1) -> int:
+        """Occupy ``[start, start + duration)`` (must be idle); returns the end.
 
-    def reserve(self, ready: int, duration: int, horizon: int = 0) -> tuple[int, int]:
-        """Book the earliest idle gap of ``duration`` at or after ``ready``."""
-        return self.book(self.earliest(ready, duration, horizon), duration, ready)
+        ``work_ps`` (default: all of it) is the part counted as busy; the rest is holding.
+        """
+        end = start_ps + duration_ps
+        self.busy_ps += duration_ps if work_ps < 0 else work_ps
+        self.waited_ps += start_ps - ready_ps
+        self.jobs += 1
+        if duration_ps <= 0:
+            return end
+        starts, ends = self._starts, self._ends
+        n = len(ends)
+        if n == self._lo or start_ps >= ends[-1]:  # append (the common, in-order case)
+            if n > self._lo and ends[-1] == start_ps:
+                ends[-1] = end
+            else:
+                starts.append(start_ps)
+                ends.append(end)
+            return end
+        i = bisect_right(ends, start_ps, self._lo)
+        merge_prev = i > self._lo and ends[i - 1] == start_ps
+        merge_next = i < n and starts[i] == end
+        if merge_prev and merge_next:
+            ends[i - 1] = ends[i]
+            del starts[i]
+            del ends[i]
+        elif merge_prev:
+            ends[i - 1] = end
+        elif merge_next:
+            starts[i] = start_ps
+        else:
+            starts.insert(i, start_ps)
+            ends.insert(i, end)
+        return end
+
+    def reserve(self, ready_ps: int, duration_ps: int) -> tuple[int, int]:
+        """Book the earliest idle gap at or after ``ready_ps``; returns (start, end)."""
+        start = self.earliest(ready_ps, duration_ps)
+        return start, self.book(start, duration_ps, ready_ps)
+
+    def busy_until_ps(self, now_ps: int) -> int:
+        """Busy time inside ``[0, now_ps]`` (bookings that run past now are clipped)."""
+        future = 0
+        for s, e in zip(self._starts[self._lo :], self._ends[self._lo :], strict=True):
+            if e > now_ps:
+                future += e - max(s, now_ps)
+        return self.busy_ps - future

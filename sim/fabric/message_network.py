@@ -2,7 +2,7 @@
 
 When a packet is submitted its whole path is booked at once. Each channel on the path (the
 source NIC's injection channel, every router-to-router link, the destination's ejection channel)
-is a :class:`GapReservation` that the packet occupies for ``size_flits`` cycles starting no earlier
+is a :class:`Timeline` that the packet occupies for ``size_flits`` cycles starting no earlier
 than its head can reach it, so packets queue behind each other on shared links. The head spends the
 router pipeline (``t_rc + t_va + t_sa + t_st``) in every router and ``link_latency`` on every link,
 exactly as in the flit-level model, so both give the same zero-load latency:
@@ -27,7 +27,7 @@ import simpy
 from sim.core.component import Component
 from sim.core.errors import ConfigError
 from sim.core.registry import lookup
-from sim.core.reservation import GapReservation
+from sim.core.reservation import Timeline
 from sim.core.units import PS_PER_S
 from sim.fabric.network import NetworkParams, TrafficSource
 from sim.fabric.packet import Packet
@@ -74,22 +74,22 @@ class MessageNetwork(Component):
         except Exception as exc:
             raise ConfigError(str(exc), where="routing") from None
         self.pipeline = self.router_params.pipeline
-        self.links: dict[tuple[int, int], GapReservation] = {}
+        self.links: dict[tuple[int, int], Timeline] = {}
         self.link_latency: dict[tuple[int, int], int] = {}
         self.link_width: dict[tuple[int, int], int] = {}
         # crossbar input of router v fed by u (u = -1 - terminal for injection ports)
-        self.inports: dict[tuple[int, int], GapReservation] = {}
+        self.inports: dict[tuple[int, int], Timeline] = {}
         for a, b, data in g.edges(data=True):
             for u, v in ((a, b), (b, a)):
-                self.links[u, v] = GapReservation()
-                self.inports[u, v] = GapReservation()
+                self.links[u, v] = Timeline()
+                self.inports[u, v] = Timeline()
                 self.link_latency[u, v] = p.link_latency or int(data.get("latency", 1))
                 self.link_width[u, v] = int(data.get("width", 1))
         n = len(self.terminal_router)
         for t, r in enumerate(self.terminal_router):
-            self.inports[-1 - t, r] = GapReservation()
-        self.inject = [GapReservation() for _ in range(n)]
-        self.eject_ch = [GapReservation() for _ in range(n)]
+            self.inports[-1 - t, r] = Timeline()
+        self.inject = [Timeline() for _ in range(n)]
+        self.eject_ch = [Timeline() for _ in range(n)]
         self.paths: dict[tuple[int, int], list[int]] = {}
         self.sources: list[TrafficSource] = []
         self.cycle = 0
@@ -142,7 +142,7 @@ class MessageNetwork(Component):
         now = max(packet.create_cycle, self.current_cycle())
         horizon = now - 1
         route = self.route_of(self.terminal_router[packet.src], self.terminal_router[packet.dst])
-        start, _ = self.inject[packet.src].reserve(now, size, horizon)
+        start, _ = self.inject[packet.src].reserve(now, size)
         waited = start - now
         packet.inject_cycle = start
         head = start + p.inject_latency  # head written into the first router
@@ -192,7 +192,7 @@ class MessageNetwork(Component):
             raise ConfigError(f"routers {a} and {b} are not neighbours", where="collective")
         occupancy = math.ceil(flits / self.link_width[a, b])
         ready = max(head + self.pipeline, tail + self.pipeline - (occupancy - 1))
-        start, _ = self.links[a, b].reserve(ready, occupancy, self.current_cycle() - 1)
+        start, _ = self.links[a, b].reserve(ready, occupancy)
         self.stat.flit_hops.add(flits)
         lat = self.link_latency[a, b]
         return start + lat, start + lat + occupancy - 1
@@ -200,14 +200,14 @@ class MessageNetwork(Component):
     def stream_inject(self, terminal: int, flits: int) -> tuple[int, int]:
         """A terminal streams ``flits`` into its router now; (head, tail) arrival cycles."""
         now = self.current_cycle()
-        start, _ = self.inject[terminal].reserve(now, flits, now - 1)
+        start, _ = self.inject[terminal].reserve(now, flits)
         lat = self.params.inject_latency  # type: ignore[attr-defined]
         return start + lat, start + lat + flits - 1
 
     def stream_eject(self, terminal: int, head: int, tail: int, flits: int) -> int:
         """A stream at the terminal's router is delivered; the cycle its tail reaches the NIC."""
         ready = max(head + self.pipeline, tail + self.pipeline - (flits - 1))
-        start, _ = self.eject_ch[terminal].reserve(ready, flits, self.current_cycle() - 1)
+        start, _ = self.eject_ch[terminal].reserve(ready, flits)
         return start + self.params.eject_latency + flits - 1  # type: ignore[attr-defined]
 
     def at_cycle(self, cycle: int) -> simpy.Event:
@@ -215,12 +215,14 @@ class MessageNetwork(Component):
 
     # -- internals -----------------------------------------------------------------------------
     @staticmethod
-    def _cross(inport: GapReservation, out: GapReservation, ready: int, duration: int, horizon: int) -> int:
+    def _cross(inport: Timeline, out: Timeline, ready: int, duration: int, horizon: int) -> int:
         """Book the earliest slot free on both a router's crossbar input and its output channel."""
+        inport.prune(horizon)
+        out.prune(horizon)
         t = ready
         while True:
-            t_out = out.earliest(t, duration, horizon)
-            t_in = inport.earliest(t_out, duration, horizon)
+            t_out = out.earliest(t, duration)
+            t_in = inport.earliest(t_out, duration)
             if t_in == t_out:
                 break
             t = t_in

@@ -40,6 +40,19 @@ class Counter(Stat):
 
 
 @dataclass
+class Gauge(Stat):
+    """A value derived at the end of a run (utilisation, projected lifetime); set, not accumulated."""
+
+    value: float = 0.0
+
+    def set(self, value: float) -> None:
+        self.value = value
+
+    def summary(self, now_ps: int) -> float:
+        return self.value
+
+
+@dataclass
 class Tally(Stat):
     """Observations of a quantity (latencies). Keeps samples for exact percentiles when ``keep``."""
 

@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
-from sim.stats.kinds import Counter, Histogram, Level, Stat, Tally
+from sim.stats.kinds import Counter, Gauge, Histogram, Level, Stat, Tally
 
 STAT_KINDS: dict[str, type[Stat]] = {
     "counter": Counter,
+    "gauge": Gauge,
     "tally": Tally,
     "level": Level,
     "histogram": Histogram,
@@ -37,6 +38,10 @@ class StatDecl:
 
 def counter(name: str, unit: str, doc: str) -> StatDecl:
     return StatDecl(name, "counter", unit, doc)
+
+
+def gauge(name: str, unit: str, doc: str) -> StatDecl:
+    return StatDecl(name, "gauge", unit, doc)
 
 
 def tally(name: str, unit: str, doc: str, *, keep: bool = True) -> StatDecl:

@@ -103,7 +103,9 @@ def summarize(
     sim_s = end_ps / PS_PER_S
     perf = sim.performance()
     achieved = moved / sim_s if sim_s > 0 else 0.0
-    peak = device.peak_bandwidth_Bps(write=params.write_ratio >= 0.5)
+    # a read/write mix can at best move each byte at its own peak: the harmonic mix of the peaks
+    w = params.write_ratio
+    peak = 1.0 / (w / device.peak_bandwidth_Bps(write=True) + (1 - w) / device.peak_bandwidth_Bps())
     lat_ns = latencies / PS_PER_NS
     return {
         "device": spec.label,

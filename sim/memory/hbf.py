@@ -1,0 +1,747 @@
+"""High Bandwidth Flash (HBF): a stack of NAND dies behind one HBM-like interface.
+
+Why it exists: HBF trades DRAM's nanosecond access for ~10x capacity at HBM-class read bandwidth
+(paper section "High Bandwidth Flash"). Its costs, page-sized microsecond reads and limited write
+endurance, are what this model must expose.
+
+Structure
+---------
+A stack has ``channels`` buses; each bus connects ``dies_per_channel`` dies; each die has
+``planes_per_die`` planes, the sub-arrays that sense pages independently (SanDisk: "each die is
+split into many sub-arrays read in parallel"). A plane holds ``blocks_per_plane`` erase blocks of
+``pages_per_block`` pages of ``page_size`` bytes.
+
+Address mapping (page striping)
+-------------------------------
+Page number ``p = addr // page_size`` is spread over the parallel units, fastest-varying first::
+
+    channel = p % channels
+    die     = (p // channels) % dies_per_channel
+    plane   = (p // (channels * dies_per_channel)) % planes_per_die
+    row     = p // (channels * dies_per_channel * planes_per_die)   # page within the plane
+    block, page_in_block = divmod(row, pages_per_block)
+
+so a sequential stream of ``channels * dies * planes`` pages touches every plane exactly once, and
+consecutive pages travel on different buses.
+
+Timing of one page
+------------------
+* Read: the plane senses the whole page into its page register (``tR``); only the touched
+  ``sector_size`` sectors then cross the die's channel bus (``bytes / channel_rate``) and the
+  stack interface shared by all channels (``bytes / interface_rate``). Each request pays
+  ``base_latency`` once (logic die and PHY). A small read therefore still costs a full ``tR``
+  of plane time: small reads cut effective bandwidth, as the paper says.
+* Write: interface, channel bus, then ``tPROG`` on the plane.
+* Erase: ``tBERS`` on the plane holding the block.
+* A die senses or programs at most ``multiplane`` planes at a time (a multi-plane operation): a
+  request's pages on one die share one ``tR`` up to that many planes.
+
+Assumptions (documented because they shape results)
+---------------------------------------------------
+* A plane is free again once its page has been sensed: cache-read mode and the logic die's buffers
+  let the page wait for its bus without blocking the plane (no back-pressure from the buses).
+* Raw flash, no flash translation layer. Each block keeps a write pointer in sectors; a write that
+  starts below it (rewriting programmed sectors) forces an erase of the whole block first
+  (erase-before-write, one P/E cycle, counted as an implicit erase). Sequential, log-structured
+  writers, which is how frozen weights are loaded, therefore pay the minimum of one erase per block
+  per pass; in-place updates such as a KV cache pay one erase per rewrite.
+* Wear model: perfect wear-levelling. Lifetime = endurance x capacity / (write rate x WA), with WA =
+  bytes of blocks erased per byte written (at least 1).
+* Wear state and energy are booked when a request arrives (data contents are not modelled).
+* No page-register reuse: every request senses its pages again, even if the previous request
+  read the same page (so sub-page requests should be merged by the caller, e.g. a prefetcher).
+
+Fidelity levels
+---------------
+* ``detailed``: every page is a process that queues for its plane (and die sense slot), its channel
+  bus and the stack interface as SimPy resources.
+* ``transaction``: each resource is a :class:`Timeline` booked in closed form at arrival; a request
+  costs one timeout. Levels of queue occupancy are replayed in time order without events. Where
+  pages reach a bus out of arrival order, the page booked first keeps its slot (the detailed model
+  serves in ready order), so bus queue statistics are close but not identical; bandwidth and
+  latency agree within a few percent (tests/validation/test_hbf_bandwidth.py).
+* ``analytic`` (from :class:`MemoryDevice`): the twin below.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple
+
+import simpy
+
+from sim.core.errors import ConfigError
+from sim.core.params import non_negative, param, positive
+from sim.core.registry import register
+from sim.core.reservation import Timeline
+from sim.core.units import BANDWIDTH, COUNT, ENERGY, PS_PER_NS, PS_PER_S, SIZE, TIME, transfer_ps
+from sim.memory.device import DeviceParams, MemoryDevice, MemRequest
+from sim.stats import Level, counter, level, tally
+from sim.stats.deferred import DeferredLevel
+
+# -- parameters and geometry -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HBFParams(DeviceParams):
+    """HBF stack parameters. Defaults are the ``hbf-gen1`` preset (sources in presets_hbf.py)."""
+
+    channels: int = param(
+        16,
+        COUNT,
+        "independent channel buses in the stack; default: ASSUMPTION, HBM3-style 16 channels "
+        "sharing the 1,024-bit interface",
+        check=positive,
+    )
+    dies_per_channel: int = param(
+        1,
+        COUNT,
+        "NAND dies on each channel bus; default: 16 core dies (SanDisk Gen-1) over 16 channels",
+        check=positive,
+    )
+    planes_per_die: int = param(
+        64,
+        COUNT,
+        "independently sensing planes (sub-arrays) per die; default: ASSUMPTION chosen so "
+        "dies x planes x page / tR >= 1,638 GB/s (FlashAccel reports 96 planes per die)",
+        check=positive,
+    )
+    blocks_per_plane: int = param(
+        128,
+        COUNT,
+        "erase blocks per plane; default: ASSUMPTION giving 32 GiB (256 Gb) per die",
+        check=positive,
+    )
+    pages_per_block: int = param(
+        256,
+        COUNT,
+        "pages per erase block; default: ASSUMPTION (4 MiB blocks of 16 KiB pages)",
+        check=positive,
+    )
+    page_size: int = param(
+        "16KiB",
+        SIZE,
+        "bytes sensed by one page read; default: paper text 'pages of 10s of KB', "
+        "ASSUMPTION 16 KiB (the common 3D NAND page)",
+        check=positive,
+    )
+    sector_size: int = param(
+        "4KiB",
+        SIZE,
+        "smallest unit moved over the buses (reads transfer only touched sectors); "
+        "default: paper Table 3, 4,096 bytes per read",
+        check=positive,
+    )
+    tR: int = param(
+        "10us",
+        TIME,
+        "page read: array sense into the page register; default: where Table 3 "
+        "'1,000s of ns' meets HyperAccel's 10-20 us",
+        check=positive,
+    )
+    tPROG: int = param(
+        "250us",
+        TIME,
+        "page program time; default: SLC 200-300 us (HP white paper), HBF cells "
+        "reportedly SLC (Chipstrat, unconfirmed)",
+        check=positive,
+    )
+    tBERS: int = param(
+        "2ms",
+        TIME,
+        "block erase time; default: SLC 1.5-2 ms (HP white paper)",
+        check=positive,
+    )
+    channel_rate: float = param(
+        "102.4GB/s",
+        BANDWIDTH,
+        "bytes per second on one channel bus; default: ASSUMPTION, the "
+        "1,024-bit interface split over 16 channels",
+        check=positive,
+    )
+    interface_rate: float = param(
+        "1638.4GB/s",
+        BANDWIDTH,
+        "stack interface limit shared by all channels; default: paper "
+        "Table 3 1,638 GB/s read (1,024 bits x 12.8 Gb/s)",
+        check=positive,
+    )
+    base_latency: int = param(
+        "50ns",
+        TIME,
+        "fixed latency per request through the logic die and PHY; default: ASSUMPTION "
+        "within Table 3's 10-100 ns HBM range (same interface)",
+        check=non_negative,
+    )
+    multiplane: int = param(
+        0,
+        COUNT,
+        "most planes of one die sensing or programming at once (multi-plane operation), 0 for all "
+        "planes; default: all (sub-arrays read in parallel, SanDisk)",
+        check=non_negative,
+    )
+    endurance: int = param(
+        100_000,
+        COUNT,
+        "program/erase cycles a block survives; default: SK hynix H3, ~100k",
+        check=positive,
+    )
+    read_energy_per_bit: float = param(
+        "4pJ",
+        ENERGY,
+        "array energy per bit sensed (whole pages); default: ASSUMPTION, most of "
+        "Table 3's <80 W / 1,638 GB/s = 6.1 pJ/bit",
+        check=non_negative,
+    )
+    program_energy_per_bit: float = param(
+        "50pJ",
+        ENERGY,
+        "array energy per bit programmed; default: ASSUMPTION (order of magnitude)",
+        check=non_negative,
+    )
+    erase_energy_per_block: float = param(
+        "50uJ",
+        ENERGY,
+        "energy of one block erase; default: ASSUMPTION (order of magnitude)",
+        check=non_negative,
+    )
+    channel_energy_per_bit: float = param(
+        "0.3pJ",
+        ENERGY,
+        "energy per bit on a channel bus (TSVs); default: ASSUMPTION",
+        check=non_negative,
+    )
+    interface_energy_per_bit: float = param(
+        "1pJ",
+        ENERGY,
+        "energy per bit through the stack interface; default: ASSUMPTION (HBM-class PHY)",
+        check=non_negative,
+    )
+
+    def validate(self) -> None:
+        if self.page_size % self.sector_size:
+            raise ConfigError(
+                f"expected a divisor of page_size ({self.page_size} B), found {self.sector_size} B",
+                where="sector_size",
+            )
+        if self.multiplane > self.planes_per_die:
+            raise ConfigError(
+                f"expected at most planes_per_die ({self.planes_per_die}), found {self.multiplane}",
+                where="multiplane",
+            )
+
+
+class FlashAddress(NamedTuple):
+    """Where one page lives: channel, die on that channel, plane, block and page in block."""
+
+    channel: int
+    die: int
+    plane: int
+    block: int
+    page: int
+
+
+# One page touched by a request: global plane, global die, channel, global block, first and last
+# sector (in the block) and bytes moved over the buses.
+Piece = tuple[int, int, int, int, int, int, int]
+
+
+# -- the device ------------------------------------------------------------------------------------
+
+
+@register("memory", "hbf")
+class HighBandwidthFlash(MemoryDevice):
+    """An HBF stack (or any NAND array: the ``nand-tlc`` preset is an SSD) at three fidelity levels."""
+
+    Params: ClassVar[type[HBFParams]] = HBFParams  # type: ignore[assignment]
+    STATS = (
+        counter("pages_read", "pages", "page senses (tR each)"),
+        counter("pages_programmed", "pages", "page programs (tPROG each)"),
+        counter("block_erases", "blocks", "block erases, explicit and implicit"),
+        counter("implicit_erases", "blocks", "erases forced by rewriting programmed sectors"),
+        counter("channel_bytes", "B", "bytes moved over the channel buses"),
+        counter("interface_bytes", "B", "bytes moved through the stack interface"),
+        counter("array_energy_pj", "pJ", "sense, program and erase energy (part of energy_pj)"),
+        counter("io_energy_pj", "pJ", "channel bus and interface energy (part of energy_pj)"),
+        tally(
+            "queue_delay_ns",
+            "ns",
+            "per page: time spent waiting for plane, die, bus and interface",
+            keep=False,
+        ),
+        counter("plane_wait_ns", "ns", "total time pages waited for a busy plane"),
+        counter("die_wait_ns", "ns", "total time pages waited for a die sense slot (multiplane limit)"),
+        counter("channel_wait_ns", "ns", "total time pages waited for a busy channel bus"),
+        counter("interface_wait_ns", "ns", "total time pages waited for the stack interface"),
+        level("plane_queue", "pages", "pages waiting for their plane, summed over planes"),
+        level("die_queue", "pages", "pages holding their plane, waiting for a die sense slot"),
+        level("channel_queue", "pages", "pages waiting for their channel bus, summed over channels"),
+        level("interface_queue", "pages", "pages waiting for the stack interface"),
+        tally("plane_utilization", "fraction", "busy fraction of each plane (one sample per plane)"),
+        tally("channel_utilization", "fraction", "busy fraction of each channel bus (one per bus)"),
+        counter("interface_utilization", "fraction", "busy fraction of the stack interface"),
+        counter("max_pe_cycles", "cycles", "P/E cycles of the most worn block"),
+        counter("mean_pe_cycles", "cycles", "P/E cycles per block, mean over all blocks"),
+        counter("write_amplification", "ratio", "bytes of blocks erased per byte written (>= 1)"),
+        counter(
+            "projected_lifetime_s",
+            "s",
+            "wear-levelled lifetime at the observed write rate (0: no writes seen)",
+        ),
+    )
+
+    params: HBFParams
+
+    # -- construction ------------------------------------------------------------------------
+    def build(self) -> None:
+        super().build()
+        p = self.params
+        self._C, self._D, self._P = p.channels, p.dies_per_channel, p.planes_per_die
+        self.n_dies = self._C * self._D
+        self.n_planes = self.n_dies * self._P
+        self.n_blocks = self.n_planes * p.blocks_per_plane
+        self.block_bytes = p.pages_per_block * p.page_size
+        self._spp = p.page_size // p.sector_size  # sectors per page
+        self._page_bits = p.page_size * 8
+        self.multiplane = p.multiplane or p.planes_per_die  # planes sensing at once per die
+        self._die_limited = self.multiplane < p.planes_per_die
+        # wear state per block: program/erase cycles and the sector write pointer
+        self._pe = [0] * self.n_blocks
+        self._wp = [0] * self.n_blocks
+        self._idle_latency: dict[tuple[int, bool], int] = {}
+        self._finalized = False
+        if p.fidelity == "transaction":
+            self._plane_tl = [Timeline() for _ in range(self.n_planes)]
+            self._die_tl = (
+                [[Timeline() for _ in range(self.multiplane)] for _ in range(self.n_dies)]
+                if self._die_limited
+                else None
+            )
+            self._ch_tl = [Timeline() for _ in range(self._C)]
+            self._if_tl = Timeline()
+            st = self.stat
+            self._q_plane = DeferredLevel(st.plane_queue)
+            self._q_die = DeferredLevel(st.die_queue)
+            self._q_channel = DeferredLevel(st.channel_queue)
+            self._q_interface = DeferredLevel(st.interface_queue)
+            self._xfer_cache: dict[tuple[int, float], int] = {}
+        elif p.fidelity == "detailed":
+            env = self.env
+            self._plane_res = [simpy.Resource(env, 1) for _ in range(self.n_planes)]
+            self._die_res = (
+                [simpy.Resource(env, self.multiplane) for _ in range(self.n_dies)]
+                if self._die_limited
+                else None
+            )
+            self._ch_res = [simpy.Resource(env, 1) for _ in range(self._C)]
+            self._if_res = simpy.Resource(env, 1)
+            self._plane_busy = [0] * self.n_planes
+            self._ch_busy = [0] * self._C
+            self._if_busy = [0]
+
+    # -- geometry and the analytic twin ------------------------------------------------------
+    @property
+    def capacity_bytes(self) -> int:
+        return self.n_blocks * self.block_bytes
+
+    def locate(self, addr: int) -> FlashAddress:
+        """Where the page holding byte ``addr`` lives (see the module docstring for the order)."""
+        p = addr // self.params.page_size
+        ch, q = p % self._C, p // self._C
+        die, q = q % self._D, q // self._D
+        plane, row = q % self._P, q // self._P
+        block, page = divmod(row, self.params.pages_per_block)
+        return FlashAddress(ch, die, plane, block, page)
+
+    def peak_bandwidth_Bps(self, write: bool = False) -> float:
+        """min(dies x multiplane x page / (tR or tPROG), channels x bus, interface).
+
+        With every plane sensing at once (``multiplane`` 0 or = planes) the array term is the
+        paper's dies x planes x page / tR.
+        """
+        p = self.params
+        t_ps = p.tPROG if write else p.tR
+        array = self.n_dies * self.multiplane * p.page_size * PS_PER_S / t_ps
+        return min(array, self._C * p.channel_rate, p.interface_rate)
+
+    def unloaded_latency_ps(self, size: int, write: bool = False) -> int:
+        """Latency of a ``size``-byte request at address 0 into an idle, erased device.
+
+        One page: ``tR + bytes/channel_rate + bytes/interface_rate + base_latency`` (reads) or
+        ``bytes/interface_rate + bytes/channel_rate + tPROG + base_latency`` (writes). Larger
+        requests follow the tandem-FIFO recurrence below: every page starts at time 0, each stage
+        serves pages in the order they reach it. No events; independent of the Timeline code.
+        """
+        if size <= 0:
+            raise ValueError(f"{self.path}: request size must be > 0, got {size}")
+        key = (size, write)
+        cached = self._idle_latency.get(key)
+        if cached is None:
+            cached = self._idle_schedule(self._pieces(0, size), write) + self.params.base_latency
+            self._idle_latency[key] = cached
+        return cached
+
+    def _idle_schedule(self, pieces: list[Piece], write: bool) -> int:
+        p = self.params
+        n = len(pieces)
+        t_array = p.tPROG if write else p.tR
+        m = self.multiplane
+
+        def array_stage(ready: list[int]) -> list[int]:
+            done = [0] * n
+            plane_free: dict[int, int] = {}
+            die_slots: dict[int, list[int]] = {}
+            for i in sorted(range(n), key=lambda i: (ready[i], i)):
+                plane, die = pieces[i][0], pieces[i][1]
+                slots = die_slots.setdefault(die, [0] * m)
+                k = min(range(m), key=slots.__getitem__)
+                start = max(ready[i], plane_free.get(plane, 0), slots[k])
+                done[i] = plane_free[plane] = slots[k] = start + t_array
+            return done
+
+        def fifo_stage(ready: list[int], server: list[int], rate: float) -> list[int]:
+            done = [0] * n
+            free: dict[int, int] = {}
+            for i in sorted(range(n), key=lambda i: (ready[i], i)):
+                s = server[i]
+                done[i] = free[s] = max(ready[i], free.get(s, 0)) + transfer_ps(pieces[i][6], rate)
+            return done
+
+        channel = [pc[2] for pc in pieces]
+        interface = [0] * n
+        if write:
+            t = fifo_stage([0] * n, interface, p.interface_rate)
+            t = fifo_stage(t, channel, p.channel_rate)
+            t = array_stage(t)
+        else:
+            t = array_stage([0] * n)
+            t = fifo_stage(t, channel, p.channel_rate)
+            t = fifo_stage(t, interface, p.interface_rate)
+        return max(t)
+
+    # -- wear --------------------------------------------------------------------------------
+    def pe_cycles(self, block: int) -> int:
+        """Program/erase cycles of global block ``block`` so far."""
+        return self._pe[block]
+
+    def block_of(self, addr: int) -> int:
+        """Global block index holding byte ``addr``."""
+        return self._pieces(addr, 1)[0][3]
+
+    def projected_lifetime_s(self, write_rate_Bps: float, write_amplification: float = 1.0) -> float:
+        """Seconds until the wear-levelled device is worn out at ``write_rate_Bps`` host writes.
+
+        Perfect wear-levelling spreads erases over all blocks, so each P/E cycle of the whole
+        device absorbs ``capacity / write_amplification`` host bytes.
+        """
+        if write_rate_Bps <= 0:
+            return math.inf
+        return self.params.endurance * self.capacity_bytes / (write_rate_Bps * write_amplification)
+
+    # -- request preparation (shared by all levels) -------------------------------------------
+    def _pieces(self, addr: int, size: int) -> list[Piece]:
+        p = self.params
+        page, sector, spp, ppb = p.page_size, p.sector_size, self._spp, p.pages_per_block
+        C, D, P, B = self._C, self._D, self._P, p.blocks_per_plane
+        first, last = addr // page, (addr + size - 1) // page
+        out: list[Piece] = []
+        for pg in range(first, last + 1):
+            base = pg * page
+            lo = addr - base if pg == first else 0
+            hi = addr + size - base if pg == last else page
+            s_lo, s_hi = lo // sector, -(-hi // sector)
+            ch, q = pg % C, pg // C
+            die_g = ch * D + q % D
+            q //= D
+            plane_g = die_g * P + q % P
+            blk, pib = divmod(q // P, ppb)
+            out.append(
+                (
+                    plane_g,
+                    die_g,
+                    ch,
+                    plane_g * B + blk,
+                    pib * spp + s_lo,
+                    pib * spp + s_hi,
+                    (s_hi - s_lo) * sector,
+                )
+            )
+        return out
+
+    def _prepare(self, req: MemRequest) -> tuple[list[Piece], list[bool]]:
+        """Split ``req`` into pages; book wear, counters and energy. Returns (pieces, erase-first)."""
+        p = self.params
+        st = self.stat
+        pieces = self._pieces(req.addr, req.size)
+        moved = sum(pc[6] for pc in pieces)
+        io_pj = moved * 8 * (p.channel_energy_per_bit + p.interface_energy_per_bit)
+        erase_first: list[bool] = []
+        if req.write:
+            wp, pe = self._wp, self._pe
+            erases = 0
+            for pc in pieces:
+                blk = pc[3]
+                must = pc[4] < wp[blk]
+                if must:
+                    pe[blk] += 1
+                    erases += 1
+                wp[blk] = pc[5]
+                erase_first.append(must)
+            array_pj = moved * 8 * p.program_energy_per_bit + erases * p.erase_energy_per_block
+            st.pages_programmed.add(len(pieces))
+            if erases:
+                st.block_erases.add(erases)
+                st.implicit_erases.add(erases)
+        else:
+            array_pj = len(pieces) * self._page_bits * p.read_energy_per_bit
+            st.pages_read.add(len(pieces))
+        st.channel_bytes.add(moved)
+        st.interface_bytes.add(moved)
+        st.array_energy_pj.add(array_pj)
+        st.io_energy_pj.add(io_pj)
+        st.energy_pj.add(array_pj + io_pj)
+        return pieces, erase_first
+
+    def _book_erase(self, block: int) -> None:
+        p = self.params
+        self._pe[block] += 1
+        self._wp[block] = 0
+        self.stat.block_erases.add()
+        self.stat.array_energy_pj.add(p.erase_energy_per_block)
+        self.stat.energy_pj.add(p.erase_energy_per_block)
+
+    def _page_done(self, plane_w: int, die_w: int, ch_w: int, if_w: int) -> None:
+        st = self.stat
+        st.queue_delay_ns.observe((plane_w + die_w + ch_w + if_w) / PS_PER_NS)
+        if plane_w:
+            st.plane_wait_ns.add(plane_w / PS_PER_NS)
+        if die_w:
+            st.die_wait_ns.add(die_w / PS_PER_NS)
+        if ch_w:
+            st.channel_wait_ns.add(ch_w / PS_PER_NS)
+        if if_w:
+            st.interface_wait_ns.add(if_w / PS_PER_NS)
+
+    # -- erase (all levels) ------------------------------------------------------------------
+    def erase(self, addr: int) -> simpy.Process:
+        """Erase the block holding byte ``addr``; the returned process ends after ``tBERS``."""
+        if not 0 <= addr < self.capacity_bytes:
+            raise ValueError(f"{self.path}: erase address {addr} outside capacity {self.capacity_bytes} B")
+        piece = self._pieces(addr, 1)[0]
+        self._book_erase(piece[3])
+        fidelity = self.params.fidelity
+        if fidelity == "detailed":
+            return self.env.process(self._array_detailed(piece, self.params.tBERS))
+        return self.env.process(self._erase_closed_form(piece, fidelity == "transaction"))
+
+    def _erase_closed_form(self, piece: Piece, booked: bool) -> Generator[simpy.Event, Any, None]:
+        now = self.env.now
+        end = now + self.params.tBERS
+        if booked:
+            start, _, _ = self._book_array(piece, now, self.params.tBERS, now)
+            end = start + self.params.tBERS
+        yield self.env.timeout(end - now)
+
+    # -- transaction level -------------------------------------------------------------------
+    def serve_transaction(self, req: MemRequest) -> Generator[simpy.Event, Any, None]:
+        now = self.env.now
+        pieces, erase_first = self._prepare(req)
+        self._if_tl.prune(now)
+        done = now
+        if req.write:
+            for pc, erase in zip(pieces, erase_first, strict=True):
+                done = max(done, self._book_write(pc, erase, now))
+        else:
+            for pc in pieces:
+                done = max(done, self._book_read(pc, now))
+        yield self.env.timeout(done + self.params.base_latency - now)
+
+    def _xfer(self, nbytes: int, rate: float) -> int:
+        """``transfer_ps`` memoised: requests reuse a handful of sizes."""
+        key = (nbytes, rate)
+        ps = self._xfer_cache.get(key)
+        if ps is None:
+            ps = self._xfer_cache[key] = transfer_ps(nbytes, rate)
+        return ps
+
+    def _book_array(self, pc: Piece, ready: int, duration: int, now: int) -> tuple[int, int, int]:
+        """Book plane and die sense slot like the detailed model; returns (start, plane wait, die wait).
+
+        As in :meth:`_array_detailed`, a page holds its plane from the moment it gets it, through
+        any wait for a die sense slot, to the end of the operation; only ``duration`` is work.
+        """
+        plane = self._plane_tl[pc[0]]
+        plane.prune(now)
+        if self._die_tl is None:
+            t = plane.earliest(ready, duration)
+            plane.book(t, duration, ready)
+            self._q_plane.wait(ready, t, now)
+            return t, t - ready, 0
+        slots = self._die_tl[pc[1]]
+        for s in slots:
+            s.prune(now)
+        hold = duration
+        while True:
+            got = plane.earliest(ready, hold)
+            t, slot = got, slots[0]
+            best = -1
+            for s in slots:
+                e = s.earliest(got, duration)
+                if best < 0 or e < best:
+                    best, slot = e, s
+            t = best
+            if t + duration - got <= hold:
+                break
+            hold = t + duration - got
+        slot.book(t, duration, got)
+        plane.book(got, t + duration - got, ready, work_ps=duration)
+        self._q_plane.wait(ready, got, now)
+        self._q_die.wait(got, t, now)
+        return t, got - ready, t - got
+
+    def _book_read(self, pc: Piece, now: int) -> int:
+        p = self.params
+        start, plane_w, die_w = self._book_array(pc, now, p.tR, now)
+        sensed = start + p.tR
+        channel = self._ch_tl[pc[2]]
+        channel.prune(now)
+        cs, ce = channel.reserve(sensed, self._xfer(pc[6], p.channel_rate))
+        is_, ie = self._if_tl.reserve(ce, self._xfer(pc[6], p.interface_rate))
+        self._q_channel.wait(sensed, cs, now)
+        self._q_interface.wait(ce, is_, now)
+        self._page_done(plane_w, die_w, cs - sensed, is_ - ce)
+        return ie
+
+    def _book_write(self, pc: Piece, erase: bool, now: int) -> int:
+        p = self.params
+        is_, ie = self._if_tl.reserve(now, self._xfer(pc[6], p.interface_rate))
+        channel = self._ch_tl[pc[2]]
+        channel.prune(now)
+        cs, ce = channel.reserve(ie, self._xfer(pc[6], p.channel_rate))
+        array = p.tPROG + (p.tBERS if erase else 0)
+        start, plane_w, die_w = self._book_array(pc, ce, array, now)
+        self._q_interface.wait(now, is_, now)
+        self._q_channel.wait(ie, cs, now)
+        self._page_done(plane_w, die_w, cs - ie, is_ - now)
+        return start + array
+
+    # -- detailed level ----------------------------------------------------------------------
+    def serve_detailed(self, req: MemRequest) -> Generator[simpy.Event, Any, None]:
+        env = self.env
+        pieces, erase_first = self._prepare(req)
+        if req.write:
+            gens = [self._write_page(pc, e) for pc, e in zip(pieces, erase_first, strict=True)]
+        else:
+            gens = [self._read_page(pc) for pc in pieces]
+        if len(gens) == 1:
+            yield from gens[0]
+        else:
+            yield env.all_of([env.process(g) for g in gens])
+        if self.params.base_latency:
+            yield env.timeout(self.params.base_latency)
+
+    def _acquire(self, res: simpy.Resource, lvl: Level) -> Generator[simpy.Event, Any, Any]:
+        """Request ``res``; count the wait in ``lvl`` only if it is not granted at once."""
+        rq = res.request()
+        if not rq.triggered:
+            env = self.env
+            lvl.add(1, env.now)
+            yield rq
+            lvl.add(-1, env.now)
+        return rq
+
+    def _array_detailed(self, pc: Piece, duration: int) -> Generator[simpy.Event, Any, tuple[int, int]]:
+        """Hold the plane (and a die sense slot) for ``duration``; returns (plane wait, die wait)."""
+        env, st = self.env, self.stat
+        t0 = env.now
+        plane = self._plane_res[pc[0]]
+        prq = yield from self._acquire(plane, st.plane_queue)
+        t1 = env.now
+        die = drq = None
+        if self._die_res is not None:
+            die = self._die_res[pc[1]]
+            drq = yield from self._acquire(die, st.die_queue)
+        t2 = env.now
+        yield env.timeout(duration)
+        self._plane_busy[pc[0]] += duration
+        if die is not None:
+            die.release(drq)
+        plane.release(prq)
+        return t1 - t0, t2 - t1
+
+    def _transfer_detailed(
+        self, res: simpy.Resource, lvl: Level, busy: list[int], idx: int, nbytes: int, rate: float
+    ) -> Generator[simpy.Event, Any, int]:
+        """Move ``nbytes`` over ``res`` at ``rate`` (busy time into ``busy[idx]``); returns the wait."""
+        env = self.env
+        t0 = env.now
+        rq = yield from self._acquire(res, lvl)
+        waited = env.now - t0
+        duration = transfer_ps(nbytes, rate)
+        yield env.timeout(duration)
+        busy[idx] += duration
+        res.release(rq)
+        return waited
+
+    def _read_page(self, pc: Piece) -> Generator[simpy.Event, Any, None]:
+        p, st = self.params, self.stat
+        plane_w, die_w = yield from self._array_detailed(pc, p.tR)
+        ch, nbytes = pc[2], pc[6]
+        ch_w = yield from self._transfer_detailed(
+            self._ch_res[ch], st.channel_queue, self._ch_busy, ch, nbytes, p.channel_rate
+        )
+        if_w = yield from self._transfer_detailed(
+            self._if_res, st.interface_queue, self._if_busy, 0, nbytes, p.interface_rate
+        )
+        self._page_done(plane_w, die_w, ch_w, if_w)
+
+    def _write_page(self, pc: Piece, erase: bool) -> Generator[simpy.Event, Any, None]:
+        p, st = self.params, self.stat
+        ch, nbytes = pc[2], pc[6]
+        if_w = yield from self._transfer_detailed(
+            self._if_res, st.interface_queue, self._if_busy, 0, nbytes, p.interface_rate
+        )
+        ch_w = yield from self._transfer_detailed(
+            self._ch_res[ch], st.channel_queue, self._ch_busy, ch, nbytes, p.channel_rate
+        )
+        plane_w, die_w = yield from self._array_detailed(pc, p.tPROG + (p.tBERS if erase else 0))
+        self._page_done(plane_w, die_w, ch_w, if_w)
+
+    # -- analytic level: the base twin, plus the same wear and energy bookkeeping -------------
+    def serve_analytic(self, req: MemRequest) -> Generator[simpy.Event, Any, None]:
+        self._prepare(req)
+        yield from super().serve_analytic(req)
+
+    # -- end of run --------------------------------------------------------------------------
+    def finalize(self) -> None:
+        if self._finalized:
+            return
+        self._finalized = True
+        now = self.env.now
+        st = self.stat
+        fidelity = self.params.fidelity
+        if fidelity == "transaction":
+            for q in (self._q_plane, self._q_die, self._q_channel, self._q_interface):
+                q.flush(now)
+            plane_busy = [tl.busy_until_ps(now) for tl in self._plane_tl]
+            ch_busy = [tl.busy_until_ps(now) for tl in self._ch_tl]
+            if_busy = self._if_tl.busy_until_ps(now)
+        elif fidelity == "detailed":
+            plane_busy, ch_busy, if_busy = self._plane_busy, self._ch_busy, self._if_busy[0]
+        else:
+            plane_busy, ch_busy, if_busy = [], [], 0
+        if now > 0:
+            for b in plane_busy:
+                st.plane_utilization.observe(b / now)
+            for b in ch_busy:
+                st.channel_utilization.observe(b / now)
+            st.interface_utilization.add(if_busy / now)
+        st.max_pe_cycles.add(max(self._pe))
+        st.mean_pe_cycles.add(sum(self._pe) / self.n_blocks)
+        written = st.bytes_written.value
+        if written > 0 and now > 0:
+            wa = max(1.0, st.block_erases.value * self.block_bytes / written)
+            st.write_amplification.add(wa)
+            st.projected_lifetime_s.add(self.projected_lifetime_s(written * PS_PER_S / now, wa))

@@ -1,0 +1,318 @@
+"""Prefetch windows: hide a memory's latency by keeping up to W pages in flight ahead of a consumer.
+
+Why: HBF reads take microseconds, so a consumer that asks for one page at a time sees the latency on
+every page. By Little's law, sustaining bandwidth ``B`` with latency ``L`` needs ``B x L`` bytes in
+flight: a window smaller than that cannot reach the device's peak, however fast the device is.
+
+A consumer streams a tensor (one layer's weights, say) as an ordered run of pages with
+:meth:`Prefetcher.stream`. The prefetcher keeps at most ``window_pages`` pages *requested or ready
+but not yet consumed*, in the order its registered policy gives:
+
+* ``on_demand``: no lookahead; each page is requested when the consumer needs it.
+* ``sequential``: the rest of the current tensor, in order.
+* ``next_tensor``: the rest of the current tensor, then the hinted next tensor, so the next
+  stream's first pages are already there when it starts.
+
+Each consumed page is a *hit* (data already arrived), a *late hit* (requested, still in flight: the
+consumer waited) or a *miss* (not yet requested: the consumer requested it and waited). Tensors are
+assumed disjoint; a page is the memory's page (``unit``) clipped to the tensor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import simpy
+
+from sim.core.component import Component
+from sim.core.errors import ConfigError, RegistryError, SimulationError
+from sim.core.params import ParamSet, non_negative, param, positive
+from sim.core.registry import REGISTRY, lookup, register
+from sim.core.units import COUNT, PS_PER_NS, PS_PER_S, SIZE
+from sim.memory.device import MemoryDevice, MemRequest
+from sim.stats import counter, level, tally
+
+if TYPE_CHECKING:
+    from sim.core.simulation import Simulation
+
+Chunk = tuple[int, int]
+"""One prefetch unit: (byte address, bytes)."""
+
+
+# -- policies --------------------------------------------------------------------------------------
+
+
+class PrefetchPolicy:
+    """Decides what to fetch ahead of the consumer, and in which order."""
+
+    def plan(self, current: Sequence[Chunk], hint: Sequence[Chunk]) -> Sequence[Chunk]:
+        """Chunks to keep in flight ahead of the consumer, highest priority first.
+
+        ``current`` is the tensor being streamed (in consumption order), ``hint`` the tensor the
+        caller says comes next (possibly empty). The prefetcher walks this sequence, skipping
+        chunks already consumed or in flight, while the window has room.
+        """
+        raise NotImplementedError
+
+
+@register("prefetch_policy", "on_demand")
+class OnDemand(PrefetchPolicy):
+    """No lookahead: every page is a miss. The baseline that shows the raw latency."""
+
+    def plan(self, current: Sequence[Chunk], hint: Sequence[Chunk]) -> Sequence[Chunk]:
+        return ()
+
+
+@register("prefetch_policy", "sequential")
+class SequentialAhead(PrefetchPolicy):
+    """Run ahead within the current tensor only; the next tensor starts cold."""
+
+    def plan(self, current: Sequence[Chunk], hint: Sequence[Chunk]) -> Sequence[Chunk]:
+        return current
+
+
+@register("prefetch_policy", "next_tensor")
+class NextTensor(PrefetchPolicy):
+    """Run ahead within the current tensor, then into the hinted next one."""
+
+    def plan(self, current: Sequence[Chunk], hint: Sequence[Chunk]) -> Sequence[Chunk]:
+        return [*current, *hint]
+
+
+def resolve_policy(name: str) -> type[PrefetchPolicy]:
+    """The policy class registered as ``name``; an unknown name lists the known ones.
+
+    Built-in policies live in this module, so they resolve without importing every registered
+    module; anything else goes through :func:`lookup`, which loads plugins.
+    """
+    table = REGISTRY.entries.get("prefetch_policy", {})
+    if name in table:
+        return table[name]
+    return lookup("prefetch_policy", name)
+
+
+# -- the prefetcher --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PrefetchParams(ParamSet):
+    """Prefetch window parameters."""
+
+    policy: str = param(
+        "sequential",
+        str,
+        "prefetch policy, a name registered under prefetch_policy (on_demand, sequential, next_tensor)",
+    )
+    window_pages: int = param(
+        1024,
+        COUNT,
+        "most pages requested or ready but not consumed; default: ASSUMPTION, about hbf-gen1 peak x "
+        "latency / page = 1.64 TB/s x 10.2 us / 16 KiB ~ 1,020 (Little's law)",
+        check=positive,
+    )
+    unit: int = param(
+        0,
+        SIZE,
+        "bytes per prefetch request; 0 means the device's page_size parameter (4 KiB if it has none)",
+        check=non_negative,
+    )
+
+
+@dataclass(frozen=True)
+class StreamReport:
+    """What one :meth:`Prefetcher.stream` call saw (times in ps)."""
+
+    tensor_id: Any
+    nbytes: int
+    pages: int
+    hits: int
+    late_hits: int
+    misses: int
+    start_ps: int
+    end_ps: int
+    stall_ps: int
+
+    @property
+    def bandwidth_Bps(self) -> float:
+        span = self.end_ps - self.start_ps
+        return self.nbytes * PS_PER_S / span if span > 0 else 0.0
+
+
+class _Entry:
+    """A chunk requested and not yet consumed: its device process and when it was issued."""
+
+    __slots__ = ("done", "issued_ps")
+
+    def __init__(self, done: simpy.Process, issued_ps: int) -> None:
+        self.done = done
+        self.issued_ps = issued_ps
+
+
+@register("prefetcher", "window")
+class Prefetcher(Component):
+    """A window of outstanding page reads in front of one consumer of one memory device."""
+
+    Params: ClassVar[type[PrefetchParams]] = PrefetchParams  # type: ignore[assignment]
+    STATS = (
+        counter("hits", "pages", "pages already arrived when the consumer reached them"),
+        counter("late_hits", "pages", "pages in flight when reached: the consumer waited"),
+        counter("misses", "pages", "pages not yet requested when reached: requested on demand"),
+        tally("late_wait_ns", "ns", "consumer wait on each late hit"),
+        tally("miss_wait_ns", "ns", "consumer wait on each miss"),
+        counter("stall_ns", "ns", "total time the consumer waited for data"),
+        counter("bytes", "B", "bytes consumed"),
+        counter("bytes_requested", "B", "bytes requested from the device"),
+        counter("wasted_bytes", "B", "bytes prefetched but dropped (the hinted tensor never came)"),
+        counter("streams", "tensors", "stream calls completed"),
+        counter("stream_ns", "ns", "time spent inside stream calls"),
+        counter("effective_bandwidth_Bps", "B/s", "bytes consumed / time inside stream calls"),
+        level("window_occupancy", "pages", "pages requested or ready but not yet consumed"),
+        tally("residence_ns", "ns", "per page: request to end of consumption (Little's law W)", keep=False),
+    )
+
+    params: PrefetchParams
+
+    def __init__(
+        self,
+        sim: Simulation,
+        name: str,
+        device: MemoryDevice,
+        params: PrefetchParams | None = None,
+        parent: Component | None = None,
+    ) -> None:
+        self.device = device
+        super().__init__(sim, name, params, parent)
+
+    def build(self) -> None:
+        p = self.params
+        try:
+            self.policy: PrefetchPolicy = resolve_policy(p.policy)()
+        except RegistryError as exc:
+            raise ConfigError(exc.message, where=f"{self.path}.policy") from None
+        self.unit = p.unit or int(getattr(self.device.params, "page_size", 4096))
+        self.window = p.window_pages
+        self._buffer: dict[Chunk, _Entry] = {}
+        self._plan: Sequence[Chunk] = ()
+        self._cursor = 0
+        self._position: dict[Chunk, int] = {}  # chunk -> index in the current tensor
+        self._consumed = 0  # chunks of the current tensor consumed so far
+        self._active = False
+        self._next_id = 0
+
+    # -- chunking ----------------------------------------------------------------------------
+    def chunks(self, base_addr: int, nbytes: int) -> list[Chunk]:
+        """The tensor ``[base_addr, base_addr + nbytes)`` cut at ``unit`` boundaries."""
+        unit = self.unit
+        out: list[Chunk] = []
+        addr, end = base_addr, base_addr + nbytes
+        while addr < end:
+            nxt = min(end, (addr // unit + 1) * unit)
+            out.append((addr, nxt - addr))
+            addr = nxt
+        return out
+
+    # -- window ------------------------------------------------------------------------------
+    def _issue(self, chunk: Chunk) -> _Entry:
+        env = self.env
+        self._next_id += 1
+        req = MemRequest(chunk[0], chunk[1], id=self._next_id, tag=self.path)
+        entry = _Entry(self.device.access(req), env.now)
+        self._buffer[chunk] = entry
+        self.stat.window_occupancy.add(1, env.now)
+        self.stat.bytes_requested.add(chunk[1])
+        return entry
+
+    def _fill(self) -> None:
+        """Issue planned chunks while the window has room."""
+        buffer, plan, position = self._buffer, self._plan, self._position
+        while len(buffer) < self.window and self._cursor < len(plan):
+            chunk = plan[self._cursor]
+            self._cursor += 1
+            if chunk in buffer or position.get(chunk, len(position)) < self._consumed:
+                continue
+            self._issue(chunk)
+
+    def _drop_stale(self, keep: set[Chunk]) -> None:
+        """Forget prefetched chunks that the new stream and its hint will never consume."""
+        now = self.env.now
+        for chunk in [c for c in self._buffer if c not in keep]:
+            del self._buffer[chunk]
+            self.stat.window_occupancy.add(-1, now)
+            self.stat.wasted_bytes.add(chunk[1])
+
+    # -- the consumer's process --------------------------------------------------------------
+    def stream(
+        self,
+        tensor_id: Any,
+        base_addr: int,
+        nbytes: int,
+        hint_next: tuple[int, int] | None = None,
+        consume_ps_per_page: int = 0,
+    ) -> Generator[simpy.Event, Any, StreamReport]:
+        """Consume a tensor page by page (run with ``yield from`` or ``env.process``).
+
+        Each page is waited for if needed, then consumed for ``consume_ps_per_page`` (compute that
+        overlaps the prefetches), then leaves the window. ``hint_next = (addr, nbytes)`` names the
+        tensor expected next (used by ``next_tensor``). Returns when the last page is consumed.
+        """
+        if self._active:
+            raise SimulationError(f"{self.path}: stream() called while another stream is running")
+        self._active = True
+        env, st = self.env, self.stat
+        start = env.now
+        current = self.chunks(base_addr, nbytes)
+        hint = self.chunks(*hint_next) if hint_next else []
+        self._drop_stale({*current, *hint})
+        self._plan = self.policy.plan(current, hint)
+        self._cursor = 0
+        self._position = {c: i for i, c in enumerate(current)}
+        self._consumed = 0
+        hits = late = misses = 0
+        stall = 0
+        for i, chunk in enumerate(current):
+            entry = self._buffer.get(chunk)
+            if entry is None:
+                misses += 1
+                entry = self._issue(chunk)
+                self._fill()
+                t0 = env.now
+                yield entry.done
+                wait = env.now - t0
+                st.miss_wait_ns.observe(wait / PS_PER_NS)
+                stall += wait
+            elif entry.done.triggered:
+                hits += 1
+                self._fill()
+            else:
+                late += 1
+                self._fill()
+                t0 = env.now
+                yield entry.done
+                wait = env.now - t0
+                st.late_wait_ns.observe(wait / PS_PER_NS)
+                stall += wait
+            if consume_ps_per_page:
+                yield env.timeout(consume_ps_per_page)
+            del self._buffer[chunk]
+            st.window_occupancy.add(-1, env.now)
+            st.residence_ns.observe((env.now - entry.issued_ps) / PS_PER_NS)
+            self._consumed = i + 1
+            self._fill()
+        end = env.now
+        st.hits.add(hits)
+        st.late_hits.add(late)
+        st.misses.add(misses)
+        st.stall_ns.add(stall / PS_PER_NS)
+        st.bytes.add(nbytes)
+        st.streams.add()
+        st.stream_ns.add((end - start) / PS_PER_NS)
+        self._active = False
+        return StreamReport(tensor_id, nbytes, len(current), hits, late, misses, start, end, stall)
+
+    def finalize(self) -> None:
+        st = self.stat
+        if st.stream_ns.value > 0:
+            bw = st.bytes.value * 1e9 / st.stream_ns.value
+            st.effective_bandwidth_Bps.add(bw - st.effective_bandwidth_Bps.value)
