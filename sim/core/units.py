@@ -159,6 +159,19 @@ def parse_power(value: object) -> float:
     raise UnitError(f"expected a power such as '40W' or '350mW', found {value!r}")
 
 
+def parse_compute_rate(value: object) -> float:
+    """Compute throughput in FLOP/s (or OP/s), e.g. '989TFLOPS', '1.2PFLOP/s', '393TOPS'."""
+    number, unit = _split(value, "compute rate", "989TFLOPS")
+    if unit == "":
+        return number
+    for suffix in ("FLOPS", "FLOP/s", "OPS", "OP/s"):
+        if unit.endswith(suffix):
+            prefix = unit[: -len(suffix)]
+            if prefix in _DECIMAL:
+                return number * _DECIMAL[prefix]
+    raise UnitError(f"expected a compute rate such as '989TFLOPS', found {value!r}")
+
+
 def parse_count(value: object) -> int:
     """A dimensionless whole number."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
@@ -219,6 +232,7 @@ _PARSERS = {
     "frequency": parse_frequency,
     "energy": parse_energy,
     "power": parse_power,
+    "compute_rate": parse_compute_rate,
     "count": parse_count,
     "ratio": parse_ratio,
 }
@@ -230,6 +244,7 @@ _FORMATTERS = {
     "frequency": lambda v: _fmt_scaled(v, "Hz", _DEC),
     "energy": lambda v: f"{v:.4g}pJ",
     "power": lambda v: f"{v:.4g}W",
+    "compute_rate": lambda v: _fmt_scaled(v, "FLOPS", [(1e15, "P"), *_DEC]),
     "count": lambda v: str(v),
     "ratio": lambda v: f"{v:.4g}",
 }
@@ -240,10 +255,13 @@ BANDWIDTH = Dimension("bandwidth", "B/s", "1.6TB/s", False)
 FREQUENCY = Dimension("frequency", "Hz", "1.6GHz", False)
 ENERGY = Dimension("energy", "pJ", "3.9pJ", False)
 POWER = Dimension("power", "W", "40W", False)
+COMPUTE_RATE = Dimension("compute_rate", "FLOP/s", "989TFLOPS", False)
 COUNT = Dimension("count", "", "16", True)
 RATIO = Dimension("ratio", "", "0.85", False)
 
-DIMENSIONS = {d.name: d for d in (TIME, SIZE, BANDWIDTH, FREQUENCY, ENERGY, POWER, COUNT, RATIO)}
+DIMENSIONS = {
+    d.name: d for d in (TIME, SIZE, BANDWIDTH, FREQUENCY, ENERGY, POWER, COMPUTE_RATE, COUNT, RATIO)
+}
 
 
 def cycles_to_ps(cycles: float, frequency_hz: float) -> int:

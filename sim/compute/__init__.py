@@ -1,0 +1,1 @@
+"""Compute: the roofline compute die and near-memory / in-memory MAC units."""

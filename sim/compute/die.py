@@ -1,0 +1,102 @@
+"""The compute die: a roofline (peak FLOP/s per dtype x achievable fraction) with on-chip SRAM.
+
+An operation occupies the die's matrix units for ``flops / (peak[dtype] x achievable)``; operations
+on one die run one after another (one stream), so a busy die queues work and the wait is reported.
+Memory time is *not* folded in here: the driver overlaps an operation's compute with the memory
+streams that feed it, so the roofline emerges from the simulation rather than being assumed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any
+
+import simpy
+
+from sim.core.component import Component
+from sim.core.params import ParamSet, fraction, param, positive
+from sim.core.registry import register
+from sim.core.reservation import Timeline
+from sim.core.units import COMPUTE_RATE, POWER, PS_PER_S, RATIO, SIZE
+from sim.stats import counter, gauge, tally
+
+DTYPES = ("bf16", "fp8", "fp4")
+
+
+@dataclass(frozen=True)
+class ComputeDieParams(ParamSet):
+    """Defaults: an H100 SXM5 class die (NVIDIA H100 datasheet, dense, no sparsity)."""
+
+    peak_bf16: float = param(
+        "989TFLOPS", COMPUTE_RATE, "dense BF16 peak, FLOP/s (H100 SXM datasheet: 989 TFLOPS)", check=positive
+    )
+    peak_fp8: float = param(
+        "1979TFLOPS",
+        COMPUTE_RATE,
+        "dense FP8 peak, FLOP/s (H100 SXM datasheet: 1,979 TFLOPS)",
+        check=positive,
+    )
+    peak_fp4: float = param(
+        "1979TFLOPS",
+        COMPUTE_RATE,
+        "dense FP4 peak, FLOP/s (ASSUMPTION: H100 has no FP4 units; FP4 weights run at the FP8 rate)",
+        check=positive,
+    )
+    achievable: float = param(
+        0.7,
+        RATIO,
+        "fraction of peak real kernels reach (ASSUMPTION: ~70% for "
+        "large GEMMs; decode GEMVs are memory-bound anyway)",
+        check=fraction,
+    )
+    sram: int = param(
+        "50MiB", SIZE, "on-chip SRAM for activations and staging (H100: 50 MB L2)", check=positive
+    )
+    static_power: float = param(
+        "0W",
+        POWER,
+        "static power (energy accounting arrives with issue #5)",
+        check=lambda v: None if v >= 0 else ">= 0",
+    )
+
+    def peak(self, dtype: str) -> float:
+        return {"bf16": self.peak_bf16, "fp8": self.peak_fp8, "fp4": self.peak_fp4}[dtype]
+
+
+@register("compute", "die")
+class ComputeDie(Component):
+    """Roofline compute die (see module docstring)."""
+
+    Params = ComputeDieParams
+    STATS = (
+        counter("ops", "ops", "operations executed"),
+        counter("flops", "FLOP", "floating-point operations executed"),
+        tally("queue_ns", "ns", "wait for the die to become free", keep=False),
+        gauge("utilization", "", "busy time / simulated time"),
+    )
+
+    def build(self) -> None:
+        self.timeline = Timeline()
+
+    def op_time_ps(self, flops: float, dtype: str = "bf16") -> int:
+        p: ComputeDieParams = self.params  # type: ignore[assignment]
+        return int(flops * PS_PER_S / (p.peak(dtype) * p.achievable) + 0.5)
+
+    def execute(
+        self, flops: float, dtype: str = "bf16", ready_ps: int | None = None
+    ) -> Generator[simpy.Event, Any, int]:
+        """Run ``flops`` no earlier than ``ready_ps``; returns the finish time (ps)."""
+        now = self.env.now
+        ready = now if ready_ps is None else max(now, ready_ps)
+        self.timeline.prune(now)
+        start, end = self.timeline.reserve(ready, self.op_time_ps(flops, dtype))
+        self.stat.ops.add()
+        self.stat.flops.add(flops)
+        self.stat.queue_ns.observe((start - ready) / 1000)
+        yield self.env.timeout(end - now)
+        return end
+
+    def finalize(self) -> None:
+        now = self.env.now
+        self.stat.utilization.set(self.timeline.busy_until_ps(now) / now if now else 0.0)

@@ -1,0 +1,143 @@
+"""MAC units beside the memory: processing-near-memory (PNM) and processing-in-memory (PIM).
+
+The paper's distinction (Ma & Patterson, Table 4): **PNM** puts logic on a separate die next to
+the memory (an HBM base die, a logic die under a 3D DRAM stack, a flash controller die), reads the
+memory at its internal bandwidth and lets the model be split into shards of 16-32 GB. **PIM** puts
+small units beside each DRAM bank on the memory die itself: more bandwidth per watt, but every
+weight shard must fit one bank (32-64 MB), which is what makes software sharding hard.
+
+A unit executes a GEMV whose weights live in its memory. Its time is the larger of reading the
+weights at ``local_bandwidth`` and doing the MACs at ``units x macs_per_cycle x clock``; only the
+(small) result vector leaves over the fabric. Work on one memory's units queues (one GEMV at a
+time per memory), and the waits are reported.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any
+
+import simpy
+
+from sim.core.component import Component
+from sim.core.errors import CapacityError, ConfigError
+from sim.core.params import ParamSet, one_of, param, positive
+from sim.core.registry import register
+from sim.core.reservation import Timeline
+from sim.core.units import BANDWIDTH, COUNT, FREQUENCY, PS_PER_S, SIZE
+from sim.stats import counter, gauge, tally
+
+
+@dataclass(frozen=True)
+class NearMemoryParams(ParamSet):
+    """Defaults: a PNM logic die under one HBM-class stack (ASSUMPTIONS, marked per field)."""
+
+    placement: str = param(
+        "near", str, "near (logic / base die, PNM) or in (bank-level, PIM)", check=one_of("near", "in")
+    )
+    units: int = param(
+        32,
+        COUNT,
+        "MAC units per memory (ASSUMPTION: one per HBM pseudo-channel pair; "
+        "PIM: one per bank, e.g. Samsung HBM-PIM has 16 per die)",
+        check=positive,
+    )
+    macs_per_cycle: int = param(
+        256,
+        COUNT,
+        "multiply-accumulates per unit per cycle (ASSUMPTION; HBM-PIM: 16-wide FP16 SIMD)",
+        check=positive,
+    )
+    clock: float = param(
+        "1GHz", FREQUENCY, "unit clock (ASSUMPTION; HBM-PIM runs at 300 MHz)", check=positive
+    )
+    local_bandwidth: float = param(
+        "0B/s",
+        BANDWIDTH,
+        "bandwidth the units read their memory at; 0 = the memory's own internal bandwidth",
+        check=lambda v: None if v >= 0 else ">= 0",
+    )
+    shard_limit: int = param(
+        "0B",
+        SIZE,
+        "largest weight shard one unit can own; 0 = no limit (PNM). PIM: one bank, 32-64 MB (paper Table 4)",
+        check=lambda v: None if v >= 0 else ">= 0",
+    )
+
+    def validate(self) -> None:
+        if self.placement == "in" and self.shard_limit == 0:
+            raise ConfigError(
+                "processing-in-memory needs shard_limit (one bank's capacity, e.g. '64MiB')",
+                where="shard_limit",
+            )
+
+
+@register("compute", "near_memory")
+class NearMemoryUnits(Component):
+    """The MAC units of one memory (see module docstring)."""
+
+    Params = NearMemoryParams
+    STATS = (
+        counter("gemvs", "ops", "GEMVs executed"),
+        counter("flops", "FLOP", "floating-point operations executed"),
+        counter("bytes_read", "B", "weight bytes read at the local bandwidth"),
+        tally("queue_ns", "ns", "wait for the units to become free", keep=False),
+        gauge("utilization", "", "busy time / simulated time"),
+    )
+
+    def __init__(
+        self,
+        sim: Any,
+        name: str,
+        params: NearMemoryParams | None = None,
+        memory_bandwidth_Bps: float = 0.0,
+        parent: Component | None = None,
+    ) -> None:
+        self.memory_bandwidth_Bps = memory_bandwidth_Bps
+        super().__init__(sim, name, params, parent)
+
+    def build(self) -> None:
+        p: NearMemoryParams = self.params  # type: ignore[assignment]
+        self.bandwidth = p.local_bandwidth or self.memory_bandwidth_Bps
+        if self.bandwidth <= 0:
+            raise ConfigError(
+                "near-memory units need local_bandwidth or a memory to read",
+                where=f"{self.path}.local_bandwidth",
+            )
+        self.timeline = Timeline()
+
+    @property
+    def peak_flops(self) -> float:
+        p: NearMemoryParams = self.params  # type: ignore[assignment]
+        return 2.0 * p.units * p.macs_per_cycle * p.clock
+
+    def check_shard(self, tensor: str, shard_bytes: int) -> None:
+        """PIM: a tensor's shard per unit must fit one bank, else the mapping is impossible."""
+        limit = self.params.shard_limit  # type: ignore[attr-defined]
+        if limit and shard_bytes > limit:
+            raise CapacityError(
+                f"{tensor}: a {shard_bytes} B shard per in-memory unit exceeds the bank limit of "
+                f"{limit} B; split it over >= {math.ceil(shard_bytes / limit)} units",
+                where=self.path,
+            )
+
+    def gemv_time_ps(self, weight_bytes: float, flops: float) -> int:
+        t = max(weight_bytes / self.bandwidth, flops / self.peak_flops)
+        return int(t * PS_PER_S + 0.5)
+
+    def gemv(self, weight_bytes: float, flops: float) -> Generator[simpy.Event, Any, int]:
+        now = self.env.now
+        self.timeline.prune(now)
+        start, end = self.timeline.reserve(now, self.gemv_time_ps(weight_bytes, flops))
+        self.stat.gemvs.add()
+        self.stat.flops.add(flops)
+        self.stat.bytes_read.add(weight_bytes)
+        self.stat.queue_ns.observe((start - now) / 1000)
+        yield self.env.timeout(end - now)
+        return end
+
+    def finalize(self) -> None:
+        now = self.env.now
+        self.stat.utilization.set(self.timeline.busy_until_ps(now) / now if now else 0.0)
