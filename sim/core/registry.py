@@ -41,6 +41,10 @@ BUILTIN_MODULES = (
     "sim.fabric.traffic",
     "sim.fabric.collectives",
     "sim.fabric.router",
+    "sim.compute.die",
+    "sim.compute.nearmem",
+    "sim.workload.requests",
+    "sim.workload.batching",
 )
 
 

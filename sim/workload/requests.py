@@ -1,0 +1,648 @@
+"""Inference requests: the record, streaming trace readers and a synthetic generator.
+
+A :class:`Request` is what a serving system sees: when it arrived (integer picoseconds, memwall's
+time base, the first request of a trace at 0), how many prompt tokens it brings and how many output
+tokens it will generate, plus, for traces that have them, the hashes of its prompt's prefix blocks
+(equal leading ids mean shareable prefix KV).
+
+Trace readers are registered by format name (``@register("trace_reader", name)``) and are
+generators: they read one line at a time (plain or gzip), check every field and stop after
+``limit`` requests, so an hour-long trace never sits in memory. Any bad input raises one
+:class:`ConfigError` naming the file, line and column, what was expected and what was found::
+
+    for req in open_trace("traces/azure_conv_200.csv"):          # format guessed from the header
+        ...
+    reqs = list(open_trace(path, format="mooncake", limit=1000))
+
+Formats (see ``traces/README.md`` for attribution and column meanings):
+
+* ``azure``: Azure LLM inference trace 2023, ``TIMESTAMP,ContextTokens,GeneratedTokens``, wall-clock
+  date-times with up to 12 fractional digits of seconds (parsed exactly, no float rounding);
+* ``splitwise``: Vidur's processed Azure traces, ``arrived_at,num_prefill_tokens,num_decode_tokens``,
+  seconds since the first request;
+* ``mooncake``: Mooncake FAST'25 JSONL, ``{"timestamp": ms, "input_length", "output_length",
+  "hash_ids"}`` with 512-token prefix blocks;
+* ``lengths``: token counts without arrival times (Vidur's ``arxiv_summarization_stats_*.csv``:
+  ``num_prefill_tokens,num_decode_tokens,...``); arrivals are *synthesised* from a Poisson or gamma
+  process, so the caller must give ``rate=`` (and a seed).
+
+Arrival times must not go backwards within a file (the real traces are sorted); a reader cannot sort
+a stream, so a backwards step is an error naming its line.
+
+:func:`synthetic_requests` (registered as ``request_generator`` ``synthetic``) draws Poisson or gamma
+arrivals and fixed / uniform / lognormal lengths from its own numpy streams: the same seed gives the
+same requests, and the first ``n`` requests do not depend on how many are asked for.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import math
+import re
+import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+from pathlib import Path
+from typing import Any, ClassVar, TextIO
+
+import numpy as np
+
+from sim.core.errors import ConfigError
+from sim.core.params import ParamSet, one_of, param, positive
+from sim.core.registry import lookup, names, register
+from sim.core.units import COUNT, FREQUENCY, PS_PER_S, RATIO, format_time
+
+MOONCAKE_BLOCK_TOKENS = 512
+"""Tokens per prefix-hash block in the Mooncake traces (FAST'25 release README)."""
+
+
+# -- the record ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One inference request.
+
+    ``prompt_tokens`` >= 1 are prefilled; ``output_tokens`` >= 1 are generated, the first by the
+    iteration that completes the prefill (so a request needs ``output_tokens - 1`` decode
+    iterations). ``prefix_hash_ids[i]`` identifies prompt tokens ``[i*B, (i+1)*B)`` with
+    ``B = prefix_block_tokens``; requests whose leading ids agree share that prefix's KV.
+    """
+
+    id: int
+    arrival_ps: int
+    prompt_tokens: int
+    output_tokens: int
+    prefix_hash_ids: tuple[int, ...] = ()
+    prefix_block_tokens: int = 0
+
+    def __post_init__(self) -> None:
+        for name, low in (("id", 0), ("arrival_ps", 0), ("prompt_tokens", 1), ("output_tokens", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+                raise ConfigError(
+                    f"expected a whole number >= {low}, found {value!r}", where=f"request {self.id}: {name}"
+                )
+        if self.prefix_hash_ids and self.prefix_block_tokens <= 0:
+            raise ConfigError(
+                "prefix_hash_ids given, so expected prefix_block_tokens >= 1, "
+                f"found {self.prefix_block_tokens}",
+                where=f"request {self.id}",
+            )
+
+    @property
+    def arrival_s(self) -> float:
+        return self.arrival_ps / PS_PER_S
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.output_tokens
+
+
+# -- field parsing ---------------------------------------------------------------------------------
+
+_INT = re.compile(r"^\s*\+?\d+\s*$")
+_DECIMAL = re.compile(r"^\s*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\s*$")
+_DATETIME = re.compile(r"^\s*(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,12})\d*)?\s*$")
+
+
+def _where(file: str, line: int, column: str | None = None) -> str:
+    return f"{file}: line {line}: {column}" if column else f"{file}: line {line}"
+
+
+def _tokens(text: str, where: str, minimum: int = 1) -> int:
+    if _INT.match(text):
+        value = int(text)
+        if value >= minimum:
+            return value
+    raise ConfigError(f"expected a whole number of tokens >= {minimum}, found {text.strip()!r}", where=where)
+
+
+def _json_tokens(value: Any, where: str, minimum: int = 1) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= minimum:
+        return value
+    raise ConfigError(f"expected a whole number of tokens >= {minimum}, found {value!r}", where=where)
+
+
+def _scaled_ps(value: Decimal | int, ps_per_unit: int, text: object, where: str, unit: str) -> int:
+    """Exact integer picoseconds from a non-negative decimal count of ``unit``."""
+    if isinstance(value, Decimal) and not value.is_finite():
+        raise ConfigError(f"expected a finite time in {unit} >= 0, found {text!r}", where=where)
+    if value < 0:
+        raise ConfigError(f"expected a time in {unit} >= 0, found {text!r}", where=where)
+    return int((Decimal(value) * ps_per_unit).to_integral_value(ROUND_HALF_EVEN))
+
+
+def _seconds_ps(text: str, where: str) -> int:
+    if not _DECIMAL.match(text):
+        raise ConfigError(
+            f"expected a time in seconds >= 0 such as 4.3146, found {text.strip()!r}", where=where
+        )
+    return _scaled_ps(Decimal(text.strip()), PS_PER_S, text.strip(), where, "seconds")
+
+
+def _datetime_ps(text: str, where: str) -> int:
+    """Picoseconds since 0001-01-01 of a naive ``YYYY-MM-DD HH:MM:SS[.fraction]`` (exact)."""
+    m = _DATETIME.match(text)
+    if m:
+        year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
+        try:
+            days = datetime(year, month, day, hour, minute, second).toordinal()
+        except ValueError:
+            pass
+        else:
+            whole = days * 86400 + hour * 3600 + minute * 60 + second
+            return whole * PS_PER_S + int((m.group(7) or "").ljust(12, "0"))
+    raise ConfigError(
+        f"expected a date-time such as '2023-11-16 18:15:46.6805900', found {text.strip()!r}", where=where
+    )
+
+
+# -- streaming input -------------------------------------------------------------------------------
+
+
+def _open_text(path: Path) -> TextIO:
+    """A text stream over ``path``, gunzipped when the file starts with the gzip magic bytes."""
+    try:
+        with open(path, "rb") as probe:
+            magic = probe.read(2)
+        if magic == b"\x1f\x8b":
+            return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
+        return open(path, encoding="utf-8-sig", newline="")
+    except OSError as exc:
+        raise ConfigError(f"cannot open trace: {exc.strerror or exc}", where=str(path)) from None
+
+
+_READ_ERRORS = (UnicodeDecodeError, OSError, EOFError, zlib.error, csv.Error)
+
+
+def _read_failure(exc: Exception, file: str, line: int) -> ConfigError:
+    if isinstance(exc, UnicodeDecodeError):
+        what = "expected UTF-8 text, found undecodable bytes"
+    elif isinstance(exc, csv.Error):
+        what = f"expected a CSV record, found a malformed one ({exc})"
+    else:
+        what = f"expected a readable (gzip) text file, found a read error ({exc})"
+    return ConfigError(what, where=_where(file, line))
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(1-based line number, text without the line end) for each line of ``path``."""
+    file = str(path)
+    number = 0
+    with _open_text(path) as stream:
+        try:
+            for number, text in enumerate(stream, start=1):
+                yield number, text.rstrip("\r\n")
+        except _READ_ERRORS as exc:
+            raise _read_failure(exc, file, number + 1) from None
+
+
+def _first_line(path: Path) -> str:
+    for _, text in _lines(path):
+        if text.strip():
+            return text
+    return ""
+
+
+class _CsvColumns:
+    """Header of a CSV trace: locate required columns by name (case- and space-insensitive)."""
+
+    def __init__(self, header: Sequence[str], required: Sequence[str], file: str) -> None:
+        found = [h.strip() for h in header]
+        lowered = {h.lower(): i for i, h in enumerate(found)}
+        missing = [c for c in required if c.lower() not in lowered]
+        if missing:
+            raise ConfigError(
+                f"expected columns {', '.join(required)}; missing {', '.join(missing)} "
+                f"(found columns: {', '.join(found) or 'none'})",
+                where=_where(file, 1),
+            )
+        self.index = {c: lowered[c.lower()] for c in required}
+        self.width = max(self.index.values()) + 1
+
+
+def _csv_records(
+    path: Path, required: Sequence[str]
+) -> Iterator[tuple[int, Callable[[str], tuple[str, str]]]]:
+    """(line number, field getter) per data row; the getter returns (text, where) by column name."""
+    file = str(path)
+    line = 1
+    with _open_text(path) as stream:
+        reader = csv.reader(stream)
+        try:
+            header = next(reader, None)
+            if header is None:
+                raise ConfigError(
+                    f"expected a header line with columns {', '.join(required)}, found an empty file",
+                    where=_where(file, 1),
+                )
+            cols = _CsvColumns(header, required, file)
+            line = reader.line_num
+            for row in reader:
+                line = reader.line_num
+                if not any(f.strip() for f in row):
+                    continue
+                if len(row) < cols.width:
+                    raise ConfigError(
+                        f"expected at least {cols.width} comma-separated fields, found {len(row)}",
+                        where=_where(file, line),
+                    )
+
+                def get(column: str, row: list[str] = row, line: int = line) -> tuple[str, str]:
+                    return row[cols.index[column]], _where(file, line, column)
+
+                yield line, get
+        except _READ_ERRORS as exc:
+            raise _read_failure(exc, file, line + 1) from None
+
+
+class _Normaliser:
+    """Shift absolute arrival times so the first is 0, rejecting steps backwards."""
+
+    def __init__(self) -> None:
+        self.origin: int | None = None
+        self.last = 0
+
+    def __call__(self, absolute_ps: int, text: str, where: str) -> int:
+        if self.origin is None:
+            self.origin = absolute_ps
+        rel = absolute_ps - self.origin
+        if rel < self.last:
+            raise ConfigError(
+                f"expected arrival times in non-decreasing order (>= {format_time(self.last)} after the "
+                f"first request), found {text.strip()!r} = {format_time(rel)}; sort the trace first",
+                where=where,
+            )
+        self.last = rel
+        return rel
+
+
+# -- registered formats ----------------------------------------------------------------------------
+
+
+class TraceFormat:
+    """A request-trace file format: recognises its first line and streams :class:`Request` records.
+
+    Subclasses set ``extensions`` (a hint only; the first line decides) and implement
+    :meth:`sniff` and :meth:`read`, and register with ``@register("trace_reader", name)``.
+    """
+
+    extensions: ClassVar[tuple[str, ...]] = ()
+    registered_name: ClassVar[str]
+
+    def sniff(self, first_line: str) -> bool:
+        """Whether a file whose first non-blank line is ``first_line`` is in this format."""
+        raise NotImplementedError
+
+    def read(self, path: Path, **options: Any) -> Iterator[Request]:
+        """Every request of ``path`` in file order, ids 0, 1, ...; arrivals start at 0."""
+        raise NotImplementedError
+
+
+def _header_fields(first_line: str) -> set[str]:
+    return {f.strip().strip('"').lower() for f in first_line.split(",")}
+
+
+@register("trace_reader", "azure")
+class AzureFormat(TraceFormat):
+    """Azure LLM inference trace 2023: TIMESTAMP (date-time), ContextTokens, GeneratedTokens."""
+
+    extensions = (".csv",)
+    columns = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
+
+    def sniff(self, first_line: str) -> bool:
+        fields = _header_fields(first_line)
+        return "timestamp" in fields or "contexttokens" in fields
+
+    def read(self, path: Path, **options: Any) -> Iterator[Request]:
+        _no_options(options, path)
+        norm = _Normaliser()
+        for rid, (_, get) in enumerate(_csv_records(path, self.columns)):
+            text, where = get("TIMESTAMP")
+            arrival = norm(_datetime_ps(text, where), text, where)
+            prompt = _tokens(*get("ContextTokens"))
+            output = _tokens(*get("GeneratedTokens"))
+            yield Request(rid, arrival, prompt, output)
+
+
+@register("trace_reader", "splitwise")
+class SplitwiseFormat(TraceFormat):
+    """Vidur/Splitwise processed trace: arrived_at (s), num_prefill_tokens, num_decode_tokens."""
+
+    extensions = (".csv",)
+    columns = ("arrived_at", "num_prefill_tokens", "num_decode_tokens")
+
+    def sniff(self, first_line: str) -> bool:
+        return "arrived_at" in _header_fields(first_line)
+
+    def read(self, path: Path, **options: Any) -> Iterator[Request]:
+        _no_options(options, path)
+        norm = _Normaliser()
+        for rid, (_, get) in enumerate(_csv_records(path, self.columns)):
+            text, where = get("arrived_at")
+            arrival = norm(_seconds_ps(text, where), text, where)
+            prompt = _tokens(*get("num_prefill_tokens"))
+            output = _tokens(*get("num_decode_tokens"))
+            yield Request(rid, arrival, prompt, output)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")
+
+
+@register("trace_reader", "mooncake")
+class MooncakeFormat(TraceFormat):
+    """Mooncake FAST'25 JSONL: timestamp (ms), input_length, output_length, hash_ids (512-token blocks)."""
+
+    extensions = (".jsonl", ".json")
+    keys = ("timestamp", "input_length", "output_length")
+
+    def sniff(self, first_line: str) -> bool:
+        return first_line.lstrip().startswith("{")
+
+    def read(
+        self, path: Path, *, block_tokens: int = MOONCAKE_BLOCK_TOKENS, **options: Any
+    ) -> Iterator[Request]:
+        _no_options(options, path)
+        file = str(path)
+        norm = _Normaliser()
+        rid = 0
+        for line, text in _lines(path):
+            if not text.strip():
+                continue
+            where = _where(file, line)
+            try:
+                obj = json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(
+                    "expected one JSON object per line, "
+                    f"found malformed JSON ({exc.msg} at column {exc.colno})",
+                    where=where,
+                ) from None
+            except ValueError as exc:
+                raise ConfigError(f"expected one JSON object per line, found {exc}", where=where) from None
+            if not isinstance(obj, dict):
+                raise ConfigError(f"expected a JSON object, found {type(obj).__name__}", where=where)
+            missing = [k for k in self.keys if k not in obj]
+            if missing:
+                raise ConfigError(
+                    f"expected keys {', '.join(self.keys)} (and optional hash_ids); "
+                    f"missing {', '.join(missing)}",
+                    where=where,
+                )
+            stamp = obj["timestamp"]
+            swhere = _where(file, line, "timestamp")
+            if isinstance(stamp, bool) or not isinstance(stamp, int | Decimal):
+                raise ConfigError(f"expected a time in ms >= 0, found {stamp!r}", where=swhere)
+            arrival = norm(_scaled_ps(stamp, PS_PER_S // 1000, stamp, swhere, "ms"), str(stamp), swhere)
+            prompt = _json_tokens(obj["input_length"], _where(file, line, "input_length"))
+            output = _json_tokens(obj["output_length"], _where(file, line, "output_length"))
+            hashes = obj.get("hash_ids", [])
+            hwhere = _where(file, line, "hash_ids")
+            if not isinstance(hashes, list):
+                raise ConfigError(f"expected a list of block ids, found {hashes!r}", where=hwhere)
+            for h in hashes:
+                if isinstance(h, bool) or not isinstance(h, int) or h < 0:
+                    raise ConfigError(
+                        f"expected block ids that are whole numbers >= 0, found {h!r}", where=hwhere
+                    )
+            yield Request(rid, arrival, prompt, output, tuple(hashes), block_tokens if hashes else 0)
+            rid += 1
+
+
+@register("trace_reader", "lengths")
+class LengthsFormat(TraceFormat):
+    """Token counts only (num_prefill_tokens, num_decode_tokens); arrivals synthesised from rate=."""
+
+    extensions = (".csv",)
+    columns = ("num_prefill_tokens", "num_decode_tokens")
+
+    def sniff(self, first_line: str) -> bool:
+        fields = _header_fields(first_line)
+        return "num_prefill_tokens" in fields and "arrived_at" not in fields
+
+    def read(
+        self,
+        path: Path,
+        *,
+        rate: float | str | None = None,
+        arrival: str = "poisson",
+        cv: float = 1.0,
+        rng: np.random.Generator | int = 0,
+        **options: Any,
+    ) -> Iterator[Request]:
+        _no_options(options, path)
+        if rate is None:
+            raise ConfigError(
+                "this file has token counts but no arrival times; give an arrival process to synthesise "
+                "them, e.g. open_trace(path, rate=2.0, rng=0) (Poisson) or add arrival='gamma', cv=2",
+                where=str(path),
+            )
+        arrivals = ArrivalParams.from_mapping({"rate": rate, "arrival": arrival, "cv": cv}, where=str(path))
+        times = arrival_times(arrivals, _as_generator(rng))
+        for rid, (_, get) in enumerate(_csv_records(path, self.columns)):
+            prompt = _tokens(*get("num_prefill_tokens"))
+            output = _tokens(*get("num_decode_tokens"))
+            yield Request(rid, next(times), prompt, output)
+
+
+def _no_options(options: Mapping[str, Any], path: Path) -> None:
+    if options:
+        raise ConfigError(f"unknown reader option(s) {', '.join(sorted(options))}", where=str(path))
+
+
+def guess_format(path: str | Path) -> str:
+    """The registered format whose :meth:`TraceFormat.sniff` accepts the file's first line."""
+    path = Path(path)
+    first = _first_line(path)
+    if not first:
+        raise ConfigError("expected a trace, found an empty file", where=str(path))
+    suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]
+    candidates = []
+    for name in names("trace_reader"):
+        fmt = lookup("trace_reader", name)()
+        if fmt.sniff(first):
+            candidates.append((name, fmt))
+    if len(candidates) > 1 and suffixes:  # the extension breaks ties
+        by_ext = [c for c in candidates if suffixes[-1] in c[1].extensions]
+        candidates = by_ext or candidates
+    if len(candidates) != 1:
+        known = "; ".join(
+            f"{n} ({(lookup('trace_reader', n).__doc__ or '').strip().rstrip('.')})"
+            for n in names("trace_reader")
+        )
+        found = first if len(first) <= 80 else first[:77] + "..."
+        what = "several formats" if candidates else "no known format"
+        raise ConfigError(
+            f"cannot tell the trace format from the first line ({what} match); expected one of {known}; "
+            f"found {found!r}; pass format=",
+            where=_where(str(path), 1),
+        )
+    return candidates[0][0]
+
+
+def open_trace(
+    path: str | Path, format: str | None = None, *, limit: int | None = None, **options: Any
+) -> Iterator[Request]:
+    """Stream the requests of a trace file (plain or gzip), at most ``limit`` of them.
+
+    ``format`` is a registered ``trace_reader`` name; when None it is guessed from the first line.
+    ``options`` go to the reader (``lengths`` needs ``rate=``; ``mooncake`` takes ``block_tokens=``).
+    Errors in the file surface as :class:`ConfigError` while iterating; a missing file, unknown
+    format or bad ``limit`` raise at once.
+    """
+    path = Path(path)
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise ConfigError(f"expected limit to be a whole number >= 0, found {limit!r}", where=str(path))
+    if not path.is_file():
+        raise ConfigError("cannot open trace: no such file", where=str(path))
+    name = format if format is not None else guess_format(path)
+    reader = lookup("trace_reader", name)()
+    return _limited(reader.read(path, **options), limit)
+
+
+def _limited(requests: Iterator[Request], limit: int | None) -> Iterator[Request]:
+    if limit == 0:
+        requests.close()  # type: ignore[attr-defined]
+        return
+    for count, req in enumerate(requests, start=1):
+        yield req
+        if limit is not None and count >= limit:
+            requests.close()  # type: ignore[attr-defined]
+            return
+
+
+def read_trace(
+    path: str | Path, format: str | None = None, *, limit: int | None = None, **options: Any
+) -> list[Request]:
+    """All requests of a trace (or the first ``limit``) as a list; see :func:`open_trace`."""
+    return list(open_trace(path, format, limit=limit, **options))
+
+
+# -- synthetic requests ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ArrivalParams(ParamSet):
+    """An arrival process: Poisson, or gamma-distributed inter-arrival times with a chosen CV."""
+
+    rate: float = param(
+        1.0, FREQUENCY, "mean arrival rate in requests per second ('2Hz' or 2)", check=positive
+    )
+    arrival: str = param("poisson", str, "inter-arrival distribution", check=one_of("poisson", "gamma"))
+    cv: float = param(1.0, RATIO, "coefficient of variation of inter-arrival times (gamma)", check=positive)
+
+
+_CHUNK = 1024  # draws per numpy call; fixed so that a seed's first n requests never depend on count
+
+
+def _as_generator(rng: np.random.Generator | int | None) -> np.random.Generator:
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None or isinstance(rng, bool) or not isinstance(rng, int | np.integer):
+        raise ConfigError(f"expected a numpy Generator or an integer seed, found {rng!r}", where="rng")
+    return np.random.default_rng(int(rng))
+
+
+def arrival_times(params: ArrivalParams, rng: np.random.Generator) -> Iterator[int]:
+    """Endless arrival times in ps: 0, then cumulative inter-arrival gaps of mean 1/rate.
+
+    Poisson gaps are exponential (CV 1); gamma gaps have shape 1/cv^2 and scale cv^2/rate. Each gap
+    is rounded to whole picoseconds, so times are exact integers and never decrease.
+    """
+    mean_s = 1.0 / params.rate
+    now = 0
+    while True:
+        if params.arrival == "poisson":
+            gaps = rng.exponential(mean_s, _CHUNK)
+        else:
+            shape = 1.0 / params.cv**2
+            gaps = rng.gamma(shape, mean_s / shape, _CHUNK)
+        for gap_ps in np.rint(gaps * PS_PER_S).astype(np.int64).tolist():
+            yield now
+            now += gap_ps
+
+
+_DISTS = ("fixed", "uniform", "lognormal")
+
+
+@dataclass(frozen=True)
+class SyntheticParams(ParamSet):
+    """Synthetic request stream: arrival process and prompt / output length distributions.
+
+    Lengths: ``fixed`` is always ``*_tokens``; ``uniform`` is a whole number in ``[*_min, *_max]``;
+    ``lognormal`` has mean ``*_tokens`` and coefficient of variation ``*_cv`` before rounding and
+    clipping to ``[*_min, *_max]`` (so the realised mean is slightly lower for heavy tails).
+    """
+
+    count: int = param(1000, COUNT, "number of requests", check=positive)
+    rate: float = param(1.0, FREQUENCY, "mean arrival rate in requests per second", check=positive)
+    arrival: str = param("poisson", str, "inter-arrival distribution", check=one_of("poisson", "gamma"))
+    cv: float = param(1.0, RATIO, "coefficient of variation of inter-arrival times (gamma)", check=positive)
+    prompt_dist: str = param("lognormal", str, "prompt length distribution", check=one_of(*_DISTS))
+    prompt_tokens: int = param(1024, COUNT, "prompt length (fixed) or mean (lognormal)", check=positive)
+    prompt_cv: float = param(1.0, RATIO, "prompt length coefficient of variation (lognormal)", check=positive)
+    prompt_min: int = param(1, COUNT, "smallest prompt (uniform, lognormal clip)", check=positive)
+    prompt_max: int = param(8192, COUNT, "largest prompt (uniform, lognormal clip)", check=positive)
+    output_dist: str = param("lognormal", str, "output length distribution", check=one_of(*_DISTS))
+    output_tokens: int = param(256, COUNT, "output length (fixed) or mean (lognormal)", check=positive)
+    output_cv: float = param(1.0, RATIO, "output length coefficient of variation (lognormal)", check=positive)
+    output_min: int = param(1, COUNT, "smallest output (uniform, lognormal clip)", check=positive)
+    output_max: int = param(2048, COUNT, "largest output (uniform, lognormal clip)", check=positive)
+
+    def validate(self) -> None:
+        for side in ("prompt", "output"):
+            low, high = getattr(self, f"{side}_min"), getattr(self, f"{side}_max")
+            if low > high:
+                raise ConfigError(
+                    f"expected {side}_min <= {side}_max = {high}, found {low}", where=f"{side}_min"
+                )
+
+
+def _lengths(dist: str, mean: int, cv: float, low: int, high: int, rng: np.random.Generator) -> Iterator[int]:
+    sigma = math.sqrt(math.log1p(cv * cv))
+    mu = math.log(mean) - sigma * sigma / 2.0
+    while True:
+        if dist == "fixed":
+            draws = [mean] * _CHUNK
+        elif dist == "uniform":
+            draws = rng.integers(low, high + 1, _CHUNK).tolist()
+        else:
+            draws = np.clip(np.rint(rng.lognormal(mu, sigma, _CHUNK)), low, high).astype(np.int64).tolist()
+        yield from draws
+
+
+@register("request_generator", "synthetic")
+def synthetic_requests(
+    params: SyntheticParams | Mapping[str, Any] | None = None,
+    rng: np.random.Generator | int = 0,
+    *,
+    limit: int | None = None,
+) -> Iterator[Request]:
+    """Poisson or gamma arrivals with fixed, uniform or lognormal prompt and output lengths.
+
+    ``rng`` is a numpy Generator (e.g. ``sim.rng["workload.requests"]``) or an integer seed. The
+    arrival times, prompt lengths and output lengths come from three independent child streams, so
+    changing one distribution never changes the others' draws.
+    """
+    if params is None:
+        params = SyntheticParams()
+    elif not isinstance(params, SyntheticParams):
+        params = SyntheticParams.from_mapping(params, where="synthetic")
+    gen_arr, gen_prompt, gen_output = _as_generator(rng).spawn(3)
+    times = arrival_times(ArrivalParams(params.rate, params.arrival, params.cv), gen_arr)
+    p = params
+    prompts = _lengths(p.prompt_dist, p.prompt_tokens, p.prompt_cv, p.prompt_min, p.prompt_max, gen_prompt)
+    outputs = _lengths(p.output_dist, p.output_tokens, p.output_cv, p.output_min, p.output_max, gen_output)
+    count = p.count if limit is None else min(p.count, limit)
+    for rid in range(count):
+        yield Request(rid, next(times), next(prompts), next(outputs))
+
+
+synthetic_requests.Params = SyntheticParams  # type: ignore[attr-defined]  (for `memwall describe`)
