@@ -47,7 +47,7 @@ from sim.core.units import BANDWIDTH, COUNT, ENERGY, SIZE, TIME
 from sim.memory.address_mapping import AddressMapping, Geometry, get_mapping, parse_order
 from sim.memory.device import DeviceParams, MemoryDevice, MemRequest
 from sim.memory.dram_timing import DramTiming
-from sim.stats import counter
+from sim.stats import counter, gauge
 
 
 @dataclass(frozen=True)
@@ -189,7 +189,7 @@ class TsvBus(Component):
     STATS = (
         counter("busy_ps", "ps", "lane time carrying data, summed over the channel's pseudo-channel lanes"),
         counter("bytes", "B", "bytes carried (whole bursts)"),
-        counter("occupancy", "ratio", "busy_ps / (lanes x elapsed time); set at finalize"),
+        gauge("occupancy", "ratio", "busy_ps / (lanes x elapsed time); set at finalize"),
     )
 
     @property
@@ -203,7 +203,7 @@ class TsvBus(Component):
     def finalize(self) -> None:
         now = self.env.now
         occ = self.stat.busy_ps.value / (self.params.lanes * now) if now > 0 else 0.0
-        self.stat.occupancy.add(occ - self.stat.occupancy.value)
+        self.stat.occupancy.set(occ)
 
 
 # Internal event counts (indices into Dram3D._n); flushed into stats and energy when requests finish.

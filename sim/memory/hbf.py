@@ -78,7 +78,7 @@ from sim.core.registry import register
 from sim.core.reservation import Timeline
 from sim.core.units import BANDWIDTH, COUNT, ENERGY, PS_PER_NS, PS_PER_S, SIZE, TIME, transfer_ps
 from sim.memory.device import DeviceParams, MemoryDevice, MemRequest
-from sim.stats import Level, counter, level, tally
+from sim.stats import Level, counter, gauge, level, tally
 from sim.stats.deferred import DeferredLevel
 
 # -- parameters and geometry -----------------------------------------------------------------------
@@ -281,11 +281,11 @@ class HighBandwidthFlash(MemoryDevice):
         level("interface_queue", "pages", "pages waiting for the stack interface"),
         tally("plane_utilization", "fraction", "busy fraction of each plane (one sample per plane)"),
         tally("channel_utilization", "fraction", "busy fraction of each channel bus (one per bus)"),
-        counter("interface_utilization", "fraction", "busy fraction of the stack interface"),
-        counter("max_pe_cycles", "cycles", "P/E cycles of the most worn block"),
-        counter("mean_pe_cycles", "cycles", "P/E cycles per block, mean over all blocks"),
-        counter("write_amplification", "ratio", "bytes of blocks erased per byte written (>= 1)"),
-        counter(
+        gauge("interface_utilization", "fraction", "busy fraction of the stack interface"),
+        gauge("max_pe_cycles", "cycles", "P/E cycles of the most worn block"),
+        gauge("mean_pe_cycles", "cycles", "P/E cycles per block, mean over all blocks"),
+        gauge("write_amplification", "ratio", "bytes of blocks erased per byte written (>= 1)"),
+        gauge(
             "projected_lifetime_s",
             "s",
             "wear-levelled lifetime at the observed write rate (0: no writes seen)",
@@ -737,11 +737,11 @@ class HighBandwidthFlash(MemoryDevice):
                 st.plane_utilization.observe(b / now)
             for b in ch_busy:
                 st.channel_utilization.observe(b / now)
-            st.interface_utilization.add(if_busy / now)
-        st.max_pe_cycles.add(max(self._pe))
-        st.mean_pe_cycles.add(sum(self._pe) / self.n_blocks)
+            st.interface_utilization.set(if_busy / now)
+        st.max_pe_cycles.set(max(self._pe))
+        st.mean_pe_cycles.set(sum(self._pe) / self.n_blocks)
         written = st.bytes_written.value
         if written > 0 and now > 0:
             wa = max(1.0, st.block_erases.value * self.block_bytes / written)
-            st.write_amplification.add(wa)
-            st.projected_lifetime_s.add(self.projected_lifetime_s(written * PS_PER_S / now, wa))
+            st.write_amplification.set(wa)
+            st.projected_lifetime_s.set(self.projected_lifetime_s(written * PS_PER_S / now, wa))

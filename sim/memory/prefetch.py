@@ -32,7 +32,7 @@ from sim.core.params import ParamSet, non_negative, param, positive
 from sim.core.registry import REGISTRY, lookup, register
 from sim.core.units import COUNT, PS_PER_NS, PS_PER_S, SIZE
 from sim.memory.device import MemoryDevice, MemRequest
-from sim.stats import counter, level, tally
+from sim.stats import counter, gauge, level, tally
 
 if TYPE_CHECKING:
     from sim.core.simulation import Simulation
@@ -167,7 +167,7 @@ class Prefetcher(Component):
         counter("wasted_bytes", "B", "bytes prefetched but dropped (the hinted tensor never came)"),
         counter("streams", "tensors", "stream calls completed"),
         counter("stream_ns", "ns", "time spent inside stream calls"),
-        counter("effective_bandwidth_Bps", "B/s", "bytes consumed / time inside stream calls"),
+        gauge("effective_bandwidth_Bps", "B/s", "bytes consumed / time inside stream calls"),
         level("window_occupancy", "pages", "pages requested or ready but not yet consumed"),
         tally("residence_ns", "ns", "per page: request to end of consumption (Little's law W)", keep=False),
     )
@@ -315,4 +315,4 @@ class Prefetcher(Component):
         st = self.stat
         if st.stream_ns.value > 0:
             bw = st.bytes.value * 1e9 / st.stream_ns.value
-            st.effective_bandwidth_Bps.add(bw - st.effective_bandwidth_Bps.value)
+            st.effective_bandwidth_Bps.set(bw)
