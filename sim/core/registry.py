@@ -43,6 +43,9 @@ BUILTIN_MODULES = (
     "sim.fabric.router",
     "sim.compute.die",
     "sim.compute.nearmem",
+    "sim.workload.dtype",
+    "sim.workload.model_config",
+    "sim.workload.model_catalog",
     "sim.workload.requests",
     "sim.workload.batching",
 )
