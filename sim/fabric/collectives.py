@@ -237,15 +237,29 @@ def alpha_beta_cycles(net: Any, case: CollectiveCase) -> float:
         chunk = math.ceil(case.nbytes / p)
         return steps * max(step(ranks[i], ranks[(i + 1) % p], chunk) for i in range(p))
     if case.algorithm == "tree":
-        rounds = math.ceil(math.log2(p))
-        worst = max(step(ranks[0], r, case.nbytes) for r in ranks[1:])
-        return (2 if case.op == "allreduce" else 1) * rounds * worst
+        # binomial rounds (see tree_algorithm): each round is charged its own longest transfer
+        rounds = [1 << r for r in range(math.ceil(math.log2(p)))]
+        bcast = sum(
+            max(step(ranks[i], ranks[i + d], case.nbytes) for i in range(0, p, 2 * d) if i + d < p)
+            for d in rounds
+        )
+        if case.op != "allreduce":
+            return bcast
+        return bcast + sum(
+            max(step(ranks[i], ranks[i - d], case.nbytes) for i in range(p) if i % (2 * d) == d)
+            for d in rounds
+        )
     if case.algorithm == "2d":
         a, b = grid_shape(p)
+        if a == 1:  # two_d_algorithm falls back to the plain ring
+            return alpha_beta_cycles(net, CollectiveCase(case.op, "ring", case.nbytes, ranks))
         shard = math.ceil(case.nbytes / b)
-        row = max(step(ranks[i], ranks[i + 1], shard) for i in range(b - 1)) if b > 1 else 0
+        rows = [ranks[r * b : (r + 1) * b] for r in range(a)]
+        cols = [ranks[c::b] for c in range(b)]
+        # every ring step includes the wrap-around transfer from the last member to the first
+        row = max(step(g[i], g[(i + 1) % b], shard) for g in rows for i in range(b))
         col_chunk = math.ceil(shard / a)
-        col = max(step(ranks[i], ranks[i + b], col_chunk) for i in range(p - b)) if a > 1 else 0
+        col = max(step(g[i], g[(i + 1) % a], col_chunk) for g in cols for i in range(a))
         return 2 * (b - 1) * row + 2 * (a - 1) * col
     if case.algorithm == "direct":
         chunk = math.ceil(case.nbytes / p)
@@ -273,7 +287,9 @@ def alpha_beta_cycles(net: Any, case: CollectiveCase) -> float:
 def zero_load_cycles(net: Any, hops: int, flits: int) -> int:
     """Closed-form zero-load latency of one packet of ``flits`` flits over ``hops`` links."""
     p = net.params
-    link = p.link_latency or 1
+    # link_latency 0 means each link's own latency (as the networks do): exact when the links agree,
+    # the slowest link otherwise
+    link = p.link_latency or max((lat for *_, lat in net.graph.edges(data="latency", default=1)), default=1)
     return (
         p.inject_latency + (hops + 1) * net.router_params.pipeline + hops * link + p.eject_latency + flits - 1
     )

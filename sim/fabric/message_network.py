@@ -222,10 +222,9 @@ class MessageNetwork(Component):
         t = ready
         while True:
             t_out = out.earliest(t, duration)
-            t_in = inport.earliest(t_out, duration)
-            if t_in == t_out:
+            t = inport.earliest(t_out, duration)
+            if t == t_out:  # both free from t on (the old code booked the stale t: double booking)
                 break
-            t = t_in
         inport.book(t, duration, ready)
         out.book(t, duration, ready)
         return t

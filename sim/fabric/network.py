@@ -281,6 +281,10 @@ class FlitNetwork(Component):
                     self._wake = env.event()
                     yield self._wake
                     self._wake = None
+                    # woken by a submit at a later time: resume at the current cycle, not the old one
+                    self.cycle = max(self.cycle, math.ceil(env.now / cycle_ps))
+                    if self.cycle * cycle_ps > env.now:
+                        yield env.timeout(self.cycle * cycle_ps - env.now)
                     continue
                 self.cycle = max(self.cycle, nxt, math.ceil(env.now / cycle_ps))
                 if self.cycle * cycle_ps > env.now:
@@ -343,18 +347,19 @@ class FlitNetwork(Component):
 
     def _run_nics(self, now: int) -> int:
         moved = 0
-        depth = self.router_params.vc_buffer
         lat = self.params.inject_latency  # type: ignore[attr-defined]
         for nic in list(self.active_nics):
             if nic.cur is None:
                 if not nic.queue:
                     del self.active_nics[nic]
                     continue
-                free = [v for v, used in enumerate(nic.in_use) if not used and nic.credits[v] == depth]
+                # any injection VC with a free slot (non-atomic, like the routers' output VCs); the
+                # emptiest first, so packets spread over the VCs
+                free = [v for v, used in enumerate(nic.in_use) if not used and nic.credits[v] > 0]
                 if not free:
                     continue
                 nic.cur = nic.queue.popleft()
-                nic.cur_vc = free[0]
+                nic.cur_vc = max(free, key=nic.credits.__getitem__)
                 nic.cur_flit = 0
                 nic.in_use[nic.cur_vc] = True
                 nic.cur.inject_cycle = now
@@ -386,10 +391,10 @@ class FlitNetwork(Component):
                     if port.down_router is not None:
                         targets.append((port.down_router.node, port.down_port, ivc.out_vc))
                 elif ivc.state == WAIT_VA:
-                    for nxt, vcs in ivc.cands:
-                        if nxt < 0:
+                    for op, vcs in ivc.cands:  # (output port, VCs): the router mapped nodes to ports
+                        port = r.outputs[op]
+                        if port.terminal >= 0:  # an ejection port is never the blocker
                             continue
-                        port = r.outputs[r.port_of[nxt]]
                         for ov in vcs:
                             owner = port.owner[ov]
                             if owner is not None:

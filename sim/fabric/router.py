@@ -5,7 +5,9 @@ VC buffer in cycle ``a``; a head flit's route is computed (RC) and it may bid fo
 from cycle ``a + t_rc``; once it holds an output VC it may bid for the switch (SA) ``t_va`` cycles
 after the VA grant; a flit granted the switch in cycle ``s`` crosses the crossbar (ST) and the link
 and is written downstream in cycle ``s + t_sa + t_st + link_latency``. Body and tail flits skip RC and
-VA. One hop at zero load thus costs ``t_rc + t_va + t_sa + t_st + link_latency`` cycles.
+VA: they may bid for the switch from cycle ``a + t_rc`` (the buffer-write stage), once the flit ahead
+of them has gone. One hop at zero load thus costs ``t_rc + t_va + t_sa + t_st + link_latency`` cycles,
+and a channel's credit round trip is ``t_sa + t_st + link_latency + t_rc + link_latency + credit_delay``.
 
 Flow control: each output VC keeps a credit per free slot of the downstream VC buffer. A flit is
 sent only with a credit; when a flit leaves an input buffer its credit returns upstream
