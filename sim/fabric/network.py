@@ -28,11 +28,17 @@ from sim.core.params import ParamSet, param, positive
 from sim.core.registry import lookup
 from sim.core.units import COUNT, FREQUENCY, PS_PER_S, SIZE
 from sim.fabric.packet import Packet
-from sim.fabric.router import ACTIVE, WAIT_VA, CreditVCRouter, RouterParams
+from sim.fabric.router import (
+    ACTIVE,
+    ARRIVE,
+    CREDIT,
+    NIC_CREDIT,
+    WAIT_VA,
+    CreditVCRouter,
+    RouterParams,
+)
 from sim.fabric.routing import default_routing
 from sim.stats import counter, tally
-
-ARRIVE, CREDIT, NIC_CREDIT, EJECT_FLIT = 0, 1, 2, 3
 
 
 class DeadlockError(SimulationError):
@@ -245,15 +251,6 @@ class FlitNetwork(Component):
     def _at(self, cycle: int, action: tuple) -> None:
         self.wheel[cycle % self.horizon].append(action)
         self.n_pending += 1
-
-    def schedule_flit(self, router: CreditVCRouter, port: int, vc: int, flit: list[Any]) -> None:
-        self.buffered -= 1
-        self.stat.flit_hops.add()
-        self._at(flit[0], (ARRIVE, router, port, vc, flit))
-
-    def eject(self, terminal: int, flit: list[Any], cycle: int) -> None:
-        self.buffered -= 1
-        self._at(cycle, (EJECT_FLIT, terminal, flit))
 
     # -- the cycle loop ----------------------------------------------------------------------
     def _poke(self) -> None:

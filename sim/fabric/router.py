@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from sim.fabric.network import FlitNetwork
 
 IDLE, WAIT_VA, ACTIVE = 0, 1, 2
+# actions the network's timing wheel carries (see sim.fabric.network)
+ARRIVE, CREDIT, NIC_CREDIT, EJECT_FLIT = 0, 1, 2, 3
 INFINITE_CREDITS = 1 << 30
 
 
@@ -204,7 +206,11 @@ class CreditVCRouter(Component):
         return sum(port.credits)
 
     def step(self, now: int) -> int:
-        """One cycle of VA and SA; returns the number of flits sent (progress)."""
+        """One cycle of VA and SA; returns the number of flits sent (progress).
+
+        The hot loop of the flit level: written flat, with locals, because it runs once per busy
+        router per cycle. The helpers it inlines are spelled out in the comments.
+        """
         outputs = self.outputs
         if self.waiting_va:
             self._allocate_vcs(now)
@@ -212,7 +218,10 @@ class CreditVCRouter(Component):
         t_rc = self.t_rc
         per_input: dict[int, list[InputVC]] = {}
         for ivc in self.active:
-            if ivc.ready > now or not ivc.buf or ivc.buf[0][0] + t_rc > now:
+            if ivc.ready > now:
+                continue
+            buf = ivc.buf
+            if not buf or buf[0][0] + t_rc > now:
                 continue
             if outputs[ivc.out_port].credits[ivc.out_vc] <= 0:
                 self.n_credit_stalls += 1
@@ -236,27 +245,89 @@ class CreditVCRouter(Component):
                 bids[ivc.out_port] = [ivc]
             else:
                 lst.append(ivc)
+        # ---- switch traversal: send each winner's flit (inlined _send) -------------------
+        net = self.net
+        wheel = net.wheel  # type: ignore[union-attr]
+        horizon = net.horizon  # type: ignore[union-attr]
+        depart = now + self.t_out
+        credit_return = self.credit_return
+        hops = 0
         for op, reqs in bids.items():
             if len(reqs) == 1:
-                win = reqs[0]
+                ivc = reqs[0]
             else:
                 idx = self.out_arb[op].pick(sorted(r.in_port for r in reqs))
-                win = next(r for r in reqs if r.in_port == idx)
+                ivc = next(r for r in reqs if r.in_port == idx)
                 self.n_sa_conflicts += len(reqs) - 1
-            self._send(win, now)
-        return len(bids)
+            flit = ivc.buf.popleft()
+            port = outputs[op]
+            out_vc = ivc.out_vc
+            delay, action = credit_return[ivc.in_port][ivc.index]
+            wheel[(now + delay) % horizon].append(action)  # the freed slot's credit goes upstream
+            packet = flit[1]
+            index = flit[2]
+            arrive = depart + port.latency
+            if port.terminal >= 0:  # the ejection sink always has room: no credit
+                wheel[arrive % horizon].append((EJECT_FLIT, port.terminal, flit))
+            else:
+                port.credits[out_vc] -= 1
+                if index == 0:
+                    packet.hops += 1
+                flit[0] = arrive
+                wheel[arrive % horizon].append((ARRIVE, port.down_router, port.down_port, out_vc, flit))
+                hops += 1
+            if index == packet.size_flits - 1:  # tail: release the VC
+                port.owner[out_vc] = None
+                ivc.state = IDLE
+                ivc.out_port = ivc.out_vc = -1
+                del self.active[ivc]
+                self.busy -= 1
+                if ivc.buf:  # the next packet's head is already queued behind this tail
+                    self._start_head(ivc, now + 1)
+            else:
+                ivc.ready = now + 1
+        sent = len(bids)
+        self.n_flits += sent
+        net.n_pending += 2 * sent  # type: ignore[union-attr]
+        net.buffered -= sent  # type: ignore[union-attr]
+        if hops:
+            net.stat.flit_hops.add(hops)  # type: ignore[union-attr]
+        return sent
 
     def _allocate_vcs(self, now: int) -> None:
-        """Separable input-first VC allocation for the heads whose route is computed."""
+        """Separable input-first VC allocation for the heads whose route is computed.
+
+        Each head asks for the first free output VC of its first candidate that has one, starting
+        its search at its own position so heads from different inputs tend to ask for different
+        output VCs instead of all colliding on VC 0; each output VC then grants one head.
+        """
+        outputs = self.outputs
         v = len(self.inputs[0])
         requests: dict[tuple[int, int], list[InputVC]] = {}
         still: list[InputVC] = []
         for ivc in self.waiting_va:
-            choice = self._pick_out_vc(ivc) if ivc.ready <= now else None
+            choice = None
+            if ivc.ready <= now:
+                for op, vcs in ivc.cands:
+                    owner = outputs[op].owner
+                    n = len(vcs)
+                    start = (ivc.in_port + ivc.index) % n
+                    for i in range(n):
+                        ov = vcs[(start + i) % n]
+                        if owner[ov] is None:
+                            choice = (op, ov)
+                            break
+                    if choice is not None:
+                        break
             if choice is None:
                 still.append(ivc)
             else:
-                requests.setdefault(choice, []).append(ivc)
+                lst = requests.get(choice)
+                if lst is None:
+                    requests[choice] = [ivc]
+                else:
+                    lst.append(ivc)
+        t_va = self.t_va
         for (op, ov), reqs in requests.items():
             if len(reqs) == 1:
                 win = reqs[0]
@@ -265,59 +336,13 @@ class CreditVCRouter(Component):
                 win = next(r for r in reqs if r.in_port * v + r.index == idx)
                 self.n_va_conflicts += len(reqs) - 1
                 still.extend(r for r in reqs if r is not win)
-            self.outputs[op].owner[ov] = win
+            outputs[op].owner[ov] = win
             win.state = ACTIVE
             win.out_port = op
             win.out_vc = ov
-            win.ready = now + self.t_va
+            win.ready = now + t_va
             self.active[win] = None
         self.waiting_va = still
-
-    def _pick_out_vc(self, ivc: InputVC) -> tuple[int, int] | None:
-        """First free output VC of the first candidate that has one.
-
-        Each input VC starts its search at a different VC (its own position), so heads from
-        different inputs tend to ask for different output VCs instead of all colliding on VC 0.
-        """
-        outputs = self.outputs
-        for op, vcs in ivc.cands:
-            owner = outputs[op].owner
-            n = len(vcs)
-            start = (ivc.in_port + ivc.index) % n
-            for i in range(n):
-                ov = vcs[(start + i) % n]
-                if owner[ov] is None:
-                    return op, ov
-        return None
-
-    def _send(self, ivc: InputVC, now: int) -> None:
-        flit = ivc.buf.popleft()
-        port = self.outputs[ivc.out_port]
-        out_vc = ivc.out_vc
-        self.n_flits += 1
-        net = self.net
-        depart = now + self.t_out
-        delay, action = self.credit_return[ivc.in_port][ivc.index]
-        net._at(now + delay, action)  # type: ignore[union-attr]
-        packet, index = flit[1], flit[2]
-        if port.terminal >= 0:  # the ejection sink always has room: no credit
-            net.eject(port.terminal, flit, depart + port.latency)  # type: ignore[union-attr]
-        else:
-            port.credits[out_vc] -= 1
-            if index == 0:
-                packet.hops += 1
-            flit[0] = depart + port.latency
-            net.schedule_flit(port.down_router, port.down_port, out_vc, flit)  # type: ignore[union-attr]
-        if index == packet.size_flits - 1:  # tail: release the VC
-            port.owner[out_vc] = None
-            ivc.state = IDLE
-            ivc.out_port = ivc.out_vc = -1
-            del self.active[ivc]
-            self.busy -= 1
-            if ivc.buf:  # the next packet's head is already queued behind this tail
-                self._start_head(ivc, now + 1)
-        else:
-            ivc.ready = now + 1
 
     def credit_arrived(self, out_port: int, vc: int) -> None:
         self.outputs[out_port].credits[vc] += 1

@@ -220,19 +220,25 @@ def test_min_adaptive_delivers_everything_over_productive_hops_and_adapts():
     net = FlitNetwork(sim, "net", g, NetworkParams(routing="min_adaptive"), RouterParams(vcs=3, vc_buffer=2))
     paths: dict[int, list[int]] = {}
     created: list[Packet] = []
-    schedule = net.schedule_flit
 
-    def spy(router, port, vc, flit):
-        pkt = flit[1]
-        if flit[2] == 0:
-            here = paths.setdefault(pkt.id, [g.graph["terminals"][pkt.src]])[-1]
-            assert manhattan(g, router.node, g.graph["terminals"][pkt.dst]) == (
-                manhattan(g, here, g.graph["terminals"][pkt.dst]) - 1
-            )
-            paths[pkt.id].append(router.node)
-        schedule(router, port, vc, flit)
+    def spy_on(router):
+        accept = router.accept
 
-    net.schedule_flit = spy
+        def spy(port, vc, flit, now):
+            pkt = flit[1]
+            first = g.graph["terminals"][pkt.src]
+            if flit[2] == 0 and not (router.node == first and pkt.id not in paths):
+                here = paths.setdefault(pkt.id, [first])[-1]
+                assert manhattan(g, router.node, g.graph["terminals"][pkt.dst]) == (
+                    manhattan(g, here, g.graph["terminals"][pkt.dst]) - 1
+                )
+                paths[pkt.id].append(router.node)
+            accept(port, vc, flit, now)
+
+        router.accept = spy
+
+    for r in net.routers:
+        spy_on(r)
     delivered: list[Packet] = []
     net.on_deliver = delivered.append
     source = BernoulliSource(

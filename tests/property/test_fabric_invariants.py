@@ -24,9 +24,9 @@ from hypothesis import strategies as st
 from sim.core.reservation import Timeline
 from sim.core.simulation import Simulation
 from sim.fabric.message_network import MessageNetwork
-from sim.fabric.network import ARRIVE, CREDIT, EJECT_FLIT, NIC_CREDIT, FlitNetwork, NetworkParams
+from sim.fabric.network import FlitNetwork, NetworkParams
 from sim.fabric.packet import Packet
-from sim.fabric.router import RouterParams
+from sim.fabric.router import ARRIVE, CREDIT, EJECT_FLIT, NIC_CREDIT, RouterParams
 from sim.fabric.routing import path_of
 from sim.topology import dragonfly, fat_tree, fully_connected, mesh, ring, torus, tree
 
