@@ -32,6 +32,7 @@ from sim.fabric.router import (
     ACTIVE,
     ARRIVE,
     CREDIT,
+    IDLE,
     NIC_CREDIT,
     WAIT_VA,
     CreditVCRouter,
@@ -161,7 +162,10 @@ class FlitNetwork(Component):
                 self.sim, f"r{node}", rp, node, nbs, lat, local[node], p.eject_latency, parent=self
             )
             r.routing = self.routing
-            r.route_cache = {} if self.routing.deterministic else None
+            if self.routing.deterministic:  # routes depend on (node, dest, prev, vc) only: cache them
+                for port_vcs in r.inputs:
+                    for ivc in port_vcs:
+                        ivc.routes = {}
             r.net = self
             self.routers.append(r)
         for r in self.routers:
@@ -316,11 +320,14 @@ class FlitNetwork(Component):
         active = self.active_routers
         for action in actions:
             kind = action[0]
-            if kind == ARRIVE:
-                _, router, port, vc, flit = action
-                self.buffered += 1
-                router.accept(port, vc, flit, now)
+            if kind == ARRIVE:  # (inlined CreditVCRouter.accept)
+                router = action[1]
+                ivc = router.inputs[action[2]][action[3]]
+                ivc.buf.append(action[4])
+                if ivc.state == IDLE:
+                    router._start_head(ivc, now)
                 active[router] = None
+                self.buffered += 1
             elif kind == CREDIT:
                 action[1].outputs[action[2]].credits[action[3]] += 1
             elif kind == NIC_CREDIT:

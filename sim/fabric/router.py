@@ -69,7 +69,7 @@ class RouterParams(ParamSet):
 class InputVC:
     """One virtual channel of an input port: its buffer and the state of the packet at its head."""
 
-    __slots__ = ("buf", "cands", "in_port", "index", "out_port", "out_vc", "prev", "ready", "state")
+    __slots__ = ("buf", "cands", "in_port", "index", "out_port", "out_vc", "prev", "ready", "routes", "state")
 
     def __init__(self, in_port: int, index: int, prev: int) -> None:
         self.buf: deque[list[Any]] = deque()  # [arrive_cycle, packet, flit_index]
@@ -81,6 +81,8 @@ class InputVC:
         self.in_port = in_port
         self.index = index
         self.prev = prev  # upstream router id, or -1 for an injection port
+        # destination terminal -> candidates, for deterministic routing functions (None: adaptive)
+        self.routes: dict[int, list[tuple[int, tuple[int, ...]]]] | None = None
 
 
 class OutputPort:
@@ -152,7 +154,6 @@ class CreditVCRouter(Component):
         self.active: dict[InputVC, None] = {}  # VCs holding an output VC (insertion ordered)
         self.busy = 0  # input VCs that are not IDLE
         self.routing: RoutingFunction | None = None
-        self.route_cache: dict[tuple[int, int, int], Any] | None = None
         # credit_return[in_port][vc] = (delay, action) the network schedules when a flit leaves
         self.credit_return: list[list[tuple[int, tuple]]] = []
         self.net: FlitNetwork | None = None
@@ -176,15 +177,13 @@ class CreditVCRouter(Component):
 
     def _start_head(self, ivc: InputVC, now: int) -> None:
         packet = ivc.buf[0][1]
-        dest = self.net.terminal_router[packet.dst]  # type: ignore[union-attr]
-        cache = self.route_cache
-        if cache is None:
-            ivc.cands = self._route(packet, dest, ivc)
+        routes = ivc.routes
+        if routes is None:
+            ivc.cands = self._route(packet, ivc)
         else:
-            key = (packet.dst, ivc.prev, ivc.index)
-            cands = cache.get(key)
+            cands = routes.get(packet.dst)
             if cands is None:
-                cands = cache[key] = self._route(packet, dest, ivc)
+                cands = routes[packet.dst] = self._route(packet, ivc)
             ivc.cands = cands
         ivc.state = WAIT_VA
         ivc.ready = now + self.t_rc
@@ -192,8 +191,9 @@ class CreditVCRouter(Component):
         self.busy += 1
         self.n_packets += 1
 
-    def _route(self, packet: Any, dest: int, ivc: InputVC) -> list[tuple[int, tuple[int, ...]]]:
+    def _route(self, packet: Any, ivc: InputVC) -> list[tuple[int, tuple[int, ...]]]:
         """Routing candidates as (output port, allowed VCs)."""
+        dest = self.net.terminal_router[packet.dst]  # type: ignore[union-attr]
         cands = self.routing.route(  # type: ignore[union-attr]
             self.node, dest, ivc.prev, ivc.index, packet, self._free_credits
         )

@@ -222,20 +222,20 @@ def test_min_adaptive_delivers_everything_over_productive_hops_and_adapts():
     created: list[Packet] = []
 
     def spy_on(router):
-        accept = router.accept
+        start_head = router._start_head  # called once per packet at every router its head reaches
 
-        def spy(port, vc, flit, now):
-            pkt = flit[1]
+        def spy(ivc, now):
+            pkt = ivc.buf[0][1]
             first = g.graph["terminals"][pkt.src]
-            if flit[2] == 0 and not (router.node == first and pkt.id not in paths):
+            if not (router.node == first and pkt.id not in paths):
                 here = paths.setdefault(pkt.id, [first])[-1]
                 assert manhattan(g, router.node, g.graph["terminals"][pkt.dst]) == (
                     manhattan(g, here, g.graph["terminals"][pkt.dst]) - 1
                 )
                 paths[pkt.id].append(router.node)
-            accept(port, vc, flit, now)
+            start_head(ivc, now)
 
-        router.accept = spy
+        router._start_head = spy
 
     for r in net.routers:
         spy_on(r)
