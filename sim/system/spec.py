@@ -1,0 +1,306 @@
+"""System descriptions: chips (a compute die, named memories, optional near-memory MAC units) on a
+fabric, read from TOML.
+
+Schema (every key is checked; unknown keys are errors naming the file and key path)::
+
+    [system]
+    name = "gpu-hbm"                # label in results (default: file name)
+    description = "..."
+    chips = 8                       # identical chips
+
+    [chip.compute]                  # ComputeDie parameters (memwall describe die)
+    peak_bf16 = "989TFLOPS"
+
+    [chip.memory.hbm]               # a memory named "hbm" on every chip
+    preset = "hbm3"                 # a memory preset, or kind = "dram3d" / "hbf"
+    stacks = 5                      # identical devices (stacks) that interleave the memory
+    [chip.memory.hbm.params]        # device parameter overrides (units accepted)
+    rate = "5.24Gb/s"
+    [chip.memory.hbm.near_memory]   # optional: MAC units beside this memory (NearMemoryParams)
+    units = 32
+
+    [fabric]                        # NetworkParams + fidelity; the topology's terminals are chips
+    fidelity = "message"
+    flit_bytes = "256B"
+    [fabric.topology]               # a [topology] table (see topologies/README.md)
+    kind = "fully_connected"
+    k = 8
+    [fabric.router]                 # RouterParams
+    vcs = 2
+
+    [mapping]                       # defaults for the mapping (overridable per run)
+    tp = 8
+    weights = "hbm"
+    kv = "hbm"
+
+    [batching]                      # a registered batching policy and its parameters
+    policy = "continuous"
+    max_batch = 64
+
+``[mapping]`` and ``[batching]`` are kept as raw tables here and validated by their owners
+(:mod:`sim.workload.mapping`, :mod:`sim.workload.batching`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+
+from sim.compute.die import ComputeDieParams
+from sim.compute.nearmem import NearMemoryParams
+from sim.core.errors import ConfigError, MemwallError, join_where
+from sim.core.params import ParamSet
+from sim.core.registry import lookup, names
+from sim.core.tomlfile import read_toml
+from sim.fabric.network import NetworkParams
+from sim.fabric.router import RouterParams
+from sim.memory.device import MemoryDevice
+from sim.memory.preset import get_preset
+
+FABRIC_FIDELITIES = ("message", "flit", "analytic")
+
+
+@dataclass(frozen=True)
+class MemorySpec:
+    """One named memory of a chip: a device kind with resolved params, times ``stacks``."""
+
+    name: str
+    cls: type[MemoryDevice]
+    params: ParamSet
+    stacks: int
+    preset: str | None
+    near_memory: NearMemoryParams | None
+
+    @property
+    def kind(self) -> str:
+        return self.cls.registered_name  # type: ignore[attr-defined]
+
+    def device_capacity(self) -> int:
+        """Capacity of one stack, from a throwaway instance (devices own their geometry)."""
+        return _probe(self).capacity_bytes
+
+    def capacity_bytes(self) -> int:
+        return self.stacks * self.device_capacity()
+
+    def peak_bandwidth_Bps(self) -> float:
+        return self.stacks * _probe(self).peak_bandwidth_Bps()
+
+
+def _probe(spec: MemorySpec) -> MemoryDevice:
+    from sim.core.simulation import Simulation
+
+    return spec.cls(Simulation(), "probe", params=spec.params)
+
+
+@dataclass(frozen=True)
+class SystemSpec:
+    """A resolved system: what ``build_system`` elaborates and what results record."""
+
+    name: str
+    description: str
+    chips: int
+    compute: ComputeDieParams
+    memories: dict[str, MemorySpec]
+    topology: nx.Graph
+    network: NetworkParams
+    router: RouterParams
+    fabric_fidelity: str
+    mapping: dict[str, Any] = field(default_factory=dict)
+    batching: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+
+    def resolved(self) -> dict[str, Any]:
+        """Everything in internal units, for the resolved configuration written beside results."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "chips": self.chips,
+            "compute": self.compute.as_dict(),
+            "memories": {
+                n: {
+                    "kind": m.kind,
+                    "preset": m.preset,
+                    "stacks": m.stacks,
+                    "capacity_bytes": m.capacity_bytes(),
+                    "params": m.params.as_dict(),
+                    "near_memory": m.near_memory.as_dict() if m.near_memory else None,
+                }
+                for n, m in self.memories.items()
+            },
+            "fabric": {
+                "fidelity": self.fabric_fidelity,
+                "topology": self.topology.graph.get("kind"),
+                "network": self.network.as_dict(),
+                "router": self.router.as_dict(),
+            },
+            "mapping": dict(self.mapping),
+            "batching": dict(self.batching),
+            "source": self.source,
+        }
+
+
+TOP_KEYS = {"system", "chip", "fabric", "mapping", "batching"}
+SYSTEM_KEYS = {"name", "description", "chips"}
+MEMORY_KEYS = {"preset", "kind", "stacks", "params", "near_memory"}
+FABRIC_KEYS = {"fidelity", "topology", "router"}
+
+
+def _unknown(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    for key in table:
+        if key not in allowed:
+            raise ConfigError(
+                f"unknown key {key!r}; expected one of: {', '.join(sorted(allowed))}",
+                where=join_where(where, key),
+            )
+
+
+def _table(data: Mapping[str, Any], key: str, where: str, required: bool = False) -> dict[str, Any]:
+    value = data.get(key, None)
+    if value is None:
+        if required:
+            raise ConfigError(f"expected a [{key}] table, found none", where=where)
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"expected a table, found {value!r}", where=join_where(where, key))
+    return dict(value)
+
+
+def _memory(name: str, table: Mapping[str, Any], where: str) -> MemorySpec:
+    _unknown(table, MEMORY_KEYS, where)
+    preset_name = table.get("preset")
+    preset = None
+    if preset_name is not None:
+        try:
+            preset = get_preset(str(preset_name))
+        except MemwallError as exc:
+            raise ConfigError(exc.message, where=join_where(where, "preset")) from None
+    kind = table.get("kind", preset.kind if preset else None)
+    if not isinstance(kind, str) or kind not in names("memory"):
+        raise ConfigError(
+            f"expected kind = one of {', '.join(names('memory'))} (or a preset), found {kind!r}",
+            where=join_where(where, "kind"),
+        )
+    if preset is not None and preset.kind != kind:
+        raise ConfigError(
+            f"preset {preset.name!r} is for kind {preset.kind!r}, not {kind!r}",
+            where=join_where(where, "preset"),
+        )
+    cls = lookup("memory", kind)
+    overrides = _table(table, "params", where)
+    base = preset.raw_values() if preset else {}
+    params = cls.Params.from_mapping({**base, **overrides}, where=join_where(where, "params"))
+    stacks = table.get("stacks", 1)
+    if isinstance(stacks, bool) or not isinstance(stacks, int) or stacks < 1:
+        raise ConfigError(
+            f"expected a whole number >= 1, found {stacks!r}", where=join_where(where, "stacks")
+        )
+    near = table.get("near_memory")
+    near_params = None
+    if near is not None:
+        if not isinstance(near, Mapping):
+            raise ConfigError(f"expected a table, found {near!r}", where=join_where(where, "near_memory"))
+        near_params = NearMemoryParams.from_mapping(near, where=join_where(where, "near_memory"))
+    return MemorySpec(name, cls, params, stacks, preset.name if preset else None, near_params)
+
+
+def system_from_mapping(data: Mapping[str, Any], where: str = "system") -> SystemSpec:
+    """Build a :class:`SystemSpec` from parsed TOML (``where`` prefixes every error)."""
+    from sim.topology import topology_from_mapping
+
+    _unknown(data, TOP_KEYS, where)
+    system = _table(data, "system", where, required=True)
+    w_sys = join_where(where, "system")
+    _unknown(system, SYSTEM_KEYS, w_sys)
+    chips = system.get("chips")
+    if isinstance(chips, bool) or not isinstance(chips, int) or chips < 1:
+        raise ConfigError(f"expected a whole number >= 1, found {chips!r}", where=join_where(w_sys, "chips"))
+    chip = _table(data, "chip", where, required=True)
+    w_chip = join_where(where, "chip")
+    _unknown(chip, {"compute", "memory"}, w_chip)
+    compute = ComputeDieParams.from_mapping(
+        _table(chip, "compute", w_chip), where=join_where(w_chip, "compute")
+    )
+    mem_tables = _table(chip, "memory", w_chip, required=True)
+    if not mem_tables:
+        raise ConfigError(
+            "expected at least one [chip.memory.NAME] table", where=join_where(w_chip, "memory")
+        )
+    memories = {}
+    for name, table in mem_tables.items():
+        w_mem = join_where(w_chip, f"memory.{name}")
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"expected a table, found {table!r}", where=w_mem)
+        memories[name] = _memory(name, table, w_mem)
+    fabric = _table(data, "fabric", where)
+    w_fab = join_where(where, "fabric")
+    router_table = _table(fabric, "router", w_fab)
+    topo_table = _table(fabric, "topology", w_fab) or {"kind": "fully_connected", "k": chips}
+    fidelity = fabric.get("fidelity", "message")
+    if fidelity not in FABRIC_FIDELITIES:
+        raise ConfigError(
+            f"expected one of {', '.join(FABRIC_FIDELITIES)}, found {fidelity!r}",
+            where=join_where(w_fab, "fidelity"),
+        )
+    net_table = {k: v for k, v in fabric.items() if k not in FABRIC_KEYS}
+    network = NetworkParams.from_mapping(net_table, where=w_fab)
+    router = RouterParams.from_mapping(router_table, where=join_where(w_fab, "router"))
+    topology = topology_from_mapping(topo_table, where=join_where(w_fab, "topology"))
+    terminals = len(topology.graph["terminals"])
+    if terminals != chips:
+        raise ConfigError(
+            f"expected a topology with one terminal per chip ({chips}), found {terminals}",
+            where=join_where(w_fab, "topology"),
+        )
+    return SystemSpec(
+        name=str(system.get("name", "system")),
+        description=str(system.get("description", "")),
+        chips=chips,
+        compute=compute,
+        memories=memories,
+        topology=topology,
+        network=network,
+        router=router,
+        fabric_fidelity=fidelity,
+        mapping=_table(data, "mapping", where),
+        batching=_table(data, "batching", where),
+        source=where,
+    )
+
+
+TOPOLOGIES_DIR = Path(__file__).resolve().parents[2] / "topologies"
+
+
+def system_files() -> dict[str, Path]:
+    """Systems shipped in ``topologies/`` (files with a [system] table), by name."""
+    out = {}
+    for path in sorted(TOPOLOGIES_DIR.glob("*.toml")):
+        try:
+            data = read_toml(path)
+        except ConfigError:
+            continue
+        if "system" in data:
+            out[path.stem] = path
+    return out
+
+
+def load_system(spec: str) -> SystemSpec:
+    """A system by file path or by the name of a system in ``topologies/``."""
+    path = Path(spec)
+    if not (spec.endswith(".toml") or path.is_file()):
+        known = system_files()
+        if spec not in known:
+            raise ConfigError(
+                f"unknown system {spec!r}; expected a .toml file or one of: "
+                f"{', '.join(known) or '(none found)'}",
+                where="SYSTEM",
+            )
+        path = known[spec]
+    data = read_toml(path)
+    sys_spec = system_from_mapping(data, where=str(path))
+    if "name" not in data.get("system", {}):
+        sys_spec = SystemSpec(**{**sys_spec.__dict__, "name": path.stem})
+    return sys_spec
