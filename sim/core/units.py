@@ -212,10 +212,12 @@ def format_time(ps: int | float) -> str:
 
 
 def format_size(nbytes: int | float) -> str:
-    """Human form of a byte count (binary prefixes when exact, else decimal)."""
+    """Human form of a byte count: binary prefixes when exact, else decimal with 4 digits."""
     for scale, unit in ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
-        if nbytes >= scale and nbytes % scale == 0:
-            return f"{nbytes // scale}{unit}"
+        if nbytes >= scale:
+            if nbytes % scale == 0:
+                return f"{int(nbytes) // scale}{unit}"
+            break
     return _fmt_scaled(nbytes, "B", [(1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")])
 
 
