@@ -331,6 +331,313 @@ def _add_fabric_flags(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--json", action="store_true")
 
 
+# -- run, trace gen, mappings --------------------------------------------------------------------
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+DEFAULT_TRACE = REPO / "traces" / "azure_conv_200.csv"
+DEFAULT_MODEL = "llama-3.1-8b"
+
+
+def _split_sets(items: Sequence[str] | None) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """--set overrides routed to mapping, driver or batching parameters by key name."""
+    from sim.workload.driver import DriverParams
+    from sim.workload.mapping import MappingParams
+
+    mapping_keys = {n for n, _, _ in MappingParams.specs()}
+    driver_keys = {n for n, _, _ in DriverParams.specs()}
+    mapping, driver, batching = {}, {}, {}
+    for key, value in _overrides(items).items():
+        if key in mapping_keys:
+            mapping[key] = value
+        elif key in driver_keys:
+            driver[key] = value
+        else:
+            batching[key] = value  # the batching policy validates its own keys
+    return mapping, driver, batching
+
+
+def _requests(args: argparse.Namespace, path: str) -> Any:
+    from sim.workload.requests import open_trace
+
+    return open_trace(path, args.format, limit=args.limit)
+
+
+def _is_decode_trace(path: str) -> bool:
+    import gzip
+
+    from sim.workload.decode_trace import FORMAT
+
+    try:
+        opener = gzip.open if path.endswith(".gz") else open
+        with opener(path, "rt", encoding="utf-8") as fh:  # type: ignore[operator]
+            return FORMAT in fh.readline()
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from sim.system.spec import load_system
+    from sim.workload.decode_trace import ReplayScheduler, read_decode_trace, requests_in_order
+    from sim.workload.driver import DriverParams
+    from sim.workload.mapping import mapping_from
+    from sim.workload.model import load_model
+    from sim.workload.run import RunSpec, execute
+
+    system = load_system(args.system or "default")
+    map_set, drv_set, batch_set = _split_sets(args.set)
+    driver = DriverParams.from_mapping(drv_set, where="--set")
+    fixed = args.batch is not None or args.context is not None or args.steps is not None
+    trace = None
+    if args.trace and _is_decode_trace(args.trace):
+        trace = read_decode_trace(args.trace)
+        model = load_model(args.model or trace.header.get("model", DEFAULT_MODEL))
+        map_set = {**{k: v for k, v in trace.header.get("mapping", {}).items()}, **map_set}
+    else:
+        model = load_model(args.model or DEFAULT_MODEL)
+    mapping = mapping_from(system, map_set, where="--set")
+    if trace is not None:
+        spec = RunSpec(
+            model,
+            system,
+            mapping,
+            requests_in_order(trace),
+            driver=driver,
+            seed=args.seed,
+            label=str(args.trace),
+        )
+        summary, drv, sim = _execute_replay(spec, ReplayScheduler(trace))
+    else:
+        if fixed:
+            spec = RunSpec(
+                model,
+                system,
+                mapping,
+                None,
+                batch=args.batch or 1,
+                context=args.context or 1024,
+                steps=args.steps or 16,
+                driver=driver,
+                seed=args.seed,
+                label="fixed batch",
+            )
+        else:
+            path = args.trace or str(DEFAULT_TRACE)
+            limit_note = args.limit
+            if args.trace is None and args.limit is None:
+                args.limit = limit_note = 24  # built-in default: a quick look at a real trace
+            spec = RunSpec(
+                model,
+                system,
+                mapping,
+                _requests(args, path),
+                batching=batch_set,
+                driver=driver,
+                seed=args.seed,
+                label=f"{path} (limit {limit_note})",
+            )
+        summary, drv, sim = execute(spec)
+    if args.out:
+        _write_run(args.out, summary, drv, sim)
+    if args.json:
+        print(json.dumps(summary, sort_keys=True))
+    else:
+        _print_run(summary)
+    return 0
+
+
+def _execute_replay(spec: Any, scheduler: Any) -> Any:
+    from sim.workload.run import execute
+
+    return execute(spec, scheduler=scheduler)
+
+
+def _write_run(out: str, summary: dict[str, Any], drv: Any, sim: Any) -> None:
+    import csv
+    from pathlib import Path
+
+    d = Path(out)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create output directory: {exc.strerror}", where="--out") from None
+    (d / "config.json").write_text(json.dumps(sim.config, indent=1, sort_keys=True, default=str) + "\n")
+    (d / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
+    (d / "stats.json").write_text(json.dumps(sim.stats.collect(sim.now), sort_keys=True, default=str) + "\n")
+    with (d / "requests.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(
+            [
+                "id",
+                "arrival_ms",
+                "prompt_tokens",
+                "output_tokens",
+                "generated",
+                "ttft_ms",
+                "tpot_ms",
+                "e2e_ms",
+            ]
+        )
+        for r in sorted(drv.records.values(), key=lambda r: r.request.id):
+            req = r.request
+            ttft = (r.first_token_ps - req.arrival_ps) / 1e9 if r.generated else ""
+            tpot = (r.last_token_ps - r.first_token_ps) / 1e9 / (r.generated - 1) if r.generated > 1 else ""
+            e2e = (r.last_token_ps - req.arrival_ps) / 1e9 if r.generated else ""
+            w.writerow(
+                [
+                    req.id,
+                    req.arrival_ps / 1e9,
+                    req.prompt_tokens,
+                    req.output_tokens,
+                    r.generated,
+                    ttft,
+                    tpot,
+                    e2e,
+                ]
+            )
+    with (d / "iterations.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(
+            [
+                "index",
+                "start_ms",
+                "step_ms",
+                "requests",
+                "tokens",
+                "prefill_tokens",
+                "top_cause",
+                "top_cause_share",
+            ]
+        )
+        for it in drv.iterations:
+            top = it.blame.top(1)
+            share = top[0][1] / it.step_ps if top and it.step_ps else 0.0
+            w.writerow(
+                [
+                    it.index,
+                    it.start_ps / 1e9,
+                    it.step_ps / 1e9,
+                    it.requests,
+                    it.tokens,
+                    it.prefill_tokens,
+                    top[0][0] if top else "",
+                    share,
+                ]
+            )
+
+
+def _print_run(r: dict[str, Any]) -> None:
+    def dist(d: dict[str, float]) -> str:
+        return f"mean {d['mean']:.3f}  p50 {d['p50']:.3f}  p99 {d['p99']:.3f} ms"
+
+    m = r["mapping"]
+    rows = [
+        (
+            "system / model",
+            f"{r['system']} / {r['model']} (tp {m['tp']}, pp {m['pp']}, ep {m['ep']}; "
+            f"weights on {m['weights'] or 'first memory'}, KV on {m['kv'] or 'first memory'})",
+        ),
+        (
+            "requests / tokens",
+            f"{r['requests']} requests, {r['tokens']} output tokens in {r['iterations']} iterations",
+        ),
+        ("TTFT", dist(r["ttft_ms"])),
+        ("TPOT", dist(r["tpot_ms"])),
+        ("step time", dist(r["step_time_ms"])),
+        ("throughput", f"{r['tokens_per_s']:,.1f} tokens/s"),
+        (
+            "critical path",
+            ", ".join(
+                f"{k} {100 * v:.1f}%" for k, v in sorted(r["stall_breakdown"].items(), key=lambda kv: -kv[1])
+            ),
+        ),
+        ("utilization", ", ".join(f"{k} {100 * v:.1f}%" for k, v in r["utilization"].items())),
+        (
+            "capacity per chip",
+            ", ".join(
+                f"{k} {format_size(v['used_bytes'])} of {format_size(v['total_bytes'])}"
+                for k, v in r["capacity"].items()
+            ),
+        ),
+        (
+            "simulator",
+            f"{r['events']:,} events in {r['wall_s']:.2f} s = {r['events_per_s']:,.0f} events/s, "
+            f"{r['sim_s_per_wall_s']:.3g} simulated s per wall s",
+        ),
+    ]
+    _print_table("memwall run", rows)
+
+
+def cmd_trace_gen(args: argparse.Namespace) -> int:
+    from sim.system.spec import load_system
+    from sim.workload.mapping import mapping_from
+    from sim.workload.model import load_model
+    from sim.workload.tracegen import generate
+
+    system = load_system(args.system or "default")
+    model = load_model(args.model)
+    map_set, _, batch_set = _split_sets(args.set)
+    mapping = mapping_from(system, map_set, where="--set")
+    requests = _requests(args, args.requests)
+    result = generate(
+        model,
+        system,
+        mapping,
+        requests,
+        args.out,
+        batching=batch_set,
+        source={"requests": args.requests, "format": args.format, "limit": args.limit},
+    )
+    print(
+        json.dumps(result, sort_keys=True)
+        if args.json
+        else f"wrote {result['out']}: {result['iterations']} iterations, {result['tokens']} tokens "
+        f"(estimated span {result['estimated_span_s']:.3f} s)"
+    )
+    return 0
+
+
+def cmd_mappings(args: argparse.Namespace) -> int:
+    from sim.system.spec import load_system
+    from sim.workload.mapping import enumerate_mappings, mapping_from
+    from sim.workload.model import load_model
+
+    system = load_system(args.system or "default")
+    model = load_model(args.model or DEFAULT_MODEL)
+    map_set, _, _ = _split_sets(args.set)
+    ranked = enumerate_mappings(model, system, args.batch, args.context, mapping_from(system, map_set))
+    if not ranked:
+        raise ConfigError(
+            f"no mapping of {model.name} fits {system.name}; try a smaller weight_dtype "
+            "(--set weight_dtype=fp8) or a larger system",
+            where="mappings",
+        )
+    rows = [
+        {
+            "tp": p.mapping.tp,
+            "pp": p.mapping.pp,
+            "ep": p.mapping.ep,
+            "chips": p.chips,
+            "weights_per_chip_bytes": p.weight_bytes_per_chip,
+            "kv_capacity_tokens": p.kv_capacity_tokens,
+            "est_tokens_per_s_per_chip": tps,
+        }
+        for p, tps in ranked
+    ]
+    if args.json:
+        print(json.dumps(rows, sort_keys=True))
+    else:
+        print(
+            f"mappings of {model.name} on {system.name} that fit, best first "
+            f"(roofline estimate at batch {args.batch}, context {args.context}):"
+        )
+        for r in rows:
+            print(
+                f"  tp {r['tp']:<3} pp {r['pp']:<3} ep {r['ep']:<3} chips {r['chips']:<3} weights/chip "
+                f"{format_size(r['weights_per_chip_bytes']):>10}  KV tokens {r['kv_capacity_tokens']:>10,}  "
+                f"~{r['est_tokens_per_s_per_chip']:,.0f} tokens/s/chip"
+            )
+    return 0
+
+
 # -- entry point ------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="memwall", description="Simulator of LLM-inference hardware.")
@@ -399,6 +706,53 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--group", type=_positive_int, help="ranks (default: every terminal)")
     co.add_argument("--fidelity", choices=("flit", "message"), default="message")
     co.set_defaults(func=cmd_collective)
+
+    rn = sub.add_parser("run", help="simulate LLM inference end to end (the main job)")
+    rn.add_argument("system", nargs="?", help="system TOML or name in topologies/ (default: default)")
+    rn.add_argument(
+        "trace",
+        nargs="?",
+        help="decode trace (.jsonl[.gz]) or request trace "
+        "(default: traces/azure_conv_200.csv, first 24 requests)",
+    )
+    rn.add_argument("--model", help=f"known model name or config.json (default {DEFAULT_MODEL})")
+    rn.add_argument("--format", help="request-trace format (azure, splitwise, mooncake; guessed if omitted)")
+    rn.add_argument("--limit", type=_positive_int, help="read at most N requests")
+    rn.add_argument("--batch", type=_positive_int, help="fixed decode batch size (decode study)")
+    rn.add_argument("--context", type=_positive_int, help="context tokens per sequence (decode study)")
+    rn.add_argument("--steps", type=_positive_int, help="decode iterations (decode study)")
+    rn.add_argument("--out", help="directory for config.json, summary.json, requests.csv, iterations.csv")
+    rn.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="mapping (tp, pp, weights, kv, compute, weight_dtype...), driver or batching keys",
+    )
+    rn.add_argument("--seed", type=int, default=0)
+    rn.add_argument("--json", action="store_true")
+    rn.set_defaults(func=cmd_run)
+
+    tr = sub.add_parser("trace", help="decode traces: trace gen lowers a request trace")
+    tsub = tr.add_subparsers(dest="trace_command", parser_class=_Parser, metavar="ACTION")
+    tg = tsub.add_parser("gen", help="write a decode trace from a request trace")
+    tg.add_argument("--model", required=True)
+    tg.add_argument("--requests", required=True, help="request trace file")
+    tg.add_argument("--format", help="azure, splitwise, mooncake (guessed if omitted)")
+    tg.add_argument("--system", help="system TOML or name (default: default)")
+    tg.add_argument("--limit", type=_positive_int)
+    tg.add_argument("--out", required=True, help="output .jsonl or .jsonl.gz")
+    tg.add_argument("--set", action="append", metavar="KEY=VALUE")
+    tg.add_argument("--json", action="store_true")
+    tg.set_defaults(func=cmd_trace_gen)
+
+    mp = sub.add_parser("mappings", help="list the mappings of a model that fit a system, ranked")
+    mp.add_argument("system", nargs="?")
+    mp.add_argument("--model")
+    mp.add_argument("--batch", type=_positive_int, default=1)
+    mp.add_argument("--context", type=_positive_int, default=2048)
+    mp.add_argument("--set", action="append", metavar="KEY=VALUE")
+    mp.add_argument("--json", action="store_true")
+    mp.set_defaults(func=cmd_mappings)
 
     ds = sub.add_parser("describe", help="list registered kinds, or describe one by name")
     ds.add_argument("name", nargs="?", help="a kind (memory, preset, ...) or a registered name")
