@@ -127,8 +127,8 @@ def ring(k: Any, *, p: Any = 1, latency: Any = 1, width: Any = 1) -> nx.Graph:
 
 @register("topology", "fully_connected")
 def fully_connected(k: Any, *, p: Any = 1, latency: Any = 1, width: Any = 1) -> nx.Graph:
-    """k routers, every pair linked: k(k-1)/2 links, diameter 1."""
-    k = require_int(k, minimum=2, where="k")
+    """k routers, every pair linked: k(k-1)/2 links, diameter 1 (k = 1: a lone chip, no links)."""
+    k = require_int(k, minimum=1, where="k")
     p = require_int(p, minimum=1, where="p")
     latency, width = _link_args(latency, width)
     G = _graph(
