@@ -139,6 +139,9 @@ class AddressMapping:
                 break
             distinct *= g.radix(f)
         self.distinct_blocks = distinct
+        # One "row sweep" of the high blocks: ``distinct_blocks`` blocks for each row, then the fields
+        # above the row (``h = inner + D * (row + rows * outer)``).
+        self.sweep_blocks = distinct * g.rows
 
     # -- decoding ------------------------------------------------------------------------------
     def _digits(self, values: np.ndarray, order: list[str] | tuple[str, ...]) -> tuple[np.ndarray, ...]:
@@ -290,6 +293,90 @@ class AddressMapping:
         if keep.all():
             return lane, bank, row, counts
         return lane[keep], bank[keep], row[keep], counts[keep]
+
+
+    def bank_runs(self, b0: int, b1: int) -> BankRuns:
+        """Row runs of bursts ``[b0, b1)`` summed per (lane, bank), without listing the runs.
+
+        High block ``h = i + D * (r + R * o)`` (``D`` = :attr:`distinct_blocks`, ``R`` = rows): the
+        inner digits ``i`` and outer digits ``o`` pick the lane and bank together with the low index
+        ``l``, the middle digit is the row. So one bank ``(o, i, l)`` meets the blocks
+        ``h = h_first, h_first + D, ...`` of its ``(o, i)`` segment, one row each, rows ascending, and
+        only the request's first and last blocks can hold a partial (or empty) run. Cost: one entry
+        per bank touched, whatever the request size.
+        """
+        L, C, CL, D = self.L, self.C, self.CL, self.distinct_blocks
+        R, DR = self.geometry.rows, self.sweep_blocks
+        ls = self._l
+        h0, h1 = b0 // CL, (b1 - 1) // CL
+        x, y = b0 - h0 * CL, b1 - h1 * CL
+        if h0 == h1:
+            cnt0 = cnt1 = (y - ls + L - 1) // L - (x - ls + L - 1) // L
+        else:
+            cnt0 = C - (x - ls + L - 1) // L
+            cnt1 = (y - ls + L - 1) // L
+        # (o, i) segments: the blocks of [h0, h1] with one outer value o, then per inner value i the
+        # first and last of them (every i when a segment spans D blocks or more).
+        o0, o1 = h0 // DR, h1 // DR
+        if o0 == o1 and h1 - h0 < D:  # fewer blocks than inner values: each block its own bank set
+            fh = lh = np.arange(h0, h1 + 1, dtype=np.int64)
+        else:
+            outer = np.arange(o0, o1 + 1, dtype=np.int64)[:, None]
+            a = np.maximum(outer * DR, h0)
+            b = np.minimum(outer * DR + DR - 1, h1)
+            inner = np.arange(D, dtype=np.int64)
+            fh = (a + (inner - a) % D).ravel()
+            lh = (b - (b - inner) % D).ravel()
+            ok = fh <= lh
+            if not ok.all():
+                fh, lh = fh[ok], lh[ok]
+        mh = ((lh - fh) // D + 1)[:, None]
+        if len(fh) <= 8:
+            lane_h, bank_h, _ = np.array([self._high(h) for h in fh.tolist()], dtype=np.int64).T
+        else:
+            lane_h, bank_h, _ = self._digits(fh, self.high)
+        fh, lh = fh[:, None], lh[:, None]
+
+        def count(h: np.ndarray) -> np.ndarray:
+            return np.where(h == h0, cnt0, np.where(h == h1, cnt1, C))
+
+        # Only blocks h0 and h1 can leave a bank empty: drop those runs.
+        drop_f = count(fh) == 0
+        drop_l = (count(lh) == 0) & (lh != fh)
+        m = mh - drop_f - drop_l
+        hf = fh + D * drop_f
+        hl = lh - D * drop_l
+        c_first, c_last = count(hf), count(hl)
+        total = np.where(m >= 2, c_first + c_last + (m - 2) * C, c_first)
+        rest = np.where(m >= 3, C, np.where(m == 2, c_last, 0))
+        lane = lane_h[:, None] + self._lane_l
+        bank = bank_h[:, None] + self._bank_l
+        first_row = (hf // D) % R
+        last_row = (hl // D) % R
+        fields = (lane, bank, m, first_row, c_first, last_row, rest, total)
+        keep = m > 0
+        if keep.all():
+            return BankRuns(*(v.ravel() for v in fields))
+        return BankRuns(*(v[keep] for v in fields))
+
+
+@dataclass(frozen=True, slots=True)
+class BankRuns:
+    """Row runs of one request summed per (lane, bank) touched (arrays, one entry per bank).
+
+    The runs of a bank are in address order with ascending, distinct rows: ``runs`` of them, the first
+    on ``first_row`` with ``first_count`` bursts, the last on ``last_row``; ``rest_max`` is the largest
+    burst count of the runs after the first (0 when there is one run) and ``bursts`` their sum.
+    """
+
+    lane: np.ndarray
+    bank: np.ndarray
+    runs: np.ndarray
+    first_row: np.ndarray
+    first_count: np.ndarray
+    last_row: np.ndarray
+    rest_max: np.ndarray
+    bursts: np.ndarray
 
 
 def get_mapping(name: str) -> type[AddressMapping]:

@@ -438,6 +438,9 @@ class _Request:
 _K_COL, _K_ACT, _K_PRE, _K_PRE_IDLE, _K_REF, _K_REFSB, _K_REF_DUE = range(7)
 _IDLE, _TIMED, _RUNNING = range(3)
 _NEVER = np.iinfo(np.int64).max
+# The transaction model evaluates a request per bank (not per row run) once the banks it touches
+# hold at least this many of its rows each on average.
+_BANK_SWEEP_ROWS = 4
 
 
 class _LaneController:
@@ -875,6 +878,21 @@ class _TransactionModel:
         self.phase = np.array([first_refresh_ps(i, nl, t.tREFI) for i in range(nl)], dtype=np.int64)
         # Requests of at most this many bursts take the scalar path (same formulas, no numpy overhead).
         self.small_limit = 16
+        # Requests spanning at least this many high blocks take the per-bank path: every bank they
+        # touch is met in BANK_SWEEP_ROWS rows or more (see :meth:`_bank_sweep_blocks`).
+        self.fast_path = True
+        self.bank_sweep_blocks = self._bank_sweep_blocks(dev.mapping)
+
+    @staticmethod
+    def _bank_sweep_blocks(mapping: AddressMapping) -> int:
+        """Blocks a request must span for the per-bank path: ``BANK_SWEEP_ROWS`` x distinct blocks.
+
+        A request of ``k`` high blocks has about ``k x L`` row runs but touches at most
+        ``distinct_blocks x L`` banks per outer segment, so from ``k = BANK_SWEEP_ROWS x
+        distinct_blocks`` on, each bank it touches holds that many rows on average and per-bank
+        arrays are that many times shorter than per-run ones (below it the two cost about the same).
+        """
+        return _BANK_SWEEP_ROWS * mapping.distinct_blocks
 
     def _last_refresh(self, now: int, lane: np.ndarray) -> np.ndarray:
         ph = self.phase[lane]
@@ -899,9 +917,20 @@ class _TransactionModel:
             nxt = np.where(cross, nxt + t.tREFI, nxt)
 
     def serve(self, now: int, b0: int, b1: int, write: bool) -> tuple[int, int, int, int]:
-        """Reserve bursts ``[b0, b1)``; returns (completion ps, bursts, activations, conflicts)."""
+        """Reserve bursts ``[b0, b1)``; returns (completion ps, bursts, activations, conflicts).
+
+        Three exact evaluations of one closed form: Python scalars for small requests, per row run
+        (:meth:`_serve_runs`), and per bank (:meth:`_serve_banks`) once the request sweeps its banks
+        row after row, so that the cost no longer grows with the request.
+        """
         if b1 - b0 <= self.small_limit:
             return self._serve_small(now, b0, b1, write)
+        if self.fast_path and self.mapping.blocks_spanned(b0, b1) >= self.bank_sweep_blocks:
+            return self._serve_banks(now, b0, b1, write)
+        return self._serve_runs(now, b0, b1, write)
+
+    def _serve_runs(self, now: int, b0: int, b1: int, write: bool) -> tuple[int, int, int, int]:
+        """The closed form over the request's row runs (numpy, one entry per run)."""
         t = self.t
         lane, bank, row, count = self.mapping.runs(b0, b1)
         key = lane * self.nb + bank
@@ -936,14 +965,9 @@ class _TransactionModel:
         conflict = miss & (prev >= 0)
         # Per-lane quantities as full-width vectors (lanes not touched have n == 0).
         n_l = np.bincount(lane, weights=count, minlength=self.nl).astype(np.int64)
-        touched = n_l > 0
         acts_l = np.bincount(lane[miss], minlength=self.nl)
-        groups = np.zeros(self.nl * self.ngroups, dtype=bool)
-        groups[lane * self.ngroups + bank // self.bpg] = True
-        col = self.col_int[groups.reshape(self.nl, self.ngroups).sum(axis=1)]
-        has_act = acts_l > 0
+        runs_l = np.bincount(lane, minlength=self.nl)
         a0 = np.maximum(self.act_busy, now)
-        self.act_busy = np.where(has_act, a0 + acts_l * self.act_int, self.act_busy)
         pre_t = np.maximum(a0[lane], self.bank_free[key])
         if self.all_bank:
             pre_t = self._out_of_refresh(pre_t, lane)
@@ -953,19 +977,7 @@ class _TransactionModel:
         np.minimum.at(ready_l, lane, ready)
         tail_l = np.zeros(self.nl, dtype=np.int64)
         np.maximum.at(tail_l, lane, ready + t.tBURST + (count - 1) * t.tCCD_L)
-        start = np.maximum(ready_l, self.lane_busy)
-        if self.all_bank:
-            start = self._out_of_refresh(start, self.lanes)
-        end = start + t.tBURST + (n_l - 1) * col
-        runs_l = np.maximum(np.bincount(lane, minlength=self.nl), 1)
-        last_act = a0 + ((acts_l - 1) // 4) * self.faw4 + ((acts_l - 1) % 4) * t.tRRD_S
-        per_run = -(-n_l // runs_l)
-        act_tail = np.where(has_act, last_act + t.tRCD + tcas + t.tBURST + (per_run - 1) * t.tCCD_L, 0)
-        end = np.maximum(np.maximum(end, act_tail), tail_l)
-        if self.all_bank:
-            end = self._stretch(start, end, self.lanes)
-        self.lane_busy = np.where(touched, end, self.lane_busy)
-        self.lane_bursts += n_l
+        end, touched = self._finish_lanes(now, tcas, lane, bank, a0, n_l, acts_l, runs_l, ready_l, tail_l)
         if miss.any():
             np.maximum.at(self.bank_free, key[miss], act_t[miss] + t.tRC)
         if self.closed_page:
@@ -975,6 +987,93 @@ class _TransactionModel:
         self.last_use[key] = end[lane]
         n_conf = int(conflict.sum()) if not self.closed_page else 0
         return int(end[touched].max()), int(n_l.sum()), int(miss.sum()), n_conf
+
+    def _serve_banks(self, now: int, b0: int, b1: int, write: bool) -> tuple[int, int, int, int]:
+        """The same closed form per bank touched (numpy, one entry per bank; exact).
+
+        A bank's row runs (:meth:`AddressMapping.bank_runs`) are on distinct rows, so after the first
+        each one misses (a conflict under open page; under closed page the row was closed). All its
+        runs share one precharge time ``max(a0, bank_free)`` (both fixed for the request), so every
+        run after the first has the same ready time and the largest of them ends last; per-lane
+        sums (bursts, ACTs, runs) and extremes (first ready, last tail) are then per-bank sums and
+        extremes, and the bank's free time is its latest ACT + tRC.
+        """
+        t = self.t
+        br = self.mapping.bank_runs(b0, b1)
+        lane, bank, m = br.lane, br.bank, br.runs
+        key = lane * self.nb + bank
+        tcas = t.tCWL if write else t.tCL
+        state = self.open_row[key]
+        if self.all_bank:
+            state = np.where(self.last_use[key] < self._last_refresh(now, lane), -1, state)
+        miss1 = state != br.first_row
+        conf1 = miss1 & (state >= 0)
+        more = m > 1
+        again = m - 1  # later runs: all activations; conflicts under open page
+        acts = again + miss1
+        nl = self.nl
+        n_l = np.bincount(lane, weights=br.bursts, minlength=nl).astype(np.int64)
+        acts_l = np.bincount(lane, weights=acts, minlength=nl).astype(np.int64)
+        runs_l = np.bincount(lane, weights=m, minlength=nl).astype(np.int64)
+        a0 = np.maximum(self.act_busy, now)
+        bank_free = self.bank_free[key]
+        pre_t = np.maximum(a0[lane], bank_free)
+        if self.all_bank:
+            pre_t = self._out_of_refresh(pre_t, lane)
+        act1 = pre_t + np.where(conf1, t.tRP, 0)
+        act2 = pre_t if self.closed_page else pre_t + t.tRP
+        ready1 = np.where(miss1, act1 + t.tRCD + tcas, now + tcas)
+        ready2 = act2 + t.tRCD + tcas
+        ready = np.where(more, np.minimum(ready1, ready2), ready1)
+        tail1 = ready1 + t.tBURST + (br.first_count - 1) * t.tCCD_L
+        tail = np.where(more, np.maximum(tail1, ready2 + t.tBURST + (br.rest_max - 1) * t.tCCD_L), tail1)
+        ready_l = np.full(nl, _NEVER, dtype=np.int64)
+        np.minimum.at(ready_l, lane, ready)
+        tail_l = np.zeros(nl, dtype=np.int64)
+        np.maximum.at(tail_l, lane, tail)
+        end, touched = self._finish_lanes(now, tcas, lane, bank, a0, n_l, acts_l, runs_l, ready_l, tail_l)
+        free = np.where(miss1, act1 + t.tRC, 0)
+        free = np.where(more, np.maximum(free, act2 + t.tRC), free)
+        self.bank_free[key] = np.maximum(bank_free, free)
+        self.open_row[key] = -1 if self.closed_page else br.last_row
+        self.last_use[key] = end[lane]
+        n_conf = 0 if self.closed_page else int(conf1.sum()) + int(again.sum())
+        return int(end[touched].max()), int(n_l.sum()), int(acts.sum()), n_conf
+
+    def _finish_lanes(
+        self,
+        now: int,
+        tcas: int,
+        lane: np.ndarray,
+        bank: np.ndarray,
+        a0: np.ndarray,
+        n_l: np.ndarray,
+        acts_l: np.ndarray,
+        runs_l: np.ndarray,
+        ready_l: np.ndarray,
+        tail_l: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per-lane part of the closed form: ACT budget, TSV busy-until and bursts; (ends, touched)."""
+        t = self.t
+        touched = n_l > 0
+        groups = np.zeros(self.nl * self.ngroups, dtype=bool)
+        groups[lane * self.ngroups + bank // self.bpg] = True
+        col = self.col_int[groups.reshape(self.nl, self.ngroups).sum(axis=1)]
+        has_act = acts_l > 0
+        self.act_busy = np.where(has_act, a0 + acts_l * self.act_int, self.act_busy)
+        start = np.maximum(ready_l, self.lane_busy)
+        if self.all_bank:
+            start = self._out_of_refresh(start, self.lanes)
+        end = start + t.tBURST + (n_l - 1) * col
+        last_act = a0 + ((acts_l - 1) // 4) * self.faw4 + ((acts_l - 1) % 4) * t.tRRD_S
+        per_run = -(-n_l // np.maximum(runs_l, 1))
+        act_tail = np.where(has_act, last_act + t.tRCD + tcas + t.tBURST + (per_run - 1) * t.tCCD_L, 0)
+        end = np.maximum(np.maximum(end, act_tail), tail_l)
+        if self.all_bank:
+            end = self._stretch(start, end, self.lanes)
+        self.lane_busy = np.where(touched, end, self.lane_busy)
+        self.lane_bursts += n_l
+        return end, touched
 
     # -- the same closed form with Python scalars, for small requests ------------------------------
     def _refresh_window(self, when: int, lane: int) -> tuple[int, int]:

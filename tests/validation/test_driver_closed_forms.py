@@ -1,5 +1,6 @@
 """The token-generation driver against closed forms: memory-bound decode, scaling, conservation."""
 
+import itertools
 import math
 
 import pytest
@@ -45,7 +46,7 @@ def decode_bytes(model, tp, batch, context, dtype="bf16"):
 @pytest.mark.parametrize(("batch", "context"), [(1, 128), (4, 1024), (16, 2048)])
 def test_small_batch_decode_is_memory_bound_at_the_closed_form(llama8b, batch, context):
     system = gpu(stacks=2)
-    summary, drv, _ = execute(
+    summary, _drv, _ = execute(
         RunSpec(llama8b, system, mapping_from(system), None, batch=batch, context=context, steps=3)
     )
     peak = system.memories["hbm"].peak_bandwidth_Bps()
@@ -78,7 +79,7 @@ def test_every_request_gets_exactly_its_output_tokens(llama8b):
         assert rec.first_token_ps >= rec.request.arrival_ps
     # iterations never overlap and tile the busy time
     its = drv.iterations
-    assert all(a.end_ps <= b.start_ps for a, b in zip(its, its[1:], strict=False))
+    assert all(a.end_ps <= b.start_ps for a, b in itertools.pairwise(its))
 
 
 def test_weights_on_flash_stream_through_prefetch_windows(llama8b):
