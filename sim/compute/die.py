@@ -83,10 +83,8 @@ class ComputeDie(Component):
         p: ComputeDieParams = self.params  # type: ignore[assignment]
         return int(flops * PS_PER_S / (p.peak(dtype) * p.achievable) + 0.5)
 
-    def execute(
-        self, flops: float, dtype: str = "bf16", ready_ps: int | None = None
-    ) -> Generator[simpy.Event, Any, int]:
-        """Run ``flops`` no earlier than ``ready_ps``; returns the finish time (ps)."""
+    def book(self, flops: float, dtype: str = "bf16", ready_ps: int | None = None) -> int:
+        """Queue ``flops`` no earlier than ``ready_ps`` without a process; returns the finish (ps)."""
         now = self.env.now
         ready = now if ready_ps is None else max(now, ready_ps)
         self.timeline.prune(now)
@@ -94,7 +92,14 @@ class ComputeDie(Component):
         self.stat.ops.add()
         self.stat.flops.add(flops)
         self.stat.queue_ns.observe((start - ready) / 1000)
-        yield self.env.timeout(end - now)
+        return end
+
+    def execute(
+        self, flops: float, dtype: str = "bf16", ready_ps: int | None = None
+    ) -> Generator[simpy.Event, Any, int]:
+        """Run ``flops`` (as a process); returns the finish time (ps)."""
+        end = self.book(flops, dtype, ready_ps)
+        yield self.env.timeout(end - self.env.now)
         return end
 
     def finalize(self) -> None:

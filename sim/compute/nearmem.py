@@ -127,7 +127,8 @@ class NearMemoryUnits(Component):
         t = max(weight_bytes / self.bandwidth, flops / self.peak_flops)
         return int(t * PS_PER_S + 0.5)
 
-    def gemv(self, weight_bytes: float, flops: float) -> Generator[simpy.Event, Any, int]:
+    def book(self, weight_bytes: float, flops: float) -> int:
+        """Queue a GEMV now without a process; returns its finish time (ps)."""
         now = self.env.now
         self.timeline.prune(now)
         start, end = self.timeline.reserve(now, self.gemv_time_ps(weight_bytes, flops))
@@ -135,7 +136,12 @@ class NearMemoryUnits(Component):
         self.stat.flops.add(flops)
         self.stat.bytes_read.add(weight_bytes)
         self.stat.queue_ns.observe((start - now) / 1000)
-        yield self.env.timeout(end - now)
+        return end
+
+    def gemv(self, weight_bytes: float, flops: float) -> Generator[simpy.Event, Any, int]:
+        """Run a GEMV (as a process); returns its finish time (ps)."""
+        end = self.book(weight_bytes, flops)
+        yield self.env.timeout(end - self.env.now)
         return end
 
     def finalize(self) -> None:

@@ -119,22 +119,34 @@ class RequestRecord:
 
 
 class ChipMemory:
-    """One named memory of a chip: its stacks, and (on flash) one prefetcher per stack."""
+    """One named memory of a chip: ``stacks`` identical devices interleaving it.
+
+    Every access is split evenly over the stacks, so each stack sees the same request stream; one
+    representative device (and, on flash, one prefetcher) is simulated with a stack's share and the
+    memory's bandwidth is ``stacks`` times that device's. This keeps contention between streams on
+    the same memory (weights against KV) and cuts the events by the stack count.
+    """
 
     def __init__(
         self,
         name: str,
-        devices: list[MemoryDevice],
-        prefetchers: list[Prefetcher] | None,
+        device: MemoryDevice,
+        stacks: int,
+        prefetcher: Prefetcher | None,
         near: NearMemoryUnits | None,
     ) -> None:
         self.name = name
-        self.devices = devices
-        self.prefetchers = prefetchers
+        self.device = device
+        self.stacks = stacks
+        self.prefetcher = prefetcher
         self.near = near
-        self.peak = sum(d.peak_bandwidth_Bps() for d in devices)
+        self.peak = stacks * device.peak_bandwidth_Bps()
         self.cursor = 0  # next stream address (per stack), for streaming layouts
-        self.capacity = min(d.capacity_bytes for d in devices)
+        self.capacity = device.capacity_bytes
+
+    def share(self, nbytes: float) -> int:
+        """One stack's part of an access of ``nbytes``."""
+        return max(1, math.ceil(nbytes / self.stacks))
 
 
 class Chip(Component):
@@ -151,25 +163,20 @@ class Chip(Component):
         self.die = ComputeDie(self.sim, "die", self.system.compute, parent=self)
         self.memories: dict[str, ChipMemory] = {}
         for name, spec in self.system.memories.items():
-            devices = [
-                spec.cls(self.sim, f"{name}{i}", params=spec.params, parent=self) for i in range(spec.stacks)
-            ]
-            prefetchers = None
+            device = spec.cls(self.sim, name, params=spec.params, parent=self)
+            prefetcher = None
             if spec.kind == "hbf":
                 dp = self.driver_params
                 unit = dp.prefetch_unit
                 pparams = PrefetchParams(
                     policy=dp.prefetch_policy, unit=unit, window_pages=max(1, dp.prefetch_window // unit)
                 )
-                prefetchers = [
-                    Prefetcher(self.sim, f"{name}{i}_prefetch", d, pparams, parent=self)
-                    for i, d in enumerate(devices)
-                ]
+                prefetcher = Prefetcher(self.sim, f"{name}_prefetch", device, pparams, parent=self)
             near = None
             if spec.near_memory is not None:
-                internal = sum(d.peak_bandwidth_Bps() for d in devices)
+                internal = spec.stacks * device.peak_bandwidth_Bps()
                 near = NearMemoryUnits(self.sim, f"{name}_mac", spec.near_memory, internal, parent=self)
-            self.memories[name] = ChipMemory(name, devices, prefetchers, near)
+            self.memories[name] = ChipMemory(name, device, spec.stacks, prefetcher, near)
 
 
 class TokenDriver(Component):
@@ -228,11 +235,11 @@ class TokenDriver(Component):
         out = {}
         offset: dict[str, int] = {}
         wmem = self.plan.weights_memory
-        stacks = len(self.chips[0].memories[wmem].devices)
+        mem = self.chips[0].memories[wmem]
         work = self.lowering._weights(1)
         for layer, (attn, ffn) in enumerate(work):
             for op, nbytes in (("attn", attn), ("ffn", ffn)):
-                per_stack = math.ceil(nbytes / self.plan.mapping.tp / stacks)
+                per_stack = mem.share(nbytes / self.plan.mapping.tp)
                 out[(layer, op)] = (wmem, offset.get(wmem, 0))
                 offset[wmem] = offset.get(wmem, 0) + per_stack
         return out
@@ -335,23 +342,20 @@ class TokenDriver(Component):
         env = self.env
         start = env.now
         plan = self.plan
-        procs = []
+        events = []
         wmem = chip.memories[plan.weights_memory]
         kvmem = chip.memories[plan.kv_memory]
         near = plan.mapping.compute == "near_memory" and wmem.near is not None
         reports: list[Any] = []
         if work.weight_bytes > 0 and not near:
-            procs.append(env.process(self._read_weights(wmem, work, hint, reports)))
+            events.append(self._read_weights(wmem, work, hint, reports))
         if work.kv_read_bytes > 0:
-            procs.append(env.process(self._stream(kvmem, work.kv_read_bytes, False)))
+            events.append(self._access(kvmem, work.kv_read_bytes, False))
         if work.kv_write_bytes > 0:
-            procs.append(env.process(self._stream(kvmem, work.kv_write_bytes, True)))
-        if near:
-            compute = env.process(wmem.near.gemv(work.weight_bytes, work.flops))
-        else:
-            compute = env.process(chip.die.execute(work.flops, "bf16"))
-        procs.append(compute)
-        yield env.all_of(procs)
+            events.append(self._access(kvmem, work.kv_write_bytes, True))
+        end = wmem.near.book(work.weight_bytes, work.flops) if near else chip.die.book(work.flops, "bf16")
+        events.append(env.timeout(end - env.now))
+        yield env.all_of(events)
         duration = env.now - start
         # blame: what the op needed at peak, by input, and what the rest waited for
         ideal_w = 0 if near else work.weight_bytes / wmem.peak * PS_PER_S
@@ -391,43 +395,40 @@ class TokenDriver(Component):
 
     def _read_weights(
         self, mem: ChipMemory, work: OpWork, hint: tuple[int, str] | None, reports: list[Any]
-    ) -> Generator[simpy.Event, Any, None]:
-        """Weights of one op, split over the stacks; through the prefetchers on flash."""
-        env = self.env
-        n = len(mem.devices)
-        per_stack = math.ceil(work.weight_bytes / n)
+    ) -> simpy.Event:
+        """One stack's share of an op's weights; through the prefetch window on flash."""
+        per_stack = mem.share(work.weight_bytes)
         key = (work.layer, work.name)
         _, offset = self.layout.get(key, (mem.name, 0))
-        if mem.prefetchers is None:
-            yield from self._stream(mem, work.weight_bytes, False, offset)
-            return
+        if mem.prefetcher is None:
+            return self._access(mem, work.weight_bytes, False, offset)
         hint_range = None
         if hint is not None and hint in self.layout:
             _, h_off = self.layout[hint]
             hint_range = (h_off % self._span(mem, per_stack), per_stack)
         base = offset % self._span(mem, per_stack)
-        procs = [env.process(pf.stream(key, base, per_stack, hint_next=hint_range)) for pf in mem.prefetchers]
-        results = yield env.all_of(procs)
-        reports.extend(results.values())
+        return self.env.process(self._prefetched(mem.prefetcher, key, base, per_stack, hint_range, reports))
+
+    @staticmethod
+    def _prefetched(
+        pf: Prefetcher, key: Any, base: int, nbytes: int, hint: Any, reports: list[Any]
+    ) -> Generator[simpy.Event, Any, None]:
+        report = yield from pf.stream(key, base, nbytes, hint_next=hint)
+        reports.append(report)
 
     @staticmethod
     def _span(mem: ChipMemory, nbytes: int) -> int:
         """Address space per stack usable for aligned streams of ``nbytes``."""
         return max(1, mem.capacity - nbytes - 1)
 
-    def _stream(
-        self, mem: ChipMemory, nbytes: float, write: bool, offset: int | None = None
-    ) -> Generator[simpy.Event, Any, None]:
-        """``nbytes`` spread over the stacks as one request each (transaction level: closed form)."""
-        env = self.env
-        n = len(mem.devices)
-        per = max(1, math.ceil(nbytes / n))
+    def _access(self, mem: ChipMemory, nbytes: float, write: bool, offset: int | None = None) -> simpy.Event:
+        """One stack's share of ``nbytes`` as one request (transaction level: closed form inside)."""
+        per = mem.share(nbytes)
         if offset is None:
             offset = mem.cursor
             mem.cursor = (mem.cursor + per) % max(1, mem.capacity // 2)
         addr = offset % max(1, mem.capacity - per)
-        events = [d.access(MemRequest(addr, per, write)) for d in mem.devices]
-        yield env.all_of(events)
+        return mem.device.access(MemRequest(addr, per, write))
 
     def _collective(
         self, op: str, nbytes: int, group: int, blame: Blame

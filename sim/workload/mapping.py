@@ -183,8 +183,9 @@ def step_time_estimate_s(model: ModelSpec, system: SystemSpec, p: Plan, batch: i
         total += max(t_mem, t_cmp)
     if m.tp > 1:  # two ring all-reduces per layer, latency-bound at decode sizes
         net = system.network
-        hop = (net.inject_latency + 2 * system.router.pipeline + max(1, net.link_latency)
-               + net.eject_latency) / net.clock
+        hop = (
+            net.inject_latency + 2 * system.router.pipeline + max(1, net.link_latency) + net.eject_latency
+        ) / net.clock
         total += 2 * model.layers * 2 * (m.tp - 1) * hop
     return total
 

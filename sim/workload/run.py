@@ -155,8 +155,9 @@ def utilization(driver: TokenDriver) -> dict[str, float]:
     for chip in driver.chips:
         out[f"{chip.name}.compute_die"] = chip.die.timeline.busy_until_ps(now) / now
         for name, mem in chip.memories.items():
-            moved = sum(d.stat.bytes_read.value + d.stat.bytes_written.value for d in mem.devices)
-            out[f"{chip.name}.{name}"] = moved / (mem.peak * now / PS_PER_S)
+            dev = mem.device  # one stack stands for all (see ChipMemory)
+            moved = dev.stat.bytes_read.value + dev.stat.bytes_written.value
+            out[f"{chip.name}.{name}"] = moved / (dev.peak_bandwidth_Bps() * now / PS_PER_S)
             if mem.near is not None:
                 out[f"{chip.name}.{name}_mac"] = mem.near.timeline.busy_until_ps(now) / now
     return out
