@@ -384,6 +384,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     system = load_system(args.system or "default")
     map_set, drv_set, batch_set = _split_sets(args.set)
+    if args.out and "record_ops" not in drv_set:
+        drv_set["record_ops"] = "true"  # --out writes the full blame chain (ops.csv)
     driver = DriverParams.from_mapping(drv_set, where="--set")
     fixed = args.batch is not None or args.context is not None or args.steps is not None
     trace = None
@@ -493,6 +495,15 @@ def _write_run(out: str, summary: dict[str, Any], drv: Any, sim: Any) -> None:
                     e2e,
                 ]
             )
+    if drv.op_log:
+        with (d / "ops.csv").open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["iteration", "where", "op", "layer", "start_us", "end_us", "blame"])
+            for it, where, op, layer, start, end, causes in drv.op_log:
+                blame = "; ".join(
+                    f"{k}={v / 1e6:.3f}us" for k, v in sorted(causes.items(), key=lambda kv: -kv[1])
+                )
+                w.writerow([it, where, op, layer, start / 1e6, end / 1e6, blame])
     with (d / "iterations.csv").open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(

@@ -71,6 +71,12 @@ class DriverParams(ParamSet):
         check=positive,
     )
     max_iterations: int = param(1_000_000, COUNT, "stop after this many iterations", check=positive)
+    record_ops: bool = param(
+        False,
+        bool,
+        "keep every op of every iteration (start, end, blame) for "
+        "ops.csv: the full blame chain of each iteration's critical path",
+    )
 
 
 @dataclass
@@ -221,6 +227,8 @@ class TokenDriver(Component):
         self.iterations: list[IterationRecord] = []
         self.records: dict[int, RequestRecord] = {}
         self.blame = Blame()
+        # (iteration, chip or fabric, op, layer, start ps, end ps, {cause: ps}) when record_ops
+        self.op_log: list[tuple[int, str, str, int, int, int, dict[str, float]]] = []
         self._collective_cache: dict[tuple[str, int], int] = {}
         self._twin_net: Any = None
         self.done = self.env.event()
@@ -338,6 +346,22 @@ class TokenDriver(Component):
     def _op(
         self, chip: Chip, work: OpWork, blame: Blame, hint: tuple[int, str] | None
     ) -> Generator[simpy.Event, Any, None]:
+        """One op on the critical path: its own blame goes into the iteration's, and to the op log."""
+        start = self.env.now
+        own = Blame()
+        yield from self._op_body(chip, work, own, hint)
+        blame.merge(own)
+        self._log(chip.name, work.name, work.layer, start, own)
+
+    def _log(self, where: str, op: str, layer: int, start: int, own: Blame) -> None:
+        if self.params.record_ops:  # type: ignore[attr-defined]
+            self.op_log.append(
+                (len(self.iterations), where, op, layer, start, self.env.now, dict(own.by_cause))
+            )
+
+    def _op_body(
+        self, chip: Chip, work: OpWork, blame: Blame, hint: tuple[int, str] | None
+    ) -> Generator[simpy.Event, Any, None]:
         """Memory streams and compute of one op, overlapped; blame its time."""
         env = self.env
         start = env.now
@@ -450,6 +474,7 @@ class TokenDriver(Component):
                 self._collective_cache[key] = ps
             yield env.timeout(ps)
         blame.add(f"collective ({op})", env.now - t0)
+        self._log("fabric", op, -1, t0, Blame({f"collective ({op})": env.now - t0}))
 
     def _twin(self) -> Any:
         """A message network used only for the collectives' closed forms (never run)."""
