@@ -131,6 +131,8 @@ def plan(model: ModelSpec, system: SystemSpec, mapping: MappingParams) -> Plan:
             f"compute = 'near_memory' needs [chip.memory.{weights_mem}.near_memory]", where="mapping.compute"
         )
     weight_dtype = model.native_precision() if m.weight_dtype == "native" else m.weight_dtype
+    if m.compute == "near_memory":
+        _check_pim_shards(model, system, weights_mem, m, weight_dtype)
     per_layer = model.weight_bytes_per_layer(weight_dtype)
     outer = model.weight_bytes(weight_dtype) - sum(per_layer)  # embedding, final norm, LM head
     stages = split_layers(model.layers, m.pp)
@@ -164,6 +166,30 @@ def plan(model: ModelSpec, system: SystemSpec, mapping: MappingParams) -> Plan:
     used[weights_mem] += worst_w
     used[kv_mem] += int(kv_tokens * worst_kv)
     return Plan(m, weight_dtype, stages, weights_mem, kv_mem, worst_w, worst_kv, int(kv_tokens), used, total)
+
+
+def _check_pim_shards(model: ModelSpec, system: SystemSpec, memory: str, m: MappingParams,
+                      weight_dtype: Any) -> None:
+    """Processing-in-memory: every matrix's shard per bank unit must fit one bank (paper Table 4)."""
+    spec = system.memories[memory]
+    near = spec.near_memory
+    if near is None or near.placement != "in" or not near.shard_limit:
+        return
+    from sim.workload.model import resolve_precision
+
+    of = resolve_precision(weight_dtype)
+    units = near.units * spec.stacks
+    for t in model.tensors:
+        if not t.is_matmul:  # GEMVs run on the units; the embedding is a row gather
+            continue
+        shard = of(t).nbytes(t.params) / m.tp
+        if shard / units > near.shard_limit:
+            raise CapacityError(
+                f"processing-in-memory: {t.name} needs {format_size(int(shard))} per chip, i.e. "
+                f"{format_size(int(shard / units))} per bank unit over {units} units, more than a bank's "
+                f"{format_size(near.shard_limit)}; PIM forces bank-sized shards (raise tp or use PNM)",
+                where=f"chip.memory.{memory}.near_memory",
+            )
 
 
 def step_time_estimate_s(model: ModelSpec, system: SystemSpec, p: Plan, batch: int, context: int) -> float:

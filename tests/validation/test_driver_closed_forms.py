@@ -112,3 +112,43 @@ def test_kv_capacity_follows_from_free_memory(llama8b):
     per_token = llama8b.kv_bytes_per_token_layer("bf16") * llama8b.layers
     assert p.kv_capacity_tokens == math.floor(free * p.mapping.kv_budget / per_token)
     assert PS_PER_S  # keep import honest
+
+
+def pnm(placement, shard_limit="0B", units=32):
+    near = {"placement": placement, "units": units}
+    if shard_limit != "0B":
+        near["shard_limit"] = shard_limit
+    return system_from_mapping(
+        {
+            "system": {"name": "pnm", "chips": 1},
+            "chip": {
+                "compute": {},
+                "memory": {"dram": {"preset": "dram3d-logic", "stacks": 1, "near_memory": near}},
+            },
+            "fabric": {"topology": {"kind": "fully_connected", "k": 1}},
+            "mapping": {"tp": 1, "compute": "near_memory"},
+        }
+    )
+
+
+def test_near_memory_gemv_reads_weights_at_the_memory_bandwidth(llama8b):
+    """PNM: the GEMV runs beside the memory, so a decode step costs weights / internal bandwidth."""
+    system = pnm("near")
+    summary, _, _ = execute(
+        RunSpec(llama8b, system, mapping_from(system), None, batch=1, context=128, steps=2)
+    )
+    internal = system.memories["dram"].peak_bandwidth_Bps()
+    weights = decode_bytes(llama8b, 1, 0, 1)
+    step = summary["step_time_ms"]["mean"]
+    assert step >= weights / internal * 1e3
+    assert step <= weights / internal * 1e3 * 1.10  # plus the KV stream on the same memory
+    assert any(k.startswith("near-memory MACs") for k in summary["stall_breakdown"])
+
+
+def test_processing_in_memory_rejects_shards_larger_than_a_bank(llama8b):
+    """PIM: a 4096 x 14336 bf16 FFN matrix (117 MB) over 32 bank units is 3.7 MB per unit: fits 64 MiB;
+    with 1 unit it does not (the paper's 32-64 MB bank-shard argument)."""
+    plan(llama8b, pnm("in", "64MiB", units=32), mapping_from(pnm("in", "64MiB", units=32)))
+    with pytest.raises(CapacityError, match="per bank unit"):
+        system = pnm("in", "64MiB", units=1)
+        plan(llama8b, system, mapping_from(system))
