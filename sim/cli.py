@@ -337,8 +337,21 @@ DEFAULT_TRACE = REPO / "traces" / "azure_conv_200.csv"
 DEFAULT_MODEL = "llama-3.1-8b"
 
 
+SYSTEM_ROOTS = ("system.", "chip.", "fabric.")
+
+
+def _system_sets(items: Sequence[str] | None) -> dict[str, str]:
+    """--set keys that address the system file itself (chip.*, fabric.*, system.*)."""
+    return {k: v for k, v in _overrides(items).items() if k.startswith(SYSTEM_ROOTS)}
+
+
 def _split_sets(items: Sequence[str] | None) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
-    """--set overrides routed to mapping, driver or batching parameters by key name."""
+    """--set overrides routed to mapping, driver or batching parameters by key name.
+
+    ``mapping.tp``, ``driver.prefetch_window`` and ``batching.max_batch`` name their table
+    explicitly; a bare key goes to whichever table declares it (batching last). Keys under
+    ``chip.``, ``fabric.`` and ``system.`` change the system file (see ``load_system``).
+    """
     from sim.workload.driver import DriverParams
     from sim.workload.mapping import MappingParams
 
@@ -346,7 +359,16 @@ def _split_sets(items: Sequence[str] | None) -> tuple[dict[str, str], dict[str, 
     driver_keys = {n for n, _, _ in DriverParams.specs()}
     mapping, driver, batching = {}, {}, {}
     for key, value in _overrides(items).items():
-        if key in mapping_keys:
+        if key.startswith(SYSTEM_ROOTS):
+            continue
+        table, _, bare = key.partition(".")
+        if bare and table == "mapping":
+            mapping[bare] = value
+        elif bare and table == "driver":
+            driver[bare] = value
+        elif bare and table == "batching":
+            batching[bare] = value
+        elif key in mapping_keys:
             mapping[key] = value
         elif key in driver_keys:
             driver[key] = value
@@ -382,7 +404,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from sim.workload.model import load_model
     from sim.workload.run import RunSpec, execute
 
-    system = load_system(args.system or "default")
+    system = load_system(args.system or "default", _system_sets(args.set))
     map_set, drv_set, batch_set = _split_sets(args.set)
     if args.out and "record_ops" not in drv_set:
         drv_set["record_ops"] = "true"  # --out writes the full blame chain (ops.csv)
@@ -583,7 +605,7 @@ def cmd_trace_gen(args: argparse.Namespace) -> int:
     from sim.workload.model import load_model
     from sim.workload.tracegen import generate
 
-    system = load_system(args.system or "default")
+    system = load_system(args.system or "default", _system_sets(args.set))
     model = load_model(args.model)
     map_set, _, batch_set = _split_sets(args.set)
     mapping = mapping_from(system, map_set, where="--set")
@@ -611,7 +633,7 @@ def cmd_mappings(args: argparse.Namespace) -> int:
     from sim.workload.mapping import enumerate_mappings, mapping_from
     from sim.workload.model import load_model
 
-    system = load_system(args.system or "default")
+    system = load_system(args.system or "default", _system_sets(args.set))
     model = load_model(args.model or DEFAULT_MODEL)
     map_set, _, _ = _split_sets(args.set)
     ranked = enumerate_mappings(model, system, args.batch, args.context, mapping_from(system, map_set))

@@ -287,8 +287,37 @@ def system_files() -> dict[str, Path]:
     return out
 
 
-def load_system(spec: str) -> SystemSpec:
-    """A system by file path or by the name of a system in ``topologies/``."""
+def apply_overrides(
+    data: dict[str, Any], overrides: Mapping[str, Any], where: str = "--set"
+) -> dict[str, Any]:
+    """Set dotted keys (``chip.memory.hbm.params.tRCD=16ns``) in a copy of parsed system TOML.
+
+    ``chip.memory.NAME.KEY`` with a device parameter ``KEY`` is short for ``...NAME.params.KEY``, and
+    ``chip.memory.NAME.near_memory.KEY`` / ``fabric.router.KEY`` reach the nested tables. The result
+    is validated like the file itself, so a typo names its key path.
+    """
+    import copy
+
+    out = copy.deepcopy(data)
+    for dotted, value in overrides.items():
+        parts = dotted.split(".")
+        if parts[:2] == ["chip", "memory"] and len(parts) == 4 and parts[3] not in MEMORY_KEYS:
+            parts = [*parts[:3], "params", parts[3]]
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(
+                    f"expected a table at {'.'.join(parts[: i + 1])}, found {child!r}",
+                    where=f"{where}.{dotted}",
+                )
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def load_system(spec: str, overrides: Mapping[str, Any] | None = None) -> SystemSpec:
+    """A system by file path or by the name of a system in ``topologies/``, with dotted overrides."""
     path = Path(spec)
     if not (spec.endswith(".toml") or path.is_file()):
         known = system_files()
@@ -300,6 +329,8 @@ def load_system(spec: str) -> SystemSpec:
             )
         path = known[spec]
     data = read_toml(path)
+    if overrides:
+        data = apply_overrides(data, overrides)
     sys_spec = system_from_mapping(data, where=str(path))
     if "name" not in data.get("system", {}):
         sys_spec = SystemSpec(**{**sys_spec.__dict__, "name": path.stem})

@@ -412,10 +412,9 @@ class TokenDriver(Component):
         if late > 0:
             blame.add(f"prefetch stall ({plan.weights_memory})", late)
             rest -= late
-        kind = self.system.memories[mem_name].kind
-        blame.add(
-            f"{'TSV busy / bank conflict' if kind == 'dram3d' else 'memory queueing'} ({mem_name})", rest
-        )
+        spec = self.system.memories[mem_name]
+        detailed_dram = spec.kind == "dram3d" and getattr(spec.params, "fidelity", "") != "analytic"
+        blame.add(f"{'TSV busy / bank conflict' if detailed_dram else 'memory queueing'} ({mem_name})", rest)
 
     def _read_weights(
         self, mem: ChipMemory, work: OpWork, hint: tuple[int, str] | None, reports: list[Any]
