@@ -294,7 +294,6 @@ class AddressMapping:
             return lane, bank, row, counts
         return lane[keep], bank[keep], row[keep], counts[keep]
 
-
     def bank_runs(self, b0: int, b1: int) -> BankRuns:
         """Row runs of bursts ``[b0, b1)`` summed per (lane, bank), without listing the runs.
 
@@ -310,11 +309,13 @@ class AddressMapping:
         ls = self._l
         h0, h1 = b0 // CL, (b1 - 1) // CL
         x, y = b0 - h0 * CL, b1 - h1 * CL
-        if h0 == h1:
-            cnt0 = cnt1 = (y - ls + L - 1) // L - (x - ls + L - 1) // L
-        else:
-            cnt0 = C - (x - ls + L - 1) // L
-            cnt1 = (y - ls + L - 1) // L
+        # Bursts per low index l of a block: table row 0 inside the request, 1 in block h0, 2 in
+        # block h1, 3 in both (a one-block request); row (h == h0) + 2 (h == h1) for block h.
+        counts = np.empty((4, L), dtype=np.int64)
+        counts[0] = C
+        counts[1] = C - (x - ls + L - 1) // L
+        counts[2] = (y - ls + L - 1) // L
+        counts[3] = counts[2] + counts[1] - C
         # (o, i) segments: the blocks of [h0, h1] with one outer value o, then per inner value i the
         # first and last of them (every i when a segment spans D blocks or more).
         o0, o1 = h0 // DR, h1 // DR
@@ -330,29 +331,29 @@ class AddressMapping:
             ok = fh <= lh
             if not ok.all():
                 fh, lh = fh[ok], lh[ok]
-        mh = ((lh - fh) // D + 1)[:, None]
         if len(fh) <= 8:
             lane_h, bank_h, _ = np.array([self._high(h) for h in fh.tolist()], dtype=np.int64).T
         else:
             lane_h, bank_h, _ = self._digits(fh, self.high)
-        fh, lh = fh[:, None], lh[:, None]
 
-        def count(h: np.ndarray) -> np.ndarray:
-            return np.where(h == h0, cnt0, np.where(h == h1, cnt1, C))
+        def count(h: np.ndarray) -> np.ndarray:  # (blocks,) -> (blocks, L)
+            return counts[(h == h0) + 2 * (h == h1)]
 
-        # Only blocks h0 and h1 can leave a bank empty: drop those runs.
-        drop_f = count(fh) == 0
-        drop_l = (count(lh) == 0) & (lh != fh)
-        m = mh - drop_f - drop_l
-        hf = fh + D * drop_f
-        hl = lh - D * drop_l
-        c_first, c_last = count(hf), count(hl)
+        # Only blocks h0 and h1 can leave a bank empty: its first (last) run is then one block on.
+        c_first, c_last = count(fh), count(lh)
+        drop_f = c_first == 0
+        drop_l = (c_last == 0) & (lh != fh)[:, None]
+        m = ((lh - fh) // D + 1)[:, None] - drop_f - drop_l
+        if drop_f.any():
+            c_first = np.where(drop_f, count(fh + D), c_first)
+        if drop_l.any():
+            c_last = np.where(drop_l, count(lh - D), c_last)
         total = np.where(m >= 2, c_first + c_last + (m - 2) * C, c_first)
         rest = np.where(m >= 3, C, np.where(m == 2, c_last, 0))
         lane = lane_h[:, None] + self._lane_l
         bank = bank_h[:, None] + self._bank_l
-        first_row = (hf // D) % R
-        last_row = (hl // D) % R
+        first_row = ((fh // D) % R)[:, None] + drop_f  # the segment's rows ascend with h, no wrap
+        last_row = ((lh // D) % R)[:, None] - drop_l
         fields = (lane, bank, m, first_row, c_first, last_row, rest, total)
         keep = m > 0
         if keep.all():

@@ -14,7 +14,9 @@ Three levels (``fidelity``):
   as in HBM.
 * ``transaction``: a request's row runs (see :mod:`sim.memory.address_mapping`) timed in closed form per
   lane with open-row state and busy-until bookkeeping for banks, ACT budget (tRRD/tFAW) and TSV lanes;
-  one timeout per request.
+  one timeout per request. A large request (many rows per bank) is evaluated per bank rather than per
+  row run: the mapping makes each bank's share a run of consecutive rows, so the same closed form
+  costs the same for 2 MB as for 64 MB, with identical results.
 * ``analytic``: the base class FIFO at the twin's peak plus :meth:`Dram3D.unloaded_latency_ps`.
 
 Refresh: ``all_bank`` blocks a lane for tRFC every tREFI; ``per_bank`` refreshes one bank of a lane
@@ -438,9 +440,11 @@ class _Request:
 _K_COL, _K_ACT, _K_PRE, _K_PRE_IDLE, _K_REF, _K_REFSB, _K_REF_DUE = range(7)
 _IDLE, _TIMED, _RUNNING = range(3)
 _NEVER = np.iinfo(np.int64).max
-# The transaction model evaluates a request per bank (not per row run) once the banks it touches
-# hold at least this many of its rows each on average.
-_BANK_SWEEP_ROWS = 4
+# The transaction model evaluates a request per bank (not per row run) once the banks it touches hold
+# at least _BANK_SWEEP_ROWS of its rows each on average and it has at least _BANK_MIN_RUNS row runs
+# (measured crossover: the per-run path costs ~70 us + ~0.1 us per run, the per-bank one ~120 us).
+_BANK_SWEEP_ROWS = 2
+_BANK_MIN_RUNS = 1024
 
 
 class _LaneController:
@@ -840,7 +844,7 @@ class _LaneController:
 
 
 class _TransactionModel:
-    """Closed-form timing of whole requests per lane (numpy over row runs; no events).
+    """Closed-form timing of whole requests per lane (numpy over row runs, or over banks; no events).
 
     Per request and lane: ``n`` bursts, ``a`` activations (row runs not hitting the open row; a
     conflict adds tRP), ``g`` bank groups touched. The lane's ACT budget is a busy-until advanced by
@@ -878,21 +882,23 @@ class _TransactionModel:
         self.phase = np.array([first_refresh_ps(i, nl, t.tREFI) for i in range(nl)], dtype=np.int64)
         # Requests of at most this many bursts take the scalar path (same formulas, no numpy overhead).
         self.small_limit = 16
-        # Requests spanning at least this many high blocks take the per-bank path: every bank they
-        # touch is met in BANK_SWEEP_ROWS rows or more (see :meth:`_bank_sweep_blocks`).
+        # Requests spanning at least this many high blocks take the per-bank path (same results; set
+        # fast_path False to always take the per-run one).
         self.fast_path = True
         self.bank_sweep_blocks = self._bank_sweep_blocks(dev.mapping)
 
     @staticmethod
     def _bank_sweep_blocks(mapping: AddressMapping) -> int:
-        """Blocks a request must span for the per-bank path: ``BANK_SWEEP_ROWS`` x distinct blocks.
+        """High blocks a request must span to take the per-bank path (:meth:`_serve_banks`).
 
-        A request of ``k`` high blocks has about ``k x L`` row runs but touches at most
-        ``distinct_blocks x L`` banks per outer segment, so from ``k = BANK_SWEEP_ROWS x
-        distinct_blocks`` on, each bank it touches holds that many rows on average and per-bank
-        arrays are that many times shorter than per-run ones (below it the two cost about the same).
+        ``k`` blocks hold about ``k x L`` row runs in at most ``min(k, distinct_blocks) x L`` banks
+        (per outer segment). From ``k = _BANK_SWEEP_ROWS x distinct_blocks`` on, each bank touched
+        holds that many of the request's rows on average, so per-bank arrays are that many times
+        shorter than per-run ones; and from ``_BANK_MIN_RUNS`` runs on, the per-run path's cost
+        (which grows with the runs) exceeds the per-bank path's fixed one. Both paths are exact:
+        this only picks the cheaper.
         """
-        return _BANK_SWEEP_ROWS * mapping.distinct_blocks
+        return max(_BANK_SWEEP_ROWS * mapping.distinct_blocks, -(-_BANK_MIN_RUNS // mapping.L))
 
     def _last_refresh(self, now: int, lane: np.ndarray) -> np.ndarray:
         ph = self.phase[lane]
@@ -1022,19 +1028,20 @@ class _TransactionModel:
             pre_t = self._out_of_refresh(pre_t, lane)
         act1 = pre_t + np.where(conf1, t.tRP, 0)
         act2 = pre_t if self.closed_page else pre_t + t.tRP
-        ready1 = np.where(miss1, act1 + t.tRCD + tcas, now + tcas)
-        ready2 = act2 + t.tRCD + tcas
+        to_data = t.tRCD + tcas
+        ready1 = np.where(miss1, act1 + to_data, now + tcas)
+        ready2 = act2 + to_data
         ready = np.where(more, np.minimum(ready1, ready2), ready1)
-        tail1 = ready1 + t.tBURST + (br.first_count - 1) * t.tCCD_L
-        tail = np.where(more, np.maximum(tail1, ready2 + t.tBURST + (br.rest_max - 1) * t.tCCD_L), tail1)
+        tail1 = ready1 + (br.first_count * t.tCCD_L + (t.tBURST - t.tCCD_L))
+        tail2 = ready2 + (br.rest_max * t.tCCD_L + (t.tBURST - t.tCCD_L))
+        tail = np.where(more, np.maximum(tail1, tail2), tail1)
         ready_l = np.full(nl, _NEVER, dtype=np.int64)
         np.minimum.at(ready_l, lane, ready)
         tail_l = np.zeros(nl, dtype=np.int64)
         np.maximum.at(tail_l, lane, tail)
         end, touched = self._finish_lanes(now, tcas, lane, bank, a0, n_l, acts_l, runs_l, ready_l, tail_l)
-        free = np.where(miss1, act1 + t.tRC, 0)
-        free = np.where(more, np.maximum(free, act2 + t.tRC), free)
-        self.bank_free[key] = np.maximum(bank_free, free)
+        latest = np.where(more, np.maximum(act1, act2), act1)  # the bank's last ACT, if any
+        self.bank_free[key] = np.where(miss1 | more, np.maximum(bank_free, latest + t.tRC), bank_free)
         self.open_row[key] = -1 if self.closed_page else br.last_row
         self.last_use[key] = end[lane]
         n_conf = 0 if self.closed_page else int(conf1.sum()) + int(again.sum())

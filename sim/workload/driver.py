@@ -191,6 +191,12 @@ class TokenDriver(Component):
     STATS = (
         counter("iterations", "iterations", "iterations simulated"),
         counter("tokens", "tokens", "output tokens generated"),
+        counter(
+            "memory_to_die_bytes",
+            "B",
+            "bytes crossing between a chip's memories and its compute die "
+            "(weights and KV for die compute; KV and result vectors for near-memory compute)",
+        ),
         tally("step_time_ms", "ms", "iteration time"),
     )
 
@@ -232,6 +238,7 @@ class TokenDriver(Component):
         self._collective_cache: dict[tuple[str, int], int] = {}
         self._twin_net: Any = None
         self.done = self.env.event()
+        self._tokens = 1  # tokens of the iteration in flight
         self.layout = self._layout()
 
     def run(self) -> None:
@@ -308,6 +315,7 @@ class TokenDriver(Component):
         m = self.plan.mapping
         entries = batch.entries
         tokens = batch.num_tokens
+        self._tokens = tokens
         act = self.lowering.activation_bytes(tokens)
         moe = self.model.is_moe
         for s, (a, b) in enumerate(self.plan.stage_layers):
@@ -377,6 +385,9 @@ class TokenDriver(Component):
             events.append(self._access(kvmem, work.kv_read_bytes, False))
         if work.kv_write_bytes > 0:
             events.append(self._access(kvmem, work.kv_write_bytes, True))
+        crossing = work.kv_read_bytes + work.kv_write_bytes
+        crossing += self.lowering.activation_bytes(self._tokens) if near else work.weight_bytes
+        self.stat.memory_to_die_bytes.add(crossing)
         end = wmem.near.book(work.weight_bytes, work.flops) if near else chip.die.book(work.flops, "bf16")
         events.append(env.timeout(end - env.now))
         yield env.all_of(events)
@@ -519,6 +530,7 @@ class TokenDriver(Component):
             "e2e_latency_ms": _dist(e2e),
             "step_time_ms": _dist(steps),
             "tokens_per_s": tokens / span_s if span_s > 0 else 0.0,
+            "memory_to_die_bytes_per_token": self.stat.memory_to_die_bytes.value / tokens if tokens else 0.0,
             "stall_breakdown": self.blame.fractions(),
         }
 

@@ -152,3 +152,56 @@ def test_processing_in_memory_rejects_shards_larger_than_a_bank(llama8b):
     with pytest.raises(CapacityError, match="per bank unit"):
         system = pnm("in", "64MiB", units=1)
         plan(llama8b, system, mapping_from(system))
+
+
+def test_near_memory_macs_cut_the_bytes_crossing_to_the_die(llama8b):
+    """Only result vectors leave the memory when the GEMVs run beside it (PNM)."""
+    system = pnm("near")
+    die, _, _ = execute(
+        RunSpec(
+            llama8b, system, mapping_from(system, {"compute": "die"}), None, batch=2, context=256, steps=2
+        )
+    )
+    near, _, _ = execute(RunSpec(llama8b, system, mapping_from(system), None, batch=2, context=256, steps=2))
+    weights = decode_bytes(llama8b, 1, 0, 1)
+    assert die["memory_to_die_bytes_per_token"] >= weights / 2  # two tokens share one weight read
+    assert near["memory_to_die_bytes_per_token"] < die["memory_to_die_bytes_per_token"] / 50
+
+
+def test_wider_prefetch_windows_cut_flash_stalls_until_bandwidth_x_latency(llama8b):
+    """Little's law on the flash: a window below peak x latency (1.64 TB/s x ~10 us = 16 MB per stack)
+    cannot keep the stack busy; beyond it the step time flattens at weights / peak."""
+    system = gpu(
+        stacks=1,
+        extra={"flash": {"preset": "hbf-gen1", "stacks": 1}},
+        mapping={"tp": 1, "weights": "flash", "kv": "hbm"},
+    )
+    from sim.workload.driver import DriverParams
+
+    steps = {}
+    for window in ("2MiB", "8MiB", "32MiB", "64MiB"):
+        drv = DriverParams(prefetch_window=window, prefetch_policy="next_tensor")
+        s, _, _ = execute(
+            RunSpec(llama8b, system, mapping_from(system), None, batch=1, context=128, steps=2, driver=drv)
+        )
+        steps[window] = s["step_time_ms"]["mean"]
+    peak_ms = decode_bytes(llama8b, 1, 0, 1) / system.memories["flash"].peak_bandwidth_Bps() * 1e3
+    assert steps["2MiB"] > steps["8MiB"] > steps["32MiB"] * 1.02  # below the product: stalls shrink
+    assert steps["32MiB"] == pytest.approx(steps["64MiB"], rel=0.02)  # above it: flat
+    assert steps["64MiB"] == pytest.approx(peak_ms, rel=0.05)
+    assert steps["2MiB"] > peak_ms * 1.5
+
+
+def test_same_seed_gives_byte_identical_summaries(llama8b):
+    import json
+
+    system = gpu(stacks=2)
+    reqs = [Request(i, i * 1_000_000_000, 40 + i, 4) for i in range(6)]
+
+    def once():
+        s, _, _ = execute(RunSpec(llama8b, system, mapping_from(system), list(reqs), seed=3))
+        for volatile in ("wall_s", "events_per_s", "sim_s_per_wall_s"):
+            s.pop(volatile)
+        return json.dumps(s, sort_keys=True)
+
+    assert once() == once()
