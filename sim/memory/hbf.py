@@ -711,8 +711,27 @@ class HighBandwidthFlash(MemoryDevice):
 
     # -- analytic level: the base twin, plus the same wear and energy bookkeeping -------------
     def serve_analytic(self, req: MemRequest) -> Generator[simpy.Event, Any, None]:
-        self._prepare(req)
+        if req.write:
+            self._prepare(req)
+        else:
+            self._account_read(req)
         yield from super().serve_analytic(req)
+
+    def _account_read(self, req: MemRequest) -> None:
+        """Counters and energy of a read in closed form: the pages it senses and the sectors it moves
+        (what :meth:`_prepare` sums piece by piece, without building the pieces)."""
+        p, st = self.params, self.stat
+        end = req.addr + req.size
+        pages = -(-end // p.page_size) - req.addr // p.page_size
+        moved = (-(-end // p.sector_size) - req.addr // p.sector_size) * p.sector_size
+        array_pj = pages * self._page_bits * p.read_energy_per_bit
+        io_pj = moved * 8 * (p.channel_energy_per_bit + p.interface_energy_per_bit)
+        st.pages_read.add(pages)
+        st.channel_bytes.add(moved)
+        st.interface_bytes.add(moved)
+        st.array_energy_pj.add(array_pj)
+        st.io_energy_pj.add(io_pj)
+        st.energy_pj.add(array_pj + io_pj)
 
     # -- end of run --------------------------------------------------------------------------
     def finalize(self) -> None:
