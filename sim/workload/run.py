@@ -125,6 +125,7 @@ def execute(spec: RunSpec, scheduler: Any = None) -> tuple[dict[str, Any], Token
         "mapping": {k: v for k, v in spec.mapping.as_dict().items()},
         **summary,
         "utilization": utilization(driver),
+        "queueing_us": queueing(driver),
         "capacity": {f"{n}": v for n, v in p.capacity_report().items()},
         "kv_capacity_tokens": p.kv_capacity_tokens,
         "sim_time_s": sim.now / PS_PER_S,
@@ -160,4 +161,28 @@ def utilization(driver: TokenDriver) -> dict[str, float]:
             out[f"{chip.name}.{name}"] = moved / (dev.peak_bandwidth_Bps() * now / PS_PER_S)
             if mem.near is not None:
                 out[f"{chip.name}.{name}_mac"] = mem.near.timeline.busy_until_ps(now) / now
+    return out
+
+
+def queueing(driver: TokenDriver) -> dict[str, float]:
+    """Mean wait per request (us) beyond the unloaded service, per component of the simulated chips.
+
+    Compute: time an op waited for the die (or MACs) to free up. Memory: mean request latency minus
+    the device's unloaded latency for the mean request size (the analytic twin).
+    """
+    out: dict[str, float] = {}
+    for chip in driver.chips:
+        out[f"{chip.name}.compute_die"] = chip.die.stat.queue_ns.mean / 1e3
+        for name, mem in chip.memories.items():
+            dev = mem.device
+            for kind, tally, count, nbytes in (
+                ("read", dev.stat.read_latency_ns, dev.stat.reads.value, dev.stat.bytes_read.value),
+                ("write", dev.stat.write_latency_ns, dev.stat.writes.value, dev.stat.bytes_written.value),
+            ):
+                if count:
+                    size = max(1, int(nbytes / count))
+                    unloaded = dev.unloaded_latency_ps(min(size, dev.capacity_bytes), kind == "write") / 1e3
+                    out[f"{chip.name}.{name}.{kind}"] = max(0.0, tally.mean - unloaded) / 1e3
+            if mem.near is not None:
+                out[f"{chip.name}.{name}_mac"] = mem.near.stat.queue_ns.mean / 1e3
     return out
