@@ -216,7 +216,7 @@ class CreditVCRouter(Component):
             self._allocate_vcs(now)
         # ---- switch allocation (separable, input first) ---------------------------------
         t_rc = self.t_rc
-        per_input: dict[int, list[InputVC]] = {}
+        ready: list[InputVC] = []
         for ivc in self.active:
             if ivc.ready > now:
                 continue
@@ -226,25 +226,11 @@ class CreditVCRouter(Component):
             if outputs[ivc.out_port].credits[ivc.out_vc] <= 0:
                 self.n_credit_stalls += 1
                 continue
-            lst = per_input.get(ivc.in_port)
-            if lst is None:
-                per_input[ivc.in_port] = [ivc]
-            else:
-                lst.append(ivc)
-        if not per_input:
+            ready.append(ivc)
+        if not ready:
             return 0
-        bids: dict[int, list[InputVC]] = {}
-        for i, ready in per_input.items():
-            if len(ready) == 1:
-                ivc = ready[0]
-            else:
-                j = self.in_arb[i].pick(sorted(r.index for r in ready))
-                ivc = self.inputs[i][j]
-            lst = bids.get(ivc.out_port)
-            if lst is None:
-                bids[ivc.out_port] = [ivc]
-            else:
-                lst.append(ivc)
+        # one ready VC (the common case at low load) needs no arbitration
+        winners = ready if len(ready) == 1 else self._allocate_switch(ready)
         # ---- switch traversal: send each winner's flit (inlined _send) -------------------
         net = self.net
         wheel = net.wheel  # type: ignore[union-attr]
@@ -252,13 +238,8 @@ class CreditVCRouter(Component):
         depart = now + self.t_out
         credit_return = self.credit_return
         hops = 0
-        for op, reqs in bids.items():
-            if len(reqs) == 1:
-                ivc = reqs[0]
-            else:
-                idx = self.out_arb[op].pick(sorted(r.in_port for r in reqs))
-                ivc = next(r for r in reqs if r.in_port == idx)
-                self.n_sa_conflicts += len(reqs) - 1
+        for ivc in winners:
+            op = ivc.out_port
             flit = ivc.buf.popleft()
             port = outputs[op]
             out_vc = ivc.out_vc
@@ -286,13 +267,44 @@ class CreditVCRouter(Component):
                     self._start_head(ivc, now + 1)
             else:
                 ivc.ready = now + 1
-        sent = len(bids)
+        sent = len(winners)
         self.n_flits += sent
         net.n_pending += 2 * sent  # type: ignore[union-attr]
         net.buffered -= sent  # type: ignore[union-attr]
         if hops:
             net.stat.flit_hops.add(hops)  # type: ignore[union-attr]
         return sent
+
+    def _allocate_switch(self, ready: list[InputVC]) -> list[InputVC]:
+        """Separable input-first switch allocation: one VC per input port, then one input per output."""
+        per_input: dict[int, list[InputVC]] = {}
+        for ivc in ready:
+            lst = per_input.get(ivc.in_port)
+            if lst is None:
+                per_input[ivc.in_port] = [ivc]
+            else:
+                lst.append(ivc)
+        bids: dict[int, list[InputVC]] = {}
+        for i, vcs in per_input.items():
+            if len(vcs) == 1:
+                ivc = vcs[0]
+            else:
+                j = self.in_arb[i].pick(sorted(r.index for r in vcs))
+                ivc = self.inputs[i][j]
+            lst = bids.get(ivc.out_port)
+            if lst is None:
+                bids[ivc.out_port] = [ivc]
+            else:
+                lst.append(ivc)
+        winners = []
+        for op, reqs in bids.items():
+            if len(reqs) == 1:
+                winners.append(reqs[0])
+            else:
+                idx = self.out_arb[op].pick(sorted(r.in_port for r in reqs))
+                winners.append(next(r for r in reqs if r.in_port == idx))
+                self.n_sa_conflicts += len(reqs) - 1
+        return winners
 
     def _allocate_vcs(self, now: int) -> None:
         """Separable input-first VC allocation for the heads whose route is computed.
