@@ -603,22 +603,18 @@ def cmd_trace_gen(args: argparse.Namespace) -> int:
     from sim.system.spec import load_system
     from sim.workload.mapping import mapping_from
     from sim.workload.model import load_model
-    from sim.workload.tracegen import generate
+    from sim.workload.tracegen import generate, synthetic_source
 
     system = load_system(args.system or "default", _system_sets(args.set))
     model = load_model(args.model)
     map_set, _, batch_set = _split_sets(args.set)
     mapping = mapping_from(system, map_set, where="--set")
-    requests = _requests(args, args.requests)
-    result = generate(
-        model,
-        system,
-        mapping,
-        requests,
-        args.out,
-        batching=batch_set,
-        source={"requests": args.requests, "format": args.format, "limit": args.limit},
-    )
+    if args.format == "synthetic" or (args.format is None and args.requests.endswith(".toml")):
+        requests, source = synthetic_source(args.requests, args.limit)
+    else:
+        requests = _requests(args, args.requests)
+        source = {"requests": args.requests, "format": args.format, "limit": args.limit}
+    result = generate(model, system, mapping, requests, args.out, batching=batch_set, source=source)
     print(
         json.dumps(result, sort_keys=True)
         if args.json
@@ -767,12 +763,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("trace", help="decode traces: trace gen lowers a request trace")
     tsub = tr.add_subparsers(dest="trace_command", parser_class=_Parser, metavar="ACTION")
-    tg = tsub.add_parser("gen", help="write a decode trace from a request trace")
+    tg = tsub.add_parser("gen", help="write a decode trace from a request trace or synthetic requests")
     tg.add_argument("--model", required=True)
-    tg.add_argument("--requests", required=True, help="request trace file")
-    tg.add_argument("--format", help="azure, splitwise, mooncake (guessed if omitted)")
+    tg.add_argument(
+        "--requests", required=True, help="request trace, or a TOML file with a [synthetic] table"
+    )
+    tg.add_argument(
+        "--format", help="azure, splitwise, mooncake or synthetic (guessed if omitted; .toml is synthetic)"
+    )
     tg.add_argument("--system", help="system TOML or name (default: default)")
-    tg.add_argument("--limit", type=_positive_int)
+    tg.add_argument("--limit", type=_positive_int, help="at most N requests (synthetic: N requests)")
     tg.add_argument("--out", required=True, help="output .jsonl or .jsonl.gz")
     tg.add_argument("--set", action="append", metavar="KEY=VALUE")
     tg.add_argument("--json", action="store_true")

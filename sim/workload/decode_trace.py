@@ -32,7 +32,9 @@ scheduler. Records, in order:
    the model and mapping.
 
 Times are integer picoseconds. Unknown record types are errors; unknown keys are ignored (so later
-minor versions can add fields).
+minor versions can add fields). Adding optional keys keeps ``version`` 1; any change that an old
+reader would misread (renamed or re-typed keys, new entry fields, new record types) bumps it.
+Gzip output is written with a zero timestamp, so the same inputs give byte-identical files.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +68,14 @@ class DecodeTraceWriter:
     def __init__(self, path: str | Path, header: dict[str, Any]) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.fh = _open(self.path, "w")
+        self._raw: IO[bytes] | None = None
+        if self.path.suffix == ".gz":
+            # no file name and mtime 0 in the gzip header: the same trace gives the same bytes
+            self._raw = self.path.open("wb")
+            gz = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0)
+            self.fh: IO[str] = io.TextIOWrapper(gz, encoding="utf-8")  # type: ignore[arg-type]
+        else:
+            self.fh = _open(self.path, "w")
         self._write({"record": "header", "format": FORMAT, "version": VERSION, **header})
         self._seen: set[int] = set()
 
@@ -110,11 +120,13 @@ class DecodeTraceWriter:
 
     def close(self) -> None:
         self.fh.close()
+        if self._raw is not None:
+            self._raw.close()
 
 
 @dataclass
 class DecodeTrace:
-    """A parsed trace: header, requests by id, and the iterations (lazily, in order)."""
+    """A parsed trace: header, requests by id, and the iterations in order."""
 
     path: Path
     header: dict[str, Any]
@@ -134,6 +146,7 @@ def read_decode_trace(path: str | Path) -> DecodeTrace:
     requests: dict[int, Request] = {}
     batches: list[Batch] = []
     header: dict[str, Any] | None = None
+    n = 0
     try:
         with _open(path, "r") as fh:
             for n, text in enumerate(fh, start=1):
@@ -155,13 +168,16 @@ def read_decode_trace(path: str | Path) -> DecodeTrace:
                         raise _bad(path, n, f"expected version {VERSION}, found {rec.get('version')!r}")
                     header = rec
                 elif kind == "request":
-                    requests[rec["id"]] = _request(rec, path, n)
+                    req = _request(rec, path, n)
+                    requests[req.id] = req
                 elif kind == "iteration":
-                    batches.append(_batch(rec, requests, path, n))
+                    batches.append(_batch(rec, requests, path, n, len(batches)))
                 else:
                     raise _bad(path, n, f"expected record = request or iteration, found {kind!r}")
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise ConfigError(f"cannot read decode trace: {exc}", where=str(path)) from None
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
+        # n is the last line read whole; the failure is in the line after it
+        reason = str(exc) or type(exc).__name__
+        raise _bad(path, n + 1, f"cannot read decode trace (truncated or corrupt file?): {reason}") from None
     if header is None:
         raise ConfigError("empty decode trace (no header)", where=str(path))
     return DecodeTrace(path, header, requests, batches)
@@ -180,7 +196,7 @@ def _request(rec: dict[str, Any], path: Path, n: int) -> Request:
         raise _bad(path, n, exc.message) from None
 
 
-def _batch(rec: dict[str, Any], requests: dict[int, Request], path: Path, n: int) -> Batch:
+def _batch(rec: dict[str, Any], requests: dict[int, Request], path: Path, n: int, position: int) -> Batch:
     entries = []
     raw = rec.get("entries")
     if not isinstance(raw, list) or not raw:
@@ -197,12 +213,18 @@ def _batch(rec: dict[str, Any], requests: dict[int, Request], path: Path, n: int
             or not isinstance(context, int)
             or tokens < 1
             or context < tokens
+            or emits not in (0, 1)
         ):
-            raise _bad(path, n, f"entries[{i}]: expected phase p/d and 1 <= tokens <= context, found {e!r}")
+            raise _bad(
+                path, n, f"entries[{i}]: expected phase p/d, 1 <= tokens <= context, emits 0/1, found {e!r}"
+            )
         entries.append(
             BatchEntry(requests[rid], "prefill" if phase == "p" else "decode", tokens, context, bool(emits))
         )
-    return Batch(int(rec.get("index", len(entries))), int(rec.get("not_before_ps", 0)), tuple(entries))
+    index, start = rec.get("index", position), rec.get("not_before_ps", 0)
+    if not isinstance(index, int) or not isinstance(start, int) or start < 0:
+        raise _bad(path, n, f"expected integer index and not_before_ps >= 0, found {index!r}, {start!r}")
+    return Batch(index, start, tuple(entries))
 
 
 class ReplayScheduler:

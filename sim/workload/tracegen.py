@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from sim.core.errors import ConfigError
+from sim.core.tomlfile import read_toml
 from sim.core.units import PS_PER_S
 from sim.system.spec import SystemSpec
 from sim.workload.batching import Batch, make_policy
@@ -20,7 +22,7 @@ from sim.workload.decode_trace import DecodeTraceWriter
 from sim.workload.lowering import Lowering
 from sim.workload.mapping import MappingParams, plan
 from sim.workload.model import ModelSpec
-from sim.workload.requests import Request
+from sim.workload.requests import Request, SyntheticParams, synthetic_requests
 
 
 def estimate_iteration_ps(
@@ -106,3 +108,42 @@ def generate(
     finally:
         writer.close()
     return {"out": str(out), "iterations": iterations, "tokens": tokens, "estimated_span_s": now / PS_PER_S}
+
+
+def synthetic_source(path: str | Path, limit: int | None) -> tuple[list[Request], dict[str, Any]]:
+    """Requests from a TOML file's ``[synthetic]`` table (SyntheticParams keys plus ``seed``).
+
+    The number of requests is ``--limit`` if given, else the table's ``count``; one of the two is
+    required so that a forgotten limit does not silently generate the default 1000 requests.
+    Returns the requests and the ``source`` record for the trace header.
+    """
+    path = Path(path)
+    data = read_toml(path)
+    where = str(path)
+    for key in data:
+        if key != "synthetic":
+            raise ConfigError(
+                f"unknown table or key {key!r}; expected a [synthetic] table", where=f"{where}: {key}"
+            )
+    table = data.get("synthetic")
+    if not isinstance(table, dict):
+        raise ConfigError("expected a [synthetic] table of request-generator parameters", where=where)
+    table = dict(table)
+    seed = table.pop("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"expected a whole number >= 0, found {seed!r}", where=f"{where}: synthetic.seed")
+    if limit is None and "count" not in table:
+        raise ConfigError(
+            "expected the number of requests: synthetic.count in the file or --limit N",
+            where=f"{where}: synthetic",
+        )
+    params = SyntheticParams.from_mapping(table, where=f"{where}: synthetic")
+    requests = list(synthetic_requests(params, seed, limit=limit))
+    source = {
+        "requests": str(path),
+        "format": "synthetic",
+        "limit": limit,
+        "seed": seed,
+        "params": params.as_dict(),
+    }
+    return requests, source
