@@ -168,8 +168,9 @@ def plan(model: ModelSpec, system: SystemSpec, mapping: MappingParams) -> Plan:
     return Plan(m, weight_dtype, stages, weights_mem, kv_mem, worst_w, worst_kv, int(kv_tokens), used, total)
 
 
-def _check_pim_shards(model: ModelSpec, system: SystemSpec, memory: str, m: MappingParams,
-                      weight_dtype: Any) -> None:
+def _check_pim_shards(
+    model: ModelSpec, system: SystemSpec, memory: str, m: MappingParams, weight_dtype: Any
+) -> None:
     """Processing-in-memory: every matrix's shard per bank unit must fit one bank (paper Table 4)."""
     spec = system.memories[memory]
     near = spec.near_memory
