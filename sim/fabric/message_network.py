@@ -18,28 +18,22 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from typing import Any
 
-import networkx as nx
 import simpy
 
-from sim.core.component import Component
 from sim.core.errors import ConfigError
-from sim.core.registry import lookup
 from sim.core.reservation import Timeline
-from sim.core.units import PS_PER_S
-from sim.fabric.network import NetworkParams, TrafficSource
+from sim.fabric.network import NetworkBase, NetworkParams
 from sim.fabric.packet import Packet
-from sim.fabric.router import RouterParams
-from sim.fabric.routing import EJECT, default_routing
+from sim.fabric.routing import EJECT
 from sim.stats import counter, tally
 
 
-class MessageNetwork(Component):
+class MessageNetwork(NetworkBase):
     """The fabric at message level (see module docstring); same API as ``FlitNetwork``."""
 
-    Params = NetworkParams
     STATS = (
         counter("packets_delivered", "packets", "packets whose tail reached the destination NIC"),
         counter("flits_delivered", "flits", "flits ejected"),
@@ -48,31 +42,9 @@ class MessageNetwork(Component):
         tally("queueing_cycles", "cycles", "cycles packets waited for busy channels", keep=False),
     )
 
-    def __init__(
-        self,
-        sim: Any,
-        name: str,
-        graph: nx.Graph,
-        params: NetworkParams | None = None,
-        router_params: RouterParams | None = None,
-        parent: Component | None = None,
-    ) -> None:
-        self.graph = graph
-        self.router_params = router_params or RouterParams()
-        super().__init__(sim, name, params, parent)
-
-    def build(self) -> None:
+    def build_fabric(self) -> None:
         p: NetworkParams = self.params  # type: ignore[assignment]
         g = self.graph
-        self.cycle_ps = round(PS_PER_S / p.clock)
-        self.terminal_router: list[int] = list(g.graph["terminals"])
-        self.routing_name = default_routing(g.graph.get("kind", "")) if p.routing == "auto" else p.routing
-        try:
-            self.routing = lookup("routing", self.routing_name)(g, self.router_params.vcs)
-        except ConfigError:
-            raise
-        except Exception as exc:
-            raise ConfigError(str(exc), where="routing") from None
         self.pipeline = self.router_params.pipeline
         self.links: dict[tuple[int, int], Timeline] = {}
         self.link_latency: dict[tuple[int, int], int] = {}
@@ -91,28 +63,10 @@ class MessageNetwork(Component):
         self.inject = [Timeline() for _ in range(n)]
         self.eject_ch = [Timeline() for _ in range(n)]
         self.paths: dict[tuple[int, int], list[int]] = {}
-        self.sources: list[TrafficSource] = []
-        self.cycle = 0
-        self._next_packet_id = 0
-        self.in_flight = 0
-        self.on_deliver: Callable[[Packet], None] | None = None
 
     def run(self) -> None:
         if self.sources:
             self.env.process(self._inject_loop())
-
-    # -- API shared with FlitNetwork ---------------------------------------------------------
-    def current_cycle(self) -> int:
-        return max(self.cycle, math.ceil(self.env.now / self.cycle_ps))
-
-    def new_packet(self, src: int, dst: int, size_flits: int, create_cycle: int | None = None) -> Packet:
-        pid = self._next_packet_id
-        self._next_packet_id += 1
-        cycle = self.current_cycle() if create_cycle is None else create_cycle
-        return Packet(pid, src, dst, size_flits, cycle)
-
-    def add_source(self, source: TrafficSource) -> None:
-        self.sources.append(source)
 
     def route_of(self, src_router: int, dst_router: int) -> list[int]:
         """Routers visited (first routing candidate at each hop), cached per pair."""

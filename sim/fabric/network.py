@@ -104,17 +104,14 @@ class NIC:
         self.cur_flit = 0
 
 
-class FlitNetwork(Component):
-    """The whole fabric at flit level: routers, NICs, links, and the cycle loop."""
+class NetworkBase(Component):
+    """What both fidelity levels share: topology, routing function, clock, terminals, packet ids.
+
+    Subclasses build their channels in :meth:`build_fabric` and implement ``submit`` and
+    ``transfer``; drivers and experiments use only this common API.
+    """
 
     Params = NetworkParams
-    STATS = (
-        counter("packets_delivered", "packets", "packets whose tail reached the destination NIC"),
-        counter("flits_delivered", "flits", "flits ejected"),
-        counter("flit_hops", "flits", "flits that crossed a router-to-router link"),
-        tally("packet_latency_cycles", "cycles", "creation to tail ejection", keep=False),
-        counter("cycles_active", "cycles", "cycles in which the loop ran"),
-    )
 
     def __init__(
         self,
@@ -129,21 +126,57 @@ class FlitNetwork(Component):
         self.router_params = router_params or RouterParams()
         super().__init__(sim, name, params, parent)
 
-    # -- construction -----------------------------------------------------------------------
     def build(self) -> None:
         p: NetworkParams = self.params  # type: ignore[assignment]
         g = self.graph
-        rp = self.router_params
         self.cycle_ps = round(PS_PER_S / p.clock)
         self.terminal_router: list[int] = list(g.graph["terminals"])
-        routing_name = default_routing(g.graph.get("kind", "")) if p.routing == "auto" else p.routing
+        self.routing_name = default_routing(g.graph.get("kind", "")) if p.routing == "auto" else p.routing
         try:
-            self.routing = lookup("routing", routing_name)(g, rp.vcs)
+            self.routing = lookup("routing", self.routing_name)(g, self.router_params.vcs)
         except ConfigError:
             raise
         except Exception as exc:
             raise ConfigError(str(exc), where="routing") from None
-        self.routing_name = routing_name
+        self.sources: list[TrafficSource] = []
+        self.cycle = 0
+        self.in_flight = 0  # packets created and not yet delivered
+        self._next_packet_id = 0
+        self.on_deliver: Callable[[Packet], None] | None = None
+        self.build_fabric()
+
+    def build_fabric(self) -> None:
+        raise NotImplementedError
+
+    def current_cycle(self) -> int:
+        return max(self.cycle, math.ceil(self.env.now / self.cycle_ps))
+
+    def new_packet(self, src: int, dst: int, size_flits: int, create_cycle: int | None = None) -> Packet:
+        pid = self._next_packet_id
+        self._next_packet_id += 1
+        cycle = self.current_cycle() if create_cycle is None else create_cycle
+        return Packet(pid, src, dst, size_flits, cycle)
+
+    def add_source(self, source: TrafficSource) -> None:
+        self.sources.append(source)
+
+
+class FlitNetwork(NetworkBase):
+    """The whole fabric at flit level: routers, NICs, links, and the cycle loop."""
+
+    STATS = (
+        counter("packets_delivered", "packets", "packets whose tail reached the destination NIC"),
+        counter("flits_delivered", "flits", "flits ejected"),
+        counter("flit_hops", "flits", "flits that crossed a router-to-router link"),
+        tally("packet_latency_cycles", "cycles", "creation to tail ejection", keep=False),
+        counter("cycles_active", "cycles", "cycles in which the loop ran"),
+    )
+
+    # -- construction -----------------------------------------------------------------------
+    def build_fabric(self) -> None:
+        p: NetworkParams = self.params  # type: ignore[assignment]
+        g = self.graph
+        rp = self.router_params
         local: dict[int, list[int]] = {n: [] for n in g.nodes}
         for t, r in enumerate(self.terminal_router):
             local[r].append(t)
@@ -196,27 +229,13 @@ class FlitNetwork(Component):
         self.n_pending = 0
         self.active_routers: dict[CreditVCRouter, None] = {}
         self.active_nics: dict[NIC, None] = {}
-        self.sources: list[TrafficSource] = []
-        self.cycle = 0
         self.buffered = 0  # flits inside router input buffers
-        self.in_flight = 0  # packets created and not yet delivered
         self._wake: simpy.Event | None = None
-        self._next_packet_id = 0
-        self.on_deliver: Callable[[Packet], None] | None = None
 
     def run(self) -> None:
         self.env.process(self._loop())
 
     # -- public API ---------------------------------------------------------------------------
-    def new_packet(self, src: int, dst: int, size_flits: int, create_cycle: int | None = None) -> Packet:
-        pid = self._next_packet_id
-        self._next_packet_id += 1
-        cycle = self.current_cycle() if create_cycle is None else create_cycle
-        return Packet(pid, src, dst, size_flits, cycle)
-
-    def current_cycle(self) -> int:
-        return max(self.cycle, math.ceil(self.env.now / self.cycle_ps))
-
     def submit(self, packet: Packet) -> None:
         """Queue ``packet`` at its source NIC now (wakes the network if it sleeps)."""
         if not 0 <= packet.src < len(self.nics) or not 0 <= packet.dst < len(self.nics):
@@ -248,7 +267,7 @@ class FlitNetwork(Component):
         return done
 
     def add_source(self, source: TrafficSource) -> None:
-        self.sources.append(source)
+        super().add_source(source)
         self._poke()
 
     # -- called by routers -------------------------------------------------------------------
