@@ -14,12 +14,10 @@ from typing import Any
 
 import simpy
 
-from sim.core.component import Component
+from sim.compute.unit import QueuedUnit
 from sim.core.params import ParamSet, fraction, param, positive
 from sim.core.registry import register
-from sim.core.reservation import Timeline
 from sim.core.units import COMPUTE_RATE, POWER, PS_PER_S, RATIO, SIZE
-from sim.stats import counter, gauge, tally
 
 DTYPES = ("bf16", "fp8", "fp4")
 
@@ -65,19 +63,10 @@ class ComputeDieParams(ParamSet):
 
 
 @register("compute", "die")
-class ComputeDie(Component):
+class ComputeDie(QueuedUnit):
     """Roofline compute die (see module docstring)."""
 
     Params = ComputeDieParams
-    STATS = (
-        counter("ops", "ops", "operations executed"),
-        counter("flops", "FLOP", "floating-point operations executed"),
-        tally("queue_ns", "ns", "wait for the die to become free", keep=False),
-        gauge("utilization", "", "busy time / simulated time"),
-    )
-
-    def build(self) -> None:
-        self.timeline = Timeline()
 
     def op_time_ps(self, flops: float, dtype: str = "bf16") -> int:
         p: ComputeDieParams = self.params  # type: ignore[assignment]
@@ -85,23 +74,10 @@ class ComputeDie(Component):
 
     def book(self, flops: float, dtype: str = "bf16", ready_ps: int | None = None) -> int:
         """Queue ``flops`` no earlier than ``ready_ps`` without a process; returns the finish (ps)."""
-        now = self.env.now
-        ready = now if ready_ps is None else max(now, ready_ps)
-        self.timeline.prune(now)
-        start, end = self.timeline.reserve(ready, self.op_time_ps(flops, dtype))
-        self.stat.ops.add()
-        self.stat.flops.add(flops)
-        self.stat.queue_ns.observe((start - ready) / 1000)
-        return end
+        return self._book(self.op_time_ps(flops, dtype), flops, ready_ps)
 
     def execute(
         self, flops: float, dtype: str = "bf16", ready_ps: int | None = None
     ) -> Generator[simpy.Event, Any, int]:
         """Run ``flops`` (as a process); returns the finish time (ps)."""
-        end = self.book(flops, dtype, ready_ps)
-        yield self.env.timeout(end - self.env.now)
-        return end
-
-    def finalize(self) -> None:
-        now = self.env.now
-        self.stat.utilization.set(self.timeline.busy_until_ps(now) / now if now else 0.0)
+        return self._wait_until(self.book(flops, dtype, ready_ps))

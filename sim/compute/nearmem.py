@@ -14,20 +14,19 @@ time per memory), and the waits are reported.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
 import simpy
 
+from sim.compute.unit import QueuedUnit
 from sim.core.component import Component
-from sim.core.errors import CapacityError, ConfigError
+from sim.core.errors import ConfigError
 from sim.core.params import ParamSet, one_of, param, positive
 from sim.core.registry import register
-from sim.core.reservation import Timeline
 from sim.core.units import BANDWIDTH, COUNT, FREQUENCY, PS_PER_S, SIZE
-from sim.stats import counter, gauge, tally
+from sim.stats import counter
 
 
 @dataclass(frozen=True)
@@ -75,17 +74,11 @@ class NearMemoryParams(ParamSet):
 
 
 @register("compute", "near_memory")
-class NearMemoryUnits(Component):
+class NearMemoryUnits(QueuedUnit):
     """The MAC units of one memory (see module docstring)."""
 
     Params = NearMemoryParams
-    STATS = (
-        counter("gemvs", "ops", "GEMVs executed"),
-        counter("flops", "FLOP", "floating-point operations executed"),
-        counter("bytes_read", "B", "weight bytes read at the local bandwidth"),
-        tally("queue_ns", "ns", "wait for the units to become free", keep=False),
-        gauge("utilization", "", "busy time / simulated time"),
-    )
+    STATS = (counter("bytes_read", "B", "weight bytes read at the local bandwidth"),)
 
     def __init__(
         self,
@@ -106,22 +99,12 @@ class NearMemoryUnits(Component):
                 "near-memory units need local_bandwidth or a memory to read",
                 where=f"{self.path}.local_bandwidth",
             )
-        self.timeline = Timeline()
+        super().build()
 
     @property
     def peak_flops(self) -> float:
         p: NearMemoryParams = self.params  # type: ignore[assignment]
         return 2.0 * p.units * p.macs_per_cycle * p.clock
-
-    def check_shard(self, tensor: str, shard_bytes: int) -> None:
-        """PIM: a tensor's shard per unit must fit one bank, else the mapping is impossible."""
-        limit = self.params.shard_limit  # type: ignore[attr-defined]
-        if limit and shard_bytes > limit:
-            raise CapacityError(
-                f"{tensor}: a {shard_bytes} B shard per in-memory unit exceeds the bank limit of "
-                f"{limit} B; split it over >= {math.ceil(shard_bytes / limit)} units",
-                where=self.path,
-            )
 
     def gemv_time_ps(self, weight_bytes: float, flops: float) -> int:
         t = max(weight_bytes / self.bandwidth, flops / self.peak_flops)
@@ -129,21 +112,9 @@ class NearMemoryUnits(Component):
 
     def book(self, weight_bytes: float, flops: float) -> int:
         """Queue a GEMV now without a process; returns its finish time (ps)."""
-        now = self.env.now
-        self.timeline.prune(now)
-        start, end = self.timeline.reserve(now, self.gemv_time_ps(weight_bytes, flops))
-        self.stat.gemvs.add()
-        self.stat.flops.add(flops)
         self.stat.bytes_read.add(weight_bytes)
-        self.stat.queue_ns.observe((start - now) / 1000)
-        return end
+        return self._book(self.gemv_time_ps(weight_bytes, flops), flops)
 
     def gemv(self, weight_bytes: float, flops: float) -> Generator[simpy.Event, Any, int]:
         """Run a GEMV (as a process); returns its finish time (ps)."""
-        end = self.book(weight_bytes, flops)
-        yield self.env.timeout(end - self.env.now)
-        return end
-
-    def finalize(self) -> None:
-        now = self.env.now
-        self.stat.utilization.set(self.timeline.busy_until_ps(now) / now if now else 0.0)
+        return self._wait_until(self.book(weight_bytes, flops))
