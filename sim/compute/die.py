@@ -17,7 +17,7 @@ import simpy
 from sim.compute.unit import QueuedUnit
 from sim.core.params import ParamSet, fraction, param, positive
 from sim.core.registry import register
-from sim.core.units import COMPUTE_RATE, POWER, PS_PER_S, RATIO, SIZE
+from sim.core.units import COMPUTE_RATE, ENERGY, POWER, PS_PER_S, RATIO, SIZE
 
 DTYPES = ("bf16", "fp8", "fp4")
 
@@ -52,14 +52,40 @@ class ComputeDieParams(ParamSet):
         "50MiB", SIZE, "on-chip SRAM for activations and staging (H100: 50 MB L2)", check=positive
     )
     static_power: float = param(
-        "0W",
+        "70W",
         POWER,
-        "static power (energy accounting arrives with issue #5)",
+        "power drawn whether busy or not (ASSUMPTION: H100 SXM idles near 70 W in nvidia-smi)",
+        check=lambda v: None if v >= 0 else ">= 0",
+    )
+    energy_per_flop_bf16: float = param(
+        "0.5pJ",
+        ENERGY,
+        "dynamic energy per BF16 FLOP (DERIVED/ASSUMPTION: H100's 700 W TDP at 989 TFLOPS is 0.71 pJ/FLOP "
+        "including static and memory power; ~0.5 pJ for the math)",
+        check=lambda v: None if v >= 0 else ">= 0",
+    )
+    energy_per_flop_fp8: float = param(
+        "0.25pJ",
+        ENERGY,
+        "dynamic energy per FP8 FLOP (ASSUMPTION: half of BF16)",
+        check=lambda v: None if v >= 0 else ">= 0",
+    )
+    energy_per_flop_fp4: float = param(
+        "0.125pJ",
+        ENERGY,
+        "dynamic energy per FP4 FLOP (ASSUMPTION: half of FP8)",
         check=lambda v: None if v >= 0 else ">= 0",
     )
 
     def peak(self, dtype: str) -> float:
         return {"bf16": self.peak_bf16, "fp8": self.peak_fp8, "fp4": self.peak_fp4}[dtype]
+
+    def energy_per_flop(self, dtype: str) -> float:
+        return {
+            "bf16": self.energy_per_flop_bf16,
+            "fp8": self.energy_per_flop_fp8,
+            "fp4": self.energy_per_flop_fp4,
+        }[dtype]
 
 
 @register("compute", "die")
@@ -74,7 +100,8 @@ class ComputeDie(QueuedUnit):
 
     def book(self, flops: float, dtype: str = "bf16", ready_ps: int | None = None) -> int:
         """Queue ``flops`` no earlier than ``ready_ps`` without a process; returns the finish (ps)."""
-        return self._book(self.op_time_ps(flops, dtype), flops, ready_ps)
+        p: ComputeDieParams = self.params  # type: ignore[assignment]
+        return self._book(self.op_time_ps(flops, dtype), flops, ready_ps, flops * p.energy_per_flop(dtype))
 
     def execute(
         self, flops: float, dtype: str = "bf16", ready_ps: int | None = None

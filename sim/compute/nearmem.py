@@ -25,7 +25,7 @@ from sim.core.component import Component
 from sim.core.errors import ConfigError
 from sim.core.params import ParamSet, one_of, param, positive
 from sim.core.registry import register
-from sim.core.units import BANDWIDTH, COUNT, FREQUENCY, PS_PER_S, SIZE
+from sim.core.units import BANDWIDTH, COUNT, ENERGY, FREQUENCY, POWER, PS_PER_S, SIZE
 from sim.stats import counter
 
 
@@ -56,6 +56,19 @@ class NearMemoryParams(ParamSet):
         "0B/s",
         BANDWIDTH,
         "bandwidth the units read their memory at; 0 = the memory's own internal bandwidth",
+        check=lambda v: None if v >= 0 else ">= 0",
+    )
+    energy_per_flop: float = param(
+        "0.3pJ",
+        ENERGY,
+        "dynamic energy per FLOP including the local memory read path (ASSUMPTION: logic-process MACs "
+        "beside the memory; the memory's own array energy is counted by the memory)",
+        check=lambda v: None if v >= 0 else ">= 0",
+    )
+    static_power: float = param(
+        "0W",
+        POWER,
+        "power drawn whether busy or not, per memory (ASSUMPTION: 0)",
         check=lambda v: None if v >= 0 else ">= 0",
     )
     shard_limit: int = param(
@@ -113,7 +126,8 @@ class NearMemoryUnits(QueuedUnit):
     def book(self, weight_bytes: float, flops: float) -> int:
         """Queue a GEMV now without a process; returns its finish time (ps)."""
         self.stat.bytes_read.add(weight_bytes)
-        return self._book(self.gemv_time_ps(weight_bytes, flops), flops)
+        p: NearMemoryParams = self.params  # type: ignore[assignment]
+        return self._book(self.gemv_time_ps(weight_bytes, flops), flops, None, flops * p.energy_per_flop)
 
     def gemv(self, weight_bytes: float, flops: float) -> Generator[simpy.Event, Any, int]:
         """Run a GEMV (as a process); returns its finish time (ps)."""

@@ -25,12 +25,15 @@ class QueuedUnit(Component):
         counter("flops", "FLOP", "floating-point operations executed"),
         tally("queue_ns", "ns", "wait for the unit to become free", keep=False),
         gauge("utilization", "", "busy time / simulated time"),
+        counter("energy_pj", "pJ", "dynamic energy of the operations executed"),
     )
 
     def build(self) -> None:
         self.timeline = Timeline()
 
-    def _book(self, duration_ps: int, flops: float, ready_ps: int | None = None) -> int:
+    def _book(
+        self, duration_ps: int, flops: float, ready_ps: int | None = None, energy_pj: float = 0.0
+    ) -> int:
         """Queue an operation of ``duration_ps`` no earlier than ``ready_ps``; its finish time."""
         now = self.env.now
         ready = now if ready_ps is None else max(now, ready_ps)
@@ -38,6 +41,7 @@ class QueuedUnit(Component):
         start, end = self.timeline.reserve(ready, duration_ps)
         self.stat.ops.add()
         self.stat.flops.add(flops)
+        self.stat.energy_pj.add(energy_pj)
         self.stat.queue_ns.observe((start - ready) / 1000)
         return end
 

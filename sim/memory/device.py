@@ -117,6 +117,7 @@ class MemoryDevice(Component):
             return None
         self.check_request(req)
         req.arrive_ps = self.env.now
+        self.account_analytic(req)
         req.done_ps = self._analytic_end(req)
         self._record(req)
         return req.done_ps
@@ -157,6 +158,10 @@ class MemoryDevice(Component):
         _, end = self._analytic.reserve(self.env.now, xfer)
         return end + fixed
 
+    def account_analytic(self, req: MemRequest) -> None:
+        """Counters and energy of ``req`` at the analytic level (devices override; timing is the twin's)."""
+
     def serve_analytic(self, req: MemRequest) -> Generator[simpy.Event, Any, None]:
         """Twin level as a process (see :meth:`_analytic_end`)."""
+        self.account_analytic(req)
         yield self.env.timeout(self._analytic_end(req) - self.env.now)

@@ -351,7 +351,7 @@ class Dram3D(MemoryDevice):
         if done > env.now:
             yield env.timeout(done - env.now)
 
-    def serve_analytic(self, req: MemRequest) -> Generator[simpy.Event, Any, None]:
+    def account_analytic(self, req: MemRequest) -> None:
         """Base twin FIFO; energy as for a stream: one activation per row_bytes moved (at least one)."""
         b0, b1 = self._burst_range(req)
         n = self._n
@@ -360,7 +360,6 @@ class Dram3D(MemoryDevice):
         n[_ACT] += acts
         n[_HIT] += b1 - b0 - acts
         self._flush(refresh_by_time=True)
-        yield from super().serve_analytic(req)
 
     # -- stats and energy ---------------------------------------------------------------------------
     def _flush(self, refresh_by_time: bool = False) -> None:

@@ -710,12 +710,11 @@ class HighBandwidthFlash(MemoryDevice):
         self._page_done(plane_w, die_w, ch_w, if_w)
 
     # -- analytic level: the base twin, plus the same wear and energy bookkeeping -------------
-    def serve_analytic(self, req: MemRequest) -> Generator[simpy.Event, Any, None]:
+    def account_analytic(self, req: MemRequest) -> None:
         if req.write:
             self._prepare(req)
         else:
             self._account_read(req)
-        yield from super().serve_analytic(req)
 
     def _account_read(self, req: MemRequest) -> None:
         """Counters and energy of a read in closed form: the pages it senses and the sectors it moves

@@ -56,6 +56,7 @@ from sim.core.errors import ConfigError, MemwallError, join_where
 from sim.core.params import ParamSet
 from sim.core.registry import lookup, names
 from sim.core.tomlfile import read_toml
+from sim.core.units import UnitError, parse_power
 from sim.fabric.network import NetworkParams
 from sim.fabric.router import RouterParams
 from sim.memory.device import MemoryDevice
@@ -74,6 +75,7 @@ class MemorySpec:
     stacks: int
     preset: str | None
     near_memory: NearMemoryParams | None
+    static_power_w: float = 0.0  # per stack: background / refresh-idle power not counted by events
 
     @property
     def kind(self) -> str:
@@ -111,6 +113,7 @@ class SystemSpec:
     fabric_fidelity: str
     mapping: dict[str, Any] = field(default_factory=dict)
     batching: dict[str, Any] = field(default_factory=dict)
+    cost: dict[str, Any] = field(default_factory=dict)
     source: str = ""
 
     def resolved(self) -> dict[str, Any]:
@@ -139,13 +142,14 @@ class SystemSpec:
             },
             "mapping": dict(self.mapping),
             "batching": dict(self.batching),
+            "cost": dict(self.cost),
             "source": self.source,
         }
 
 
-TOP_KEYS = {"system", "chip", "fabric", "mapping", "batching"}
+TOP_KEYS = {"system", "chip", "fabric", "mapping", "batching", "cost"}
 SYSTEM_KEYS = {"name", "description", "chips"}
-MEMORY_KEYS = {"preset", "kind", "stacks", "params", "near_memory"}
+MEMORY_KEYS = {"preset", "kind", "stacks", "params", "near_memory", "static_power"}
 FABRIC_KEYS = {"fidelity", "topology", "router"}
 
 
@@ -204,7 +208,13 @@ def _memory(name: str, table: Mapping[str, Any], where: str) -> MemorySpec:
         if not isinstance(near, Mapping):
             raise ConfigError(f"expected a table, found {near!r}", where=join_where(where, "near_memory"))
         near_params = NearMemoryParams.from_mapping(near, where=join_where(where, "near_memory"))
-    return MemorySpec(name, cls, params, stacks, preset.name if preset else None, near_params)
+    try:
+        static = parse_power(table.get("static_power", 0))
+    except UnitError as exc:
+        raise ConfigError(str(exc), where=join_where(where, "static_power")) from None
+    if static < 0:
+        raise ConfigError(f"expected a power >= 0, found {static}", where=join_where(where, "static_power"))
+    return MemorySpec(name, cls, params, stacks, preset.name if preset else None, near_params, static)
 
 
 def system_from_mapping(data: Mapping[str, Any], where: str = "system") -> SystemSpec:
@@ -267,6 +277,7 @@ def system_from_mapping(data: Mapping[str, Any], where: str = "system") -> Syste
         fabric_fidelity=fidelity,
         mapping=_table(data, "mapping", where),
         batching=_table(data, "batching", where),
+        cost=_table(data, "cost", where),
         source=where,
     )
 

@@ -197,6 +197,12 @@ class TokenDriver(Component):
             "bytes crossing between a chip's memories and its compute die "
             "(weights and KV for die compute; KV and result vectors for near-memory compute)",
         ),
+        counter(
+            "fabric_link_bytes",
+            "B",
+            "bytes x link traversals of collectives and stage transfers (NIC links included), what "
+            "fabric energy is charged on",
+        ),
         tally("step_time_ms", "ms", "iteration time"),
     )
 
@@ -337,6 +343,7 @@ class TokenDriver(Component):
                     yield from self._collective("allreduce", act, m.tp, blame)
             if s + 1 < m.pp:
                 t0 = self.env.now
+                self.stat.fabric_link_bytes.add(act * 3)  # NIC link, switch or hop, NIC link (ASSUMPTION)
                 yield self.network.transfer(s * m.tp, (s + 1) * m.tp, act)
                 blame.add("pipeline transfer", self.env.now - t0)
         # LM head on the last stage
@@ -495,7 +502,23 @@ class TokenDriver(Component):
                 self._collective_cache[key] = ps
             yield env.timeout(ps)
         blame.add(f"collective ({op})", env.now - t0)
+        self.stat.fabric_link_bytes.add(self._collective_link_bytes(case))
         self._log("fabric", op, -1, t0, Blame({f"collective ({op})": env.now - t0}))
+
+    def _collective_link_bytes(self, case: CollectiveCase) -> float:
+        """Bytes x link traversals: ring all-reduce sends 2(p-1) chunks of n/p per rank, direct
+        all-to-all (p-1) chunks of n/p per rank; each transfer crosses its hops plus the two NIC links."""
+        p = len(case.ranks)
+        key = ("links", p)
+        hops = self._collective_cache.get(key)
+        if hops is None:
+            net = self._twin()
+            tr = net.terminal_router
+            pairs = [(case.ranks[i], case.ranks[(i + 1) % p]) for i in range(p)]
+            hops = sum(len(net.route_of(tr[a], tr[b])) - 1 + 2 for a, b in pairs) / p
+            self._collective_cache[key] = hops
+        chunks = 2 * (p - 1) if case.op == "allreduce" else p - 1
+        return chunks * case.nbytes * hops
 
     def _twin(self) -> Any:
         """A message network used only for the collectives' closed forms (never run)."""

@@ -124,6 +124,7 @@ def execute(spec: RunSpec, scheduler: Any = None) -> tuple[dict[str, Any], Token
         "model": spec.model.name,
         "mapping": {k: v for k, v in spec.mapping.as_dict().items()},
         **summary,
+        **energy_and_cost(driver, sim.now / PS_PER_S, spec),
         "utilization": utilization(driver),
         "queueing_us": queueing(driver),
         "capacity": {f"{n}": v for n, v in p.capacity_report().items()},
@@ -185,4 +186,51 @@ def queueing(driver: TokenDriver) -> dict[str, float]:
                     out[f"{chip.name}.{name}.{kind}"] = max(0.0, tally.mean - unloaded) / 1e3
             if mem.near is not None:
                 out[f"{chip.name}.{name}_mac"] = mem.near.stat.queue_ns.mean / 1e3
+    return out
+
+
+def energy_by_component(driver: TokenDriver, sim_s: float) -> dict[str, float]:
+    """Joules of one replica by component class: dynamic energy by event plus static power.
+
+    The simulated chip of each stage stands for its ``tp`` chips and one device for all stacks of a
+    memory, so their energies are scaled up accordingly; the fabric is counted once.
+    """
+    tp = driver.plan.mapping.tp
+    out: dict[str, float] = {}
+
+    def add(key: str, joules: float) -> None:
+        out[key] = out.get(key, 0.0) + joules
+
+    for chip in driver.chips:
+        die = chip.die
+        add("compute_die", tp * (die.stat.energy_pj.value * 1e-12 + die.params.static_power * sim_s))
+        for name, mem in chip.memories.items():
+            spec = driver.system.memories[name]
+            dynamic = mem.device.stat.energy_pj.value * 1e-12 * mem.stacks
+            add(f"memory.{name}", tp * (dynamic + spec.static_power_w * mem.stacks * sim_s))
+            if mem.near is not None:
+                near = mem.near
+                add(
+                    f"near_memory.{name}",
+                    tp * (near.stat.energy_pj.value * 1e-12 + near.params.static_power * sim_s),
+                )
+    bits = driver.stat.fabric_link_bytes.value * 8
+    add("fabric", bits * driver.system.network.energy_per_bit * 1e-12)
+    return out
+
+
+def energy_and_cost(driver: TokenDriver, sim_s: float, spec: RunSpec) -> dict[str, Any]:
+    from sim.workload.cost import cost_params, cost_summary
+
+    parts = energy_by_component(driver, sim_s)
+    total = sum(parts.values())
+    tokens = int(driver.stat.tokens.value)
+    chips = driver.plan.mapping.tp * driver.plan.mapping.pp
+    out: dict[str, Any] = {
+        "energy_j": total,
+        "energy_by_component_j": parts,
+        "energy_j_per_token": total / tokens if tokens else 0.0,
+        "avg_power_w": total / sim_s if sim_s > 0 else 0.0,
+    }
+    out.update(cost_summary(spec.system, chips, total, sim_s, tokens, cost_params(spec.system)))
     return out

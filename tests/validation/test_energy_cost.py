@@ -1,0 +1,82 @@
+"""Energy, TCO and CO2e: the arithmetic, and energies that follow from the work done."""
+
+import pytest
+
+from sim.system.spec import system_from_mapping
+from sim.workload.cost import SECONDS_PER_YEAR, CostParams, cost_summary, replica_capital
+from sim.workload.mapping import mapping_from
+from sim.workload.model import load_model
+from sim.workload.run import RunSpec, execute
+
+
+def system(cost=None, static="0W"):
+    return system_from_mapping(
+        {
+            "system": {"name": "e", "chips": 2},
+            "chip": {
+                "compute": {"static_power": "50W", "energy_per_flop_bf16": "0.5pJ"},
+                "memory": {"hbm": {"preset": "hbm3", "stacks": 2, "static_power": static}},
+            },
+            "fabric": {"topology": {"kind": "fully_connected", "k": 2}, "energy_per_bit": "5pJ"},
+            "mapping": {"tp": 2},
+            "cost": cost or {},
+        }
+    )
+
+
+def test_tco_and_co2e_arithmetic():
+    c = CostParams(
+        chip_usd=1000,
+        dram_usd_per_gb=10,
+        amortization_years=1,
+        pue=1.5,
+        usd_per_kwh=0.1,
+        grid_g_per_kwh=400,
+        embodied_kg_per_chip=100,
+        embodied_kg_per_gb_dram=1,
+    )
+    sys_ = system()
+    gb = sys_.memories["hbm"].capacity_bytes() / 1e9  # 2 stacks of 16 GiB = 34.36 GB
+    usd, kg = replica_capital(sys_, 2, c)
+    assert usd == pytest.approx(2 * (1000 + 10 * gb))
+    assert kg == pytest.approx(2 * (100 + gb))
+    out = cost_summary(sys_, 2, energy_j=3.6e6, sim_s=3600.0, tokens=1_000_000, c=c)
+    kwh = 1.0 * 1.5  # 3.6 MJ = 1 kWh, times PUE
+    expected_usd = usd / SECONDS_PER_YEAR * 3600 + kwh * 0.1
+    expected_g = kwh * 400 + kg * 1000 / SECONDS_PER_YEAR * 3600
+    assert out["tco_usd_per_million_tokens"] == pytest.approx(expected_usd)
+    assert out["co2e_g_per_million_tokens"] == pytest.approx(expected_g)
+    assert out["tokens_per_s_per_w"] == pytest.approx((1e6 / 3600) / 1000.0)
+
+
+def test_run_energies_follow_from_the_work():
+    s = system(static="2W")
+    model = load_model("llama-3.1-8b")
+    r, drv, _ = execute(RunSpec(model, s, mapping_from(s), None, batch=2, context=256, steps=3))
+    parts = r["energy_by_component_j"]
+    assert sum(parts.values()) == pytest.approx(r["energy_j"])
+    t = r["sim_time_s"]
+    die = drv.chips[0].die
+    # die: tp chips x (FLOPs x 0.5 pJ + 50 W x time)
+    assert parts["compute_die"] == pytest.approx(2 * (die.stat.flops.value * 0.5e-12 + 50 * t))
+    # memory: at least the static 2 W x 2 stacks x 2 chips, plus per-bit read energy of what moved
+    dev = drv.chips[0].memories["hbm"].device
+    moved_bits = (dev.stat.bytes_read.value + dev.stat.bytes_written.value) * 8 * 2  # 2 stacks
+    per_bit = dev.params.read_energy_per_bit + dev.params.tsv_energy_per_bit
+    assert parts["memory.hbm"] >= 2 * (
+        2 * 2 * t + moved_bits * min(per_bit, dev.params.write_energy_per_bit) * 1e-12
+    )
+    # fabric: bytes x traversals x 5 pJ/bit
+    assert parts["fabric"] == pytest.approx(drv.stat.fabric_link_bytes.value * 8 * 5e-12)
+    assert r["energy_j_per_token"] == pytest.approx(r["energy_j"] / r["tokens"])
+    assert r["avg_power_w"] == pytest.approx(r["energy_j"] / t)
+
+
+def test_cost_table_is_validated():
+    from sim.core.errors import ConfigError
+    from sim.workload.cost import cost_params
+
+    with pytest.raises(ConfigError, match=r"cost\.pue"):
+        cost_params(system({"pue": 0.5}))
+    with pytest.raises(ConfigError, match="unknown parameter 'price'"):
+        cost_params(system({"price": 3}))
