@@ -15,7 +15,7 @@ from typing import Any
 import simpy
 
 from sim.compute.unit import QueuedUnit
-from sim.core.params import ParamSet, fraction, param, positive
+from sim.core.params import ParamSet, fraction, non_negative, param, positive
 from sim.core.registry import register
 from sim.core.units import COMPUTE_RATE, ENERGY, POWER, PS_PER_S, RATIO, SIZE
 
@@ -55,26 +55,26 @@ class ComputeDieParams(ParamSet):
         "70W",
         POWER,
         "power drawn whether busy or not (ASSUMPTION: H100 SXM idles near 70 W in nvidia-smi)",
-        check=lambda v: None if v >= 0 else ">= 0",
+        check=non_negative,
     )
     energy_per_flop_bf16: float = param(
         "0.5pJ",
         ENERGY,
         "dynamic energy per BF16 FLOP (DERIVED/ASSUMPTION: H100's 700 W TDP at 989 TFLOPS is 0.71 pJ/FLOP "
         "including static and memory power; ~0.5 pJ for the math)",
-        check=lambda v: None if v >= 0 else ">= 0",
+        check=non_negative,
     )
     energy_per_flop_fp8: float = param(
         "0.25pJ",
         ENERGY,
         "dynamic energy per FP8 FLOP (ASSUMPTION: half of BF16)",
-        check=lambda v: None if v >= 0 else ">= 0",
+        check=non_negative,
     )
     energy_per_flop_fp4: float = param(
         "0.125pJ",
         ENERGY,
         "dynamic energy per FP4 FLOP (ASSUMPTION: half of FP8)",
-        check=lambda v: None if v >= 0 else ">= 0",
+        check=non_negative,
     )
 
     def peak(self, dtype: str) -> float:

@@ -23,7 +23,7 @@ import simpy
 from sim.compute.unit import QueuedUnit
 from sim.core.component import Component
 from sim.core.errors import ConfigError
-from sim.core.params import ParamSet, one_of, param, positive
+from sim.core.params import ParamSet, non_negative, one_of, param, positive
 from sim.core.registry import register
 from sim.core.units import BANDWIDTH, COUNT, ENERGY, FREQUENCY, POWER, PS_PER_S, SIZE
 from sim.stats import counter
@@ -56,26 +56,26 @@ class NearMemoryParams(ParamSet):
         "0B/s",
         BANDWIDTH,
         "bandwidth the units read their memory at; 0 = the memory's own internal bandwidth",
-        check=lambda v: None if v >= 0 else ">= 0",
+        check=non_negative,
     )
     energy_per_flop: float = param(
         "0.3pJ",
         ENERGY,
         "dynamic energy per FLOP including the local memory read path (ASSUMPTION: logic-process MACs "
         "beside the memory; the memory's own array energy is counted by the memory)",
-        check=lambda v: None if v >= 0 else ">= 0",
+        check=non_negative,
     )
     static_power: float = param(
         "0W",
         POWER,
         "power drawn whether busy or not, per memory (ASSUMPTION: 0)",
-        check=lambda v: None if v >= 0 else ">= 0",
+        check=non_negative,
     )
     shard_limit: int = param(
         "0B",
         SIZE,
         "largest weight shard one unit can own; 0 = no limit (PNM). PIM: one bank, 32-64 MB (paper Table 4)",
-        check=lambda v: None if v >= 0 else ">= 0",
+        check=non_negative,
     )
 
     def validate(self) -> None:

@@ -24,7 +24,7 @@ import simpy
 
 from sim.core.component import Component
 from sim.core.errors import ConfigError, SimulationError
-from sim.core.params import ParamSet, param, positive
+from sim.core.params import ParamSet, non_negative, param, positive
 from sim.core.registry import lookup
 from sim.core.units import COUNT, ENERGY, FREQUENCY, PS_PER_S, SIZE
 from sim.fabric.packet import Packet
@@ -69,14 +69,14 @@ class NetworkParams(ParamSet):
         0,
         COUNT,
         "router-to-router link latency in cycles; 0 = each link's 'latency' from the topology",
-        check=lambda v: None if v >= 0 else ">= 0",
+        check=non_negative,
     )
     energy_per_bit: float = param(
         "5pJ",
         ENERGY,
         "energy per bit per link traversal (ASSUMPTION: off-package SerDes links are ~5 pJ/bit; "
         "NVLink-C2C on package is 1.3 pJ/bit per NVIDIA's Grace Hopper material)",
-        check=lambda v: None if v >= 0 else ">= 0",
+        check=non_negative,
     )
     deadlock_cycles: int = param(
         2000,

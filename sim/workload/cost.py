@@ -17,16 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from sim.core.errors import ConfigError
-from sim.core.params import ParamSet, param, positive
+from sim.core.params import ParamSet, non_negative, param, positive
 from sim.core.units import RATIO
 from sim.system.spec import SystemSpec
 
 SECONDS_PER_YEAR = 365.25 * 86400
 J_PER_KWH = 3.6e6
-
-
-def _nonneg(v: float) -> str | None:
-    return None if v >= 0 else "a value >= 0"
 
 
 @dataclass(frozen=True)
@@ -38,21 +34,21 @@ class CostParams(ParamSet):
         RATIO,
         "price of one chip without memory, USD (ASSUMPTION: widely "
         "reported H100 SXM street prices of $25-30k include HBM; we take $25k)",
-        check=_nonneg,
+        check=non_negative,
     )
     dram_usd_per_gb: float = param(
         15.0,
         RATIO,
         "HBM / stacked DRAM price, USD per GB (ASSUMPTION: trade press "
         "puts HBM3E at $10-20/GB; the paper: HBM $/GB rose 1.35x in 2023-25)",
-        check=_nonneg,
+        check=non_negative,
     )
     flash_usd_per_gb: float = param(
         1.5,
         RATIO,
         "HBF / NAND price, USD per GB (ASSUMPTION: SanDisk pitches HBF "
         "at HBM-like price for 8-16x the capacity, i.e. ~1/10 HBM's $/GB)",
-        check=_nonneg,
+        check=non_negative,
     )
     amortization_years: float = param(
         4.0,
@@ -71,29 +67,32 @@ class CostParams(ParamSet):
         0.08,
         RATIO,
         "electricity price, USD per kWh (ASSUMPTION: US industrial average ~$0.08)",
-        check=_nonneg,
+        check=non_negative,
     )
     grid_g_per_kwh: float = param(
         370.0,
         RATIO,
         "grid carbon intensity, gCO2e per kWh (ASSUMPTION: US grid average ~0.37 kg/kWh)",
-        check=_nonneg,
+        check=non_negative,
     )
     embodied_kg_per_chip: float = param(
         150.0,
         RATIO,
         "embodied carbon of one chip and its package, kgCO2e "
         "(ASSUMPTION: order of magnitude of published accelerator LCAs)",
-        check=_nonneg,
+        check=non_negative,
     )
     embodied_kg_per_gb_dram: float = param(
-        0.3, RATIO, "embodied carbon per GB of DRAM, kgCO2e (ASSUMPTION: order of magnitude)", check=_nonneg
+        0.3,
+        RATIO,
+        "embodied carbon per GB of DRAM, kgCO2e (ASSUMPTION: order of magnitude)",
+        check=non_negative,
     )
     embodied_kg_per_gb_flash: float = param(
         0.03,
         RATIO,
         "embodied carbon per GB of flash, kgCO2e (ASSUMPTION: ~10x below DRAM per GB)",
-        check=_nonneg,
+        check=non_negative,
     )
 
 
