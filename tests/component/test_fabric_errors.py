@@ -94,7 +94,7 @@ def test_router_params_are_checked(kw, key):
 
 
 def test_network_params_are_checked():
-    with pytest.raises(ConfigError, match=r"^link_latency: expected >= 0"):
+    with pytest.raises(ConfigError, match=r"^link_latency: expected a value >= 0"):
         NetworkParams(link_latency=-1)
     with pytest.raises(ConfigError, match=r"^inject_latency"):
         NetworkParams(inject_latency=0)
