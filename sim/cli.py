@@ -406,8 +406,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     system = load_system(args.system or "default", _system_sets(args.set))
     map_set, drv_set, batch_set = _split_sets(args.set)
-    if args.out and "record_ops" not in drv_set:
-        drv_set["record_ops"] = "true"  # --out writes the full blame chain (ops.csv)
+    if (args.out or args.timeline) and "record_ops" not in drv_set:
+        drv_set["record_ops"] = "true"  # --out writes the full blame chain (ops.csv), --timeline draws it
+    if args.timeline:
+        from pathlib import Path
+
+        target = Path(args.timeline)  # checked before the run, not after it
+        if target.is_dir() or not target.parent.is_dir():
+            why = "it is a directory" if target.is_dir() else f"no directory {target.parent}"
+            raise ConfigError(f"cannot write {target}: {why}", where="--timeline")
     driver = DriverParams.from_mapping(drv_set, where="--set")
     fixed = args.batch is not None or args.context is not None or args.steps is not None
     trace = None
@@ -461,6 +468,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         summary, drv, sim = execute(spec)
     if args.out:
         _write_run(args.out, summary, drv, sim)
+    if args.timeline:
+        from sim.stats.timeline import write_timeline
+
+        write_timeline(args.timeline, drv)
     if args.json:
         print(json.dumps(summary, sort_keys=True))
     else:
@@ -751,6 +762,11 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--context", type=_positive_int, help="context tokens per sequence (decode study)")
     rn.add_argument("--steps", type=_positive_int, help="decode iterations (decode study)")
     rn.add_argument("--out", help="directory for config.json, summary.json, requests.csv, iterations.csv")
+    rn.add_argument(
+        "--timeline",
+        metavar="FILE",
+        help="write a Chrome/Perfetto trace-event JSON of the run (open in ui.perfetto.dev)",
+    )
     rn.add_argument(
         "--set",
         action="append",

@@ -1,0 +1,268 @@
+"""A run as a Chrome / Perfetto trace-event timeline (``memwall run --timeline FILE``).
+
+The file is the trace-event "JSON Object format": ``{"traceEvents": [...], "displayTimeUnit": "ns"}``
+with complete events (``ph: "X"``, ``ts`` and ``dur`` in microseconds of simulated time) and metadata
+events (``ph: "M"``, ``process_name`` / ``thread_name`` / ``*_sort_index``) naming every track. It
+opens in ui.perfetto.dev or chrome://tracing.
+
+Processes (tracks):
+
+* **requests**: one thread per request; ``prefill/TTFT`` from arrival (queued) to its first token and
+  ``decode`` from its first to its last token.
+* **iterations**: one event per iteration (requests, tokens, prefill tokens, top blame causes).
+* **critical path**: one thread per chip (``stage0``, ``stage1``...) with every op it ran, and a
+  ``fabric`` thread with the collectives and the stage-to-stage activation transfers. The ops of an
+  iteration form its critical path, so on these threads they tile the iteration exactly. The driver
+  does not log stage transfers as ops; they are the gaps between consecutive ops of an iteration and
+  are drawn on ``fabric`` as ``stage transfer``.
+* **memories / compute**: derived from each op's blame (APPROXIMATION): for every op, a sub-event on
+  ``memory: NAME`` lasting the op's memory-bandwidth + queueing (+ prefetch stall) time and one on the
+  compute thread (``compute die`` or ``near-memory MACs (NAME)``) lasting its compute (+ MAC busy)
+  time, both drawn from the op's start. Blame only names what bounded the op, so an op that was
+  compute bound shows no memory sub-event though its memory was busy too; these threads show who
+  held the critical path, not utilization.
+
+Every op's ``args`` carry its blame by cause in microseconds. Large runs are cut: when the op log
+holds more than ``max_ops`` ops, only the first iterations whose ops fit are written in full (the
+requests and iterations tracks stay complete); the cut is recorded in ``otherData`` and in the
+``process_labels`` of the critical-path process.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from sim.core.errors import ConfigError
+
+PS_PER_US = 1_000_000
+MAX_OPS = 200_000
+
+PID_REQUESTS = 1
+PID_ITERATIONS = 2
+PID_CRITICAL = 3
+PID_UNITS = 4
+
+_MEMORY_CAUSE = re.compile(
+    r"^(memory bandwidth|memory queueing|TSV busy / bank conflict|prefetch stall) \((.+)\)$"
+)
+_NEAR = re.compile(r"^near-memory MACs \((.+)\)$")
+
+
+def _us(ps: float) -> float:
+    return ps / PS_PER_US
+
+
+def _x(name: str, cat: str, start_ps: float, end_ps: float, pid: int, tid: int, args: dict[str, Any]) -> dict:
+    return {
+        "name": name,
+        "cat": cat,
+        "ph": "X",
+        "ts": _us(start_ps),
+        "dur": _us(max(0.0, end_ps - start_ps)),
+        "pid": pid,
+        "tid": tid,
+        "args": args,
+    }
+
+
+def _meta(name: str, pid: int, tid: int, args: dict[str, Any]) -> dict:
+    return {"name": name, "ph": "M", "pid": pid, "tid": tid, "args": args}
+
+
+def _blame_us(causes: dict[str, float]) -> dict[str, float]:
+    return {k: _us(v) for k, v in sorted(causes.items(), key=lambda kv: -kv[1])}
+
+
+def _split(causes: dict[str, float]) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+    """An op's blame as {memory: {cause: ps}} and {compute unit: {cause: ps}}."""
+    memory: dict[str, dict[str, float]] = {}
+    compute: dict[str, dict[str, float]] = {}
+    busy = 0.0
+    for cause, ps in causes.items():
+        m = _MEMORY_CAUSE.match(cause)
+        if m:
+            memory.setdefault(m.group(2), {})[cause] = ps
+        elif cause == "compute die" or _NEAR.match(cause):
+            compute.setdefault(cause, {})[cause] = ps
+        elif cause == "MAC busy":
+            busy += ps
+    if busy > 0:  # waiting for MACs: on whichever compute unit bounded the op
+        unit = next(iter(compute), "compute die")
+        compute.setdefault(unit, {})["MAC busy"] = busy
+    return memory, compute
+
+
+def _chip_order(where: str) -> tuple[int, int, str]:
+    m = re.fullmatch(r"stage(\d+)", where)
+    if m:
+        return (0, int(m.group(1)), where)
+    return (2, 0, where) if where == "fabric" else (1, 0, where)
+
+
+def _cut(op_log: list[tuple], max_ops: int) -> int:
+    """How many leading iterations' ops fit in ``max_ops`` (all of them if the log fits)."""
+    if len(op_log) <= max_ops:
+        return -1
+    if max_ops <= 0:
+        return 0
+    # ops are logged in time order, iteration by iteration; keep whole iterations
+    last = op_log[max_ops][0]  # the iteration the cut falls into is dropped
+    return last
+
+
+def _events(driver: Any, max_ops: int) -> Iterable[dict]:
+    iterations = driver.iterations
+    records = driver.records
+    op_log = driver.op_log
+    cut = _cut(op_log, max_ops)
+    ops = op_log if cut < 0 else [o for o in op_log if o[0] < cut]
+    end_ps = max([it.end_ps for it in iterations], default=0)
+
+    yield _meta("process_name", PID_REQUESTS, 0, {"name": "requests"})
+    yield _meta("process_sort_index", PID_REQUESTS, 0, {"sort_index": PID_REQUESTS})
+    yield _meta("process_name", PID_ITERATIONS, 0, {"name": "iterations"})
+    yield _meta("process_sort_index", PID_ITERATIONS, 0, {"sort_index": PID_ITERATIONS})
+    yield _meta("thread_name", PID_ITERATIONS, 0, {"name": "iterations"})
+    yield _meta("process_name", PID_CRITICAL, 0, {"name": "critical path"})
+    yield _meta("process_sort_index", PID_CRITICAL, 0, {"sort_index": PID_CRITICAL})
+    if cut >= 0:
+        note = (
+            f"ops truncated: {len(ops)} of {len(op_log)} ops written "
+            f"(iterations 0..{cut - 1} in full of {len(iterations)})"
+        )
+        yield _meta("process_labels", PID_CRITICAL, 0, {"labels": note})
+    yield _meta("process_name", PID_UNITS, 0, {"name": "memories / compute (from blame)"})
+    yield _meta("process_sort_index", PID_UNITS, 0, {"sort_index": PID_UNITS})
+
+    # requests
+    for rid, rec in sorted(records.items()):
+        req = rec.request
+        yield _meta("thread_name", PID_REQUESTS, rid, {"name": f"request {rid}"})
+        yield _meta("thread_sort_index", PID_REQUESTS, rid, {"sort_index": rid})
+        args = {
+            "id": rid,
+            "prompt_tokens": req.prompt_tokens,
+            "output_tokens": req.output_tokens,
+            "generated": rec.generated,
+        }
+        if rec.generated == 0:  # never got a token before the run ended
+            yield _x(
+                "queued", "request", req.arrival_ps, max(req.arrival_ps, end_ps), PID_REQUESTS, rid, args
+            )
+            continue
+        ttft = {**args, "ttft_ms": (rec.first_token_ps - req.arrival_ps) / 1e9}
+        yield _x("prefill/TTFT", "request", req.arrival_ps, rec.first_token_ps, PID_REQUESTS, rid, ttft)
+        if rec.last_token_ps > rec.first_token_ps:
+            tpot = (rec.last_token_ps - rec.first_token_ps) / 1e9 / max(1, rec.generated - 1)
+            yield _x(
+                "decode",
+                "request",
+                rec.first_token_ps,
+                rec.last_token_ps,
+                PID_REQUESTS,
+                rid,
+                {**args, "tpot_ms": tpot},
+            )
+
+    # iterations
+    for it in iterations:
+        kind = "prefill" if it.prefill_tokens else "decode"
+        args = {
+            "index": it.index,
+            "requests": it.requests,
+            "tokens": it.tokens,
+            "prefill_tokens": it.prefill_tokens,
+            "top_causes_us": {k: _us(v) for k, v in it.blame.top(3)},
+        }
+        yield _x(
+            f"iteration {it.index} ({kind})", "iteration", it.start_ps, it.end_ps, PID_ITERATIONS, 0, args
+        )
+
+    # critical path: chips and fabric
+    threads = sorted({o[1] for o in ops} | {"fabric"}, key=_chip_order)
+    tid_of = {w: i for i, w in enumerate(threads)}
+    for w, tid in tid_of.items():
+        yield _meta("thread_name", PID_CRITICAL, tid, {"name": w})
+        yield _meta("thread_sort_index", PID_CRITICAL, tid, {"sort_index": tid})
+    fabric = tid_of["fabric"]
+    unit_tid: dict[str, int] = {}
+
+    def unit(name: str) -> Iterable[dict]:
+        if name not in unit_tid:
+            unit_tid[name] = len(unit_tid)
+            yield _meta("thread_name", PID_UNITS, unit_tid[name], {"name": name})
+            yield _meta("thread_sort_index", PID_UNITS, unit_tid[name], {"sort_index": unit_tid[name]})
+
+    prev: tuple[int, int, str] | None = None  # (iteration, end ps, where) of the previous op
+    for iteration, where, op, layer, start, end, causes in ops:
+        if prev is not None and prev[0] == iteration and start > prev[1]:
+            nxt = where
+            yield _x(
+                "stage transfer",
+                "fabric",
+                prev[1],
+                start,
+                PID_CRITICAL,
+                fabric,
+                {
+                    "iteration": iteration,
+                    "from": prev[2],
+                    "to": nxt,
+                    "blame_us": {"pipeline transfer": _us(start - prev[1])},
+                },
+            )
+        prev = (iteration, end, where)
+        label = op if layer < 0 else f"{op} L{layer}"
+        args = {"iteration": iteration, "layer": layer, "blame_us": _blame_us(causes)}
+        yield _x(
+            label, "fabric" if where == "fabric" else "op", start, end, PID_CRITICAL, tid_of[where], args
+        )
+        if where == "fabric":
+            continue
+        memory, compute = _split(causes)
+        for prefix, parts in (("memory: ", memory), ("", compute)):
+            for name, part in parts.items():
+                thread = prefix + name
+                yield from unit(thread)
+                total = sum(part.values())
+                sub = {"chip": where, "iteration": iteration, "blame_us": _blame_us(part)}
+                yield _x(
+                    label,
+                    "memory" if prefix else "compute",
+                    start,
+                    start + total,
+                    PID_UNITS,
+                    unit_tid[thread],
+                    sub,
+                )
+
+
+def write_timeline(path: str | Path, driver: Any, max_ops: int | None = None) -> int:
+    """Write ``driver``'s run (records, iterations, op log) as trace-event JSON; returns the event count.
+
+    At most ``max_ops`` ops (default ``MAX_OPS``) are written, in whole iterations.
+    """
+    if max_ops is None:
+        max_ops = MAX_OPS
+    events = list(_events(driver, max_ops))
+    cut = _cut(driver.op_log, max_ops)
+    other: dict[str, Any] = {
+        "generator": "memwall run --timeline",
+        "time": "simulated; ts/dur in microseconds",
+        "iterations": len(driver.iterations),
+        "ops": len(driver.op_log),
+    }
+    if cut >= 0:
+        other["truncated"] = f"only iterations 0..{cut - 1} have ops (first {max_ops} ops at most)"
+    doc = {"traceEvents": events, "displayTimeUnit": "ns", "otherData": other}
+    try:
+        with Path(path).open("w") as fh:
+            json.dump(doc, fh, separators=(",", ":"))
+            fh.write("\n")
+    except OSError as exc:
+        raise ConfigError(f"cannot write timeline {path}: {exc.strerror}", where="--timeline") from None
+    return len(events)
