@@ -803,6 +803,10 @@ def build_parser() -> argparse.ArgumentParser:
     mp.add_argument("--json", action="store_true")
     mp.set_defaults(func=cmd_mappings)
 
+    from sim.report import add_parser as add_report_parser
+
+    add_report_parser(sub, _Parser)
+
     ds = sub.add_parser("describe", help="list registered kinds, or describe one by name")
     ds.add_argument("name", nargs="?", help="a kind (memory, preset, ...) or a registered name")
     ds.set_defaults(func=cmd_describe)
