@@ -332,49 +332,11 @@ def _add_fabric_flags(sp: argparse.ArgumentParser) -> None:
 
 
 # -- run, trace gen, mappings --------------------------------------------------------------------
-REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
-DEFAULT_TRACE = REPO / "traces" / "azure_conv_200.csv"
-DEFAULT_MODEL = "llama-3.1-8b"
+def _sets(items: Sequence[str] | None) -> Any:
+    """--set overrides by destination: (system file, mapping, driver, batching)."""
+    from sim.workload.run import split_sets
 
-
-SYSTEM_ROOTS = ("system.", "chip.", "fabric.")
-
-
-def _system_sets(items: Sequence[str] | None) -> dict[str, str]:
-    """--set keys that address the system file itself (chip.*, fabric.*, system.*)."""
-    return {k: v for k, v in _overrides(items).items() if k.startswith(SYSTEM_ROOTS)}
-
-
-def _split_sets(items: Sequence[str] | None) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
-    """--set overrides routed to mapping, driver or batching parameters by key name.
-
-    ``mapping.tp``, ``driver.prefetch_window`` and ``batching.max_batch`` name their table
-    explicitly; a bare key goes to whichever table declares it (batching last). Keys under
-    ``chip.``, ``fabric.`` and ``system.`` change the system file (see ``load_system``).
-    """
-    from sim.workload.driver import DriverParams
-    from sim.workload.mapping import MappingParams
-
-    mapping_keys = {n for n, _, _ in MappingParams.specs()}
-    driver_keys = {n for n, _, _ in DriverParams.specs()}
-    mapping, driver, batching = {}, {}, {}
-    for key, value in _overrides(items).items():
-        if key.startswith(SYSTEM_ROOTS):
-            continue
-        table, _, bare = key.partition(".")
-        if bare and table == "mapping":
-            mapping[bare] = value
-        elif bare and table == "driver":
-            driver[bare] = value
-        elif bare and table == "batching":
-            batching[bare] = value
-        elif key in mapping_keys:
-            mapping[key] = value
-        elif key in driver_keys:
-            driver[key] = value
-        else:
-            batching[key] = value  # the batching policy validates its own keys
-    return mapping, driver, batching
+    return split_sets(_overrides(items))
 
 
 def _requests(args: argparse.Namespace, path: str) -> Any:
@@ -383,31 +345,12 @@ def _requests(args: argparse.Namespace, path: str) -> Any:
     return open_trace(path, args.format, limit=args.limit)
 
 
-def _is_decode_trace(path: str) -> bool:
-    import gzip
-
-    from sim.workload.decode_trace import FORMAT
-
-    try:
-        opener = gzip.open if path.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8") as fh:  # type: ignore[operator]
-            return FORMAT in fh.readline()
-    except (OSError, UnicodeDecodeError):
-        return False
-
-
 def cmd_run(args: argparse.Namespace) -> int:
-    from sim.system.spec import load_system
-    from sim.workload.decode_trace import ReplayScheduler, read_decode_trace, requests_in_order
-    from sim.workload.driver import DriverParams
-    from sim.workload.mapping import mapping_from
-    from sim.workload.model import load_model
-    from sim.workload.run import RunSpec, execute
+    from sim.workload.run import build_run, execute
 
-    system = load_system(args.system or "default", _system_sets(args.set))
-    map_set, drv_set, batch_set = _split_sets(args.set)
-    if (args.out or args.timeline) and "record_ops" not in drv_set:
-        drv_set["record_ops"] = "true"  # --out writes the full blame chain (ops.csv), --timeline draws it
+    sets = _overrides(args.set)
+    if (args.out or args.timeline) and not any(k.endswith("record_ops") for k in sets):
+        sets["driver.record_ops"] = "true"  # --out writes the full blame chain (ops.csv), --timeline draws it
     if args.timeline:
         from pathlib import Path
 
@@ -415,57 +358,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         if target.is_dir() or not target.parent.is_dir():
             why = "it is a directory" if target.is_dir() else f"no directory {target.parent}"
             raise ConfigError(f"cannot write {target}: {why}", where="--timeline")
-    driver = DriverParams.from_mapping(drv_set, where="--set")
-    fixed = args.batch is not None or args.context is not None or args.steps is not None
-    trace = None
-    if args.trace and _is_decode_trace(args.trace):
-        trace = read_decode_trace(args.trace)
-        model = load_model(args.model or trace.header.get("model", DEFAULT_MODEL))
-        map_set = {**{k: v for k, v in trace.header.get("mapping", {}).items()}, **map_set}
-    else:
-        model = load_model(args.model or DEFAULT_MODEL)
-    mapping = mapping_from(system, map_set, where="--set")
-    if trace is not None:
-        spec = RunSpec(
-            model,
-            system,
-            mapping,
-            requests_in_order(trace),
-            driver=driver,
-            seed=args.seed,
-            label=str(args.trace),
-        )
-        summary, drv, sim = _execute_replay(spec, ReplayScheduler(trace))
-    else:
-        if fixed:
-            spec = RunSpec(
-                model,
-                system,
-                mapping,
-                None,
-                batch=args.batch or 1,
-                context=args.context or 1024,
-                steps=args.steps or 16,
-                driver=driver,
-                seed=args.seed,
-                label="fixed batch",
-            )
-        else:
-            path = args.trace or str(DEFAULT_TRACE)
-            limit_note = args.limit
-            if args.trace is None and args.limit is None:
-                args.limit = limit_note = 24  # built-in default: a quick look at a real trace
-            spec = RunSpec(
-                model,
-                system,
-                mapping,
-                _requests(args, path),
-                batching=batch_set,
-                driver=driver,
-                seed=args.seed,
-                label=f"{path} (limit {limit_note})",
-            )
-        summary, drv, sim = execute(spec)
+    settings = {
+        "system": args.system,
+        "model": args.model,
+        "trace": args.trace,
+        "format": args.format,
+        "limit": args.limit,
+        "batch": args.batch,
+        "context": args.context,
+        "steps": args.steps,
+        "seed": args.seed,
+        "set": sets,
+    }
+    spec, scheduler = build_run(settings)
+    summary, drv, sim = execute(spec, scheduler=scheduler)
     if args.out:
         _write_run(args.out, summary, drv, sim)
     if args.timeline:
@@ -477,12 +383,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         _print_run(summary)
     return 0
-
-
-def _execute_replay(spec: Any, scheduler: Any) -> Any:
-    from sim.workload.run import execute
-
-    return execute(spec, scheduler=scheduler)
 
 
 def _write_run(out: str, summary: dict[str, Any], drv: Any, sim: Any) -> None:
@@ -616,9 +516,9 @@ def cmd_trace_gen(args: argparse.Namespace) -> int:
     from sim.workload.model import load_model
     from sim.workload.tracegen import generate, synthetic_source
 
-    system = load_system(args.system or "default", _system_sets(args.set))
+    sys_set, map_set, _, batch_set = _sets(args.set)
+    system = load_system(args.system or "default", sys_set)
     model = load_model(args.model)
-    map_set, _, batch_set = _split_sets(args.set)
     mapping = mapping_from(system, map_set, where="--set")
     if args.format == "synthetic" or (args.format is None and args.requests.endswith(".toml")):
         requests, source = synthetic_source(args.requests, args.limit)
@@ -639,10 +539,11 @@ def cmd_mappings(args: argparse.Namespace) -> int:
     from sim.system.spec import load_system
     from sim.workload.mapping import enumerate_mappings, mapping_from
     from sim.workload.model import load_model
+    from sim.workload.run import DEFAULT_MODEL
 
-    system = load_system(args.system or "default", _system_sets(args.set))
+    sys_set, map_set, _, _ = _sets(args.set)
+    system = load_system(args.system or "default", sys_set)
     model = load_model(args.model or DEFAULT_MODEL)
-    map_set, _, _ = _split_sets(args.set)
     ranked = enumerate_mappings(model, system, args.batch, args.context, mapping_from(system, map_set))
     if not ranked:
         raise ConfigError(
@@ -755,7 +656,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="decode trace (.jsonl[.gz]) or request trace "
         "(default: traces/azure_conv_200.csv, first 24 requests)",
     )
-    rn.add_argument("--model", help=f"known model name or config.json (default {DEFAULT_MODEL})")
+    rn.add_argument("--model", help="known model name or config.json (default llama-3.1-8b)")
     rn.add_argument("--format", help="request-trace format (azure, splitwise, mooncake; guessed if omitted)")
     rn.add_argument("--limit", type=_positive_int, help="read at most N requests")
     rn.add_argument("--batch", type=_positive_int, help="fixed decode batch size (decode study)")
@@ -804,8 +705,10 @@ def build_parser() -> argparse.ArgumentParser:
     mp.set_defaults(func=cmd_mappings)
 
     from sim.report import add_parser as add_report_parser
+    from sim.sweep import add_parser as add_sweep_parser
 
     add_report_parser(sub, _Parser)
+    add_sweep_parser(sub, _Parser)
 
     ds = sub.add_parser("describe", help="list registered kinds, or describe one by name")
     ds.add_argument("name", nargs="?", help="a kind (memory, preset, ...) or a registered name")

@@ -7,9 +7,11 @@ the classic decode study.
 
 from __future__ import annotations
 
+import gzip
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sim.core.errors import ConfigError
@@ -234,3 +236,123 @@ def energy_and_cost(driver: TokenDriver, sim_s: float, spec: RunSpec) -> dict[st
     }
     out.update(cost_summary(spec.system, chips, total, sim_s, tokens, cost_params(spec.system)))
     return out
+
+
+# -- building a run from plain settings (the CLI and sweeps share this) --------------------------------
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_TRACE = REPO / "traces" / "azure_conv_200.csv"
+DEFAULT_MODEL = "llama-3.1-8b"
+DEFAULT_LIMIT = 24  # requests of the built-in sample trace: a quick look at a real trace
+SYSTEM_ROOTS = ("system.", "chip.", "fabric.")
+RUN_SETTINGS = ("system", "model", "trace", "format", "limit", "batch", "context", "steps", "seed")
+
+Tables = tuple[dict[str, str], dict[str, str], dict[str, str], dict[str, str]]
+
+
+def _text(value: Any) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def split_sets(sets: Mapping[str, Any]) -> Tables:
+    """``--set`` keys by destination: (system file, mapping, driver, batching), values as strings.
+
+    Dotted keys under ``chip.``, ``fabric.`` and ``system.`` change the system file; ``mapping.``,
+    ``driver.`` and ``batching.`` name their table; a bare key goes to whichever of mapping or
+    driver declares it, else to the batching policy (which validates its own keys).
+    """
+    mapping_keys = {n for n, _, _ in MappingParams.specs()}
+    driver_keys = {n for n, _, _ in DriverParams.specs()}
+    system: dict[str, str] = {}
+    mapping: dict[str, str] = {}
+    driver: dict[str, str] = {}
+    batching: dict[str, str] = {}
+    for key, raw in sets.items():
+        value = _text(raw)
+        table, _, bare = key.partition(".")
+        if key.startswith(SYSTEM_ROOTS):
+            system[key] = value
+        elif bare and table == "mapping":
+            mapping[bare] = value
+        elif bare and table == "driver":
+            driver[bare] = value
+        elif bare and table == "batching":
+            batching[bare] = value
+        elif key in mapping_keys:
+            mapping[key] = value
+        elif key in driver_keys:
+            driver[key] = value
+        else:
+            batching[key] = value
+    return system, mapping, driver, batching
+
+
+def is_decode_trace(path: str) -> bool:
+    from sim.workload.decode_trace import FORMAT
+
+    try:
+        opener = gzip.open if path.endswith(".gz") else open
+        with opener(path, "rt", encoding="utf-8") as fh:  # type: ignore[operator]
+            return FORMAT in fh.readline()
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def build_run(settings: Mapping[str, Any], where: str = "--set") -> tuple[RunSpec, Any]:
+    """A :class:`RunSpec` (and a replay scheduler, or None) from ``memwall run`` settings.
+
+    ``settings`` holds any of :data:`RUN_SETTINGS` plus ``set``, a mapping of ``--set`` keys. The
+    workload is a decode trace (replayed), a request trace (``limit`` requests; the built-in sample
+    trace when none is given) or, when ``batch``, ``context`` or ``steps`` is given, a fixed batch.
+    """
+    from sim.system.spec import load_system
+    from sim.workload.decode_trace import ReplayScheduler, read_decode_trace, requests_in_order
+    from sim.workload.mapping import mapping_from
+    from sim.workload.model import load_model
+    from sim.workload.requests import open_trace
+
+    s = dict(settings)
+    sys_set, map_set, drv_set, batch_set = split_sets(s.get("set") or {})
+    system = load_system(str(s.get("system") or "default"), sys_set)
+    driver = DriverParams.from_mapping(drv_set, where=where)
+    seed = int(s.get("seed") or 0)
+    trace_path = s.get("trace")
+    if trace_path and is_decode_trace(str(trace_path)):
+        trace = read_decode_trace(str(trace_path))
+        model = load_model(str(s.get("model") or trace.header.get("model", DEFAULT_MODEL)))
+        map_set = {**{k: _text(v) for k, v in trace.header.get("mapping", {}).items()}, **map_set}
+        mapping = mapping_from(system, map_set, where=where)
+        spec = RunSpec(
+            model, system, mapping, requests_in_order(trace), driver=driver, seed=seed, label=str(trace_path)
+        )
+        return spec, ReplayScheduler(trace)
+    model = load_model(str(s.get("model") or DEFAULT_MODEL))
+    mapping = mapping_from(system, map_set, where=where)
+    if any(s.get(k) is not None for k in ("batch", "context", "steps")):
+        spec = RunSpec(
+            model,
+            system,
+            mapping,
+            None,
+            batch=int(s.get("batch") or 1),
+            context=int(s.get("context") or 1024),
+            steps=int(s.get("steps") or 16),
+            driver=driver,
+            seed=seed,
+            label="fixed batch",
+        )
+        return spec, None
+    path = str(trace_path or DEFAULT_TRACE)
+    limit = s.get("limit")
+    if limit is None and not trace_path:
+        limit = DEFAULT_LIMIT
+    spec = RunSpec(
+        model,
+        system,
+        mapping,
+        open_trace(path, s.get("format"), limit=limit),
+        batching=batch_set,
+        driver=driver,
+        seed=seed,
+        label=f"{path} (limit {limit})",
+    )
+    return spec, None
