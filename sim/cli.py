@@ -371,7 +371,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         "set": sets,
     }
     spec, scheduler = build_run(settings)
-    summary, drv, sim = execute(spec, scheduler=scheduler)
+    show = not args.quiet and sys.stderr.isatty()
+    with _Progress(spec, enabled=show) as bar:
+        summary, drv, sim = execute(spec, scheduler=scheduler, progress=bar.update if show else None)
     if args.out:
         _write_run(args.out, summary, drv, sim)
     if args.timeline:
@@ -380,9 +382,59 @@ def cmd_run(args: argparse.Namespace) -> int:
         write_timeline(args.timeline, drv)
     if args.json:
         print(json.dumps(summary, sort_keys=True))
-    else:
+    elif not args.quiet:
         _print_run(summary)
     return 0
+
+
+class _Progress:
+    """A progress bar on stderr while a run simulates: iterations, events/s, ETA (rich if present)."""
+
+    def __init__(self, spec: Any, enabled: bool) -> None:
+        self.enabled = enabled
+        self.total = spec.steps if spec.requests is None else None
+        self.bar: Any = None
+        self.t0 = 0.0
+
+    def __enter__(self) -> _Progress:
+        import time
+
+        self.t0 = time.perf_counter()
+        if self.enabled:
+            try:
+                from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+                self.bar = Progress(
+                    TextColumn("simulating"),
+                    BarColumn(),
+                    TextColumn("{task.completed} it"),
+                    TextColumn("{task.fields[rate]}"),
+                    TimeRemainingColumn(),
+                    transient=True,
+                )
+                self.bar.start()
+                self.task = self.bar.add_task("run", total=self.total, rate="")
+            except ImportError:
+                self.bar = None
+        return self
+
+    def update(self, driver: Any, sim: Any) -> None:
+        import time
+
+        done = len(driver.iterations)
+        wall = time.perf_counter() - self.t0
+        rate = f"{sim.env.events_processed / wall:,.0f} events/s" if wall > 0 else ""
+        if self.bar is not None:
+            self.bar.update(self.task, completed=done, rate=rate)
+        else:
+            total = f"/{self.total}" if self.total else ""
+            print(f"\rsimulating: {done}{total} iterations, {rate}", end="", file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+        elif self.enabled:
+            print("\r", end="", file=sys.stderr, flush=True)
 
 
 def _write_run(out: str, summary: dict[str, Any], drv: Any, sim: Any) -> None:
@@ -676,6 +728,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rn.add_argument("--seed", type=int, default=0)
     rn.add_argument("--json", action="store_true")
+    rn.add_argument("--quiet", action="store_true", help="print nothing but errors (and --json output)")
     rn.set_defaults(func=cmd_run)
 
     tr = sub.add_parser("trace", help="decode traces: trace gen lowers a request trace")

@@ -16,12 +16,17 @@ from sim.stats.tree import StatsTree
 class CountingEnvironment(simpy.Environment):
     """A SimPy environment whose clock is integer picoseconds and which counts processed events."""
 
+    TICK_EVENTS = 1 << 14  # how often (in events) ``on_tick`` is called
+
     def __init__(self) -> None:
         super().__init__(initial_time=0)
         self.events_processed = 0
+        self.on_tick: Any = None  # progress display hook; never changes the simulation
 
     def step(self) -> None:
         self.events_processed += 1
+        if not self.events_processed & (self.TICK_EVENTS - 1) and self.on_tick is not None:
+            self.on_tick()
         super().step()
 
 

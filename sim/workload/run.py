@@ -84,10 +84,13 @@ class RunSpec:
     label: str = ""
 
 
-def execute(spec: RunSpec, scheduler: Any = None) -> tuple[dict[str, Any], TokenDriver, Simulation]:
+def execute(
+    spec: RunSpec, scheduler: Any = None, progress: Any = None
+) -> tuple[dict[str, Any], TokenDriver, Simulation]:
     """Simulate ``spec``; returns the summary, the driver (per-iteration records) and the sim.
 
-    ``scheduler`` replaces the batching policy (e.g. a decode-trace replay).
+    ``scheduler`` replaces the batching policy (e.g. a decode-trace replay); ``progress(driver, sim)``
+    is called now and then while it runs (for a progress bar; it must not touch the simulation).
     """
     p = plan(spec.model, spec.system, spec.mapping)
     if scheduler is not None:
@@ -115,6 +118,8 @@ def execute(spec: RunSpec, scheduler: Any = None) -> tuple[dict[str, Any], Token
         },
     )
     driver = TokenDriver(sim, "run", spec.model, spec.system, p, scheduler, _sorted(requests), spec.driver)
+    if progress is not None:  # called every few thousand events with (driver, sim); display only
+        sim.env.on_tick = lambda: progress(driver, sim)
     t0 = time.perf_counter()
     sim.run(until=driver.done)
     wall = time.perf_counter() - t0

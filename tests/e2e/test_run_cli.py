@@ -160,3 +160,32 @@ def test_bad_runs_fail_with_one_line(capsys, system_file, argv, needle):
     assert code == 2
     assert needle in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_quiet_prints_nothing_and_progress_changes_nothing(capsys, system_file):
+    code, out, err = run(
+        capsys,
+        "run",
+        system_file,
+        "--model",
+        "llama-3.1-8b",
+        "--batch",
+        "2",
+        "--context",
+        "64",
+        "--steps",
+        "2",
+        "--quiet",
+    )
+    assert code == 0 and out == "" and err == ""
+    from sim.workload.run import build_run, execute
+
+    settings = {"system": system_file, "model": "llama-3.1-8b", "batch": 2, "context": 64, "steps": 3}
+    calls = []
+    with_bar, _, _ = execute(
+        *build_run(settings), progress=lambda drv, sim: calls.append(len(drv.iterations))
+    )
+    plain, _, _ = execute(*build_run(settings))
+    for volatile in ("wall_s", "events_per_s", "sim_s_per_wall_s"):
+        with_bar.pop(volatile), plain.pop(volatile)
+    assert with_bar == plain
