@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from sim.core.errors import ConfigError, MemwallError
+from sim.core.errors import ConfigError, MemwallError, SimulationError
 from sim.core.params import parse_override
 from sim.core.units import UnitError, format_bandwidth, format_size, parse_size
 
@@ -384,6 +384,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(json.dumps(summary, sort_keys=True))
     elif not args.quiet:
         _print_run(summary)
+    if "error" in summary:  # the results up to the stall are printed and written above
+        raise SimulationError(f"run stopped early: {summary['error']}")
     return 0
 
 

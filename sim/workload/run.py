@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sim.core.errors import ConfigError
+from sim.core.errors import ConfigError, SimulationError
 from sim.core.simulation import Simulation
 from sim.core.units import PS_PER_S
 from sim.system.spec import SystemSpec
@@ -121,10 +121,16 @@ def execute(
     if progress is not None:  # called every few thousand events with (driver, sim); display only
         sim.env.on_tick = lambda: progress(driver, sim)
     t0 = time.perf_counter()
-    sim.run(until=driver.done)
+    error = None
+    try:
+        sim.run(until=driver.done)
+    except SimulationError as exc:  # a stalled run: keep what was computed, say why it stopped
+        error = str(exc)
     wall = time.perf_counter() - t0
     sim.finalize()
     summary = driver.summary()
+    if error is not None:
+        summary["error"] = error
     perf = sim.performance()
     summary = {
         "system": spec.system.name,
