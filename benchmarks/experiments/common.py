@@ -1,0 +1,86 @@
+"""Shared pieces of the experiment suite: run memwall, plot, write the Markdown result.
+
+Each experiment module defines ``NAME``, ``TITLE`` and ``run(fast: bool, out: Path) -> Path`` (the
+Markdown file it wrote). ``fast`` (the default of ``benchmarks/run_all``) keeps every experiment to
+seconds; ``--full`` uses publication-grade settings. Conclusions are computed from the numbers the
+experiment produced, never typed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from sim.workload.run import build_run, execute
+
+
+def simulate(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """One ``memwall run`` (same settings as the CLI and sweeps); the JSON summary."""
+    spec, scheduler = build_run(settings, where="experiment")
+    summary, _, _ = execute(spec, scheduler=scheduler)
+    return summary
+
+
+def plot(
+    path: Path,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    series: Mapping[str, tuple[Sequence, Sequence]],
+    logx: bool = False,
+    logy: bool = False,
+) -> Path:
+    """A line plot of named (x, y) series, written as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for name, (xs, ys) in series.items():
+        ax.plot(list(xs), list(ys), marker="o", label=name)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    ax.grid(True, alpha=0.3)
+    if len(series) > 1:
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    def cell(v: Any) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_markdown(
+    out: Path,
+    name: str,
+    title: str,
+    setup: str,
+    sections: Sequence[tuple[str, str]],
+    conclusion: str,
+    images: Sequence[Path] = (),
+) -> Path:
+    """``out/NAME.md``: title, setup, result sections, plots (linked relative to ``out``), conclusion."""
+    parts = [f"# {title}", "", setup, ""]
+    for heading, body in sections:
+        parts += [f"## {heading}", "", body, ""]
+    for img in images:
+        parts += [f"![{img.stem}]({img.name})", ""]
+    parts += ["## Conclusion", "", conclusion, ""]
+    path = out / f"{name}.md"
+    path.write_text("\n".join(parts))
+    return path
