@@ -133,6 +133,7 @@ def cost_summary(
         "tco_usd_per_million_tokens": usd * per_m,
         "co2e_g_per_million_tokens": grams * per_m,
         "tokens_per_s_per_w": tps / avg_power if avg_power else 0.0,
+        "tokens_per_s_per_usd": tps / capex_usd if capex_usd else 0.0,  # throughput per $ of capital
         "tokens_per_usd": tokens / usd if usd else 0.0,
         "tokens_per_kg_co2e": tokens / (grams / 1000) if grams else 0.0,
     }

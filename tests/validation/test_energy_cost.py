@@ -47,6 +47,7 @@ def test_tco_and_co2e_arithmetic():
     assert out["tco_usd_per_million_tokens"] == pytest.approx(expected_usd)
     assert out["co2e_g_per_million_tokens"] == pytest.approx(expected_g)
     assert out["tokens_per_s_per_w"] == pytest.approx((1e6 / 3600) / 1000.0)
+    assert out["tokens_per_s_per_usd"] == pytest.approx((1e6 / 3600) / usd)
 
 
 def test_run_energies_follow_from_the_work():
