@@ -451,10 +451,18 @@ class TokenDriver(Component):
             return self._access(mem, work.weight_bytes, False, offset)
         hint_range = None
         if hint is not None and hint in self.layout:
+            # the hinted tensor's own size, so its chunks match the stream that will consume them
             _, h_off = self.layout[hint]
-            hint_range = (h_off % self._span(mem, per_stack), per_stack)
+            h_bytes = self._weight_share(mem, hint)
+            hint_range = (h_off % self._span(mem, h_bytes), h_bytes)
         base = offset % self._span(mem, per_stack)
         return self.env.process(self._prefetched(mem.prefetcher, key, base, per_stack, hint_range, reports))
+
+    def _weight_share(self, mem: ChipMemory, key: tuple[int, str]) -> int:
+        """One stack's share of the weights op ``key`` = (layer, op) reads in this iteration."""
+        layer, op = key
+        attn, ffn = self.lowering._weights(max(1, min(self._tokens, 4096)))[layer]
+        return mem.share((attn if op == "attn" else ffn) / self.plan.mapping.tp)
 
     @staticmethod
     def _prefetched(
