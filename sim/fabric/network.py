@@ -213,6 +213,7 @@ class FlitNetwork(NetworkBase):
                 down = self.routers[nb]
                 r.outputs[op].down_router = down
                 r.outputs[op].down_port = down.port_of[r.node]
+                r.outputs[op].down_ivcs = down.inputs[down.port_of[r.node]]
         self.nics = [
             NIC(t, self.routers[r], self.routers[r].eject_port[t], rp.vcs, rp.vc_buffer)
             for t, r in enumerate(self.terminal_router)
@@ -223,10 +224,14 @@ class FlitNetwork(NetworkBase):
                 up = self.routers[up_node]
                 op = up.port_of[r.node]
                 delay = up.outputs[op].latency + rp.credit_delay
-                r.credit_return.append([(delay, (CREDIT, up, op, v)) for v in range(rp.vcs)])
+                credits = up.outputs[op].credits  # (the action carries it for the wheel's sake)
+                r.credit_return.append([(delay, (CREDIT, up, op, v, credits)) for v in range(rp.vcs)])
             for t in r.terminals:
                 delay = p.inject_latency + rp.credit_delay
                 r.credit_return.append([(delay, (NIC_CREDIT, self.nics[t], v)) for v in range(rp.vcs)])
+            for port_vcs, returns in zip(r.inputs, r.credit_return, strict=True):
+                for ivc, (delay, action) in zip(port_vcs, returns, strict=True):
+                    ivc.cr_delay, ivc.cr_action = delay, action
         # timing wheel of future arrivals and credits: slot c % horizon holds cycle c's actions
         longest = max(
             [p.inject_latency, p.eject_latency, 1] + [lat for r in self.routers for lat in r._link_latency]
@@ -237,6 +242,7 @@ class FlitNetwork(NetworkBase):
         self.active_routers: dict[CreditVCRouter, None] = {}
         self.active_nics: dict[NIC, None] = {}
         self.buffered = 0  # flits inside router input buffers
+        self.cycle_hops = 0  # flit hops of the current cycle, added to the stat once per cycle
         self._wake: simpy.Event | None = None
 
     def run(self) -> None:
@@ -323,10 +329,20 @@ class FlitNetwork(NetworkBase):
                     self.submit(pkt)
             self._deliver_pending(now)
             moved = self._run_nics(now)
-            for r in list(self.active_routers):
+            idle = None
+            for r in self.active_routers:  # stepping adds no router: iterate in place
                 moved += r.step(now)
                 if r.busy == 0:
+                    if idle is None:
+                        idle = [r]
+                    else:
+                        idle.append(r)
+            if idle is not None:
+                for r in idle:
                     del self.active_routers[r]
+            if self.cycle_hops:
+                self.stat.flit_hops.add(self.cycle_hops)
+                self.cycle_hops = 0
             if moved or self.n_pending or self.buffered == 0:
                 stagnant = 0
             else:
@@ -344,23 +360,39 @@ class FlitNetwork(NetworkBase):
         self.wheel[slot] = []
         self.n_pending -= len(actions)
         active = self.active_routers
+        ready = now + self.router_params.t_rc
+        arrived = 0
         for action in actions:
             kind = action[0]
             if kind == ARRIVE:  # (inlined CreditVCRouter.accept)
                 router = action[1]
-                ivc = router.inputs[action[2]][action[3]]
-                ivc.buf.append(action[4])
+                ivc = action[5]
+                flit = action[4]
+                ivc.buf.append(flit)
                 if ivc.state == IDLE:
-                    router._start_head(ivc, now)
+                    routes = ivc.routes
+                    entry = None if routes is None else routes.get(flit[1].dst)
+                    if entry is None:
+                        router._start_head(ivc, now)
+                    else:  # a cached route (inlined CreditVCRouter._start_head)
+                        ivc.cands, ivc.va = entry
+                        ivc.state = WAIT_VA
+                        ivc.ready = ready
+                        router.waiting_va.append(ivc)
+                        router.busy += 1
+                        router.n_packets += 1
+                elif len(ivc.buf) == 1:  # an ACTIVE VC's next flit: it may bid once written
+                    ivc.ready = ready
                 active[router] = None
-                self.buffered += 1
-            elif kind == CREDIT:
-                action[1].outputs[action[2]].credits[action[3]] += 1
+                arrived += 1
+            elif kind == CREDIT:  # (CREDIT, router, out port, vc, that port's credits)
+                action[4][action[3]] += 1
             elif kind == NIC_CREDIT:
                 action[1].credits[action[2]] += 1
                 self.active_nics[action[1]] = None
             else:
                 self._ejected(action[2], now)
+        self.buffered += arrived
 
     def _ejected(self, flit: list[Any], now: int) -> None:
         packet = flit[1]
@@ -398,7 +430,8 @@ class FlitNetwork(NetworkBase):
                 continue
             nic.credits[vc] -= 1
             pkt = nic.cur
-            self._at(now + lat, (ARRIVE, nic.router, nic.port, vc, [now + lat, pkt, nic.cur_flit]))
+            flit = [now + lat, pkt, nic.cur_flit]
+            self._at(now + lat, (ARRIVE, nic.router, nic.port, vc, flit, nic.router.inputs[nic.port][vc]))
             moved += 1
             nic.cur_flit += 1
             if nic.cur_flit == pkt.size_flits:

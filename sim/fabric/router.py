@@ -40,9 +40,12 @@ if TYPE_CHECKING:
     from sim.fabric.network import FlitNetwork
 
 IDLE, WAIT_VA, ACTIVE = 0, 1, 2
-# actions the network's timing wheel carries (see sim.fabric.network)
+# actions the network's timing wheel carries (see sim.fabric.network):
+# (ARRIVE, router, in port, vc, flit, input VC), (CREDIT, router, out port, vc, that port's credits),
+# (NIC_CREDIT, nic, vc), (EJECT_FLIT, terminal, flit)
 ARRIVE, CREDIT, NIC_CREDIT, EJECT_FLIT = 0, 1, 2, 3
 INFINITE_CREDITS = 1 << 30
+NOT_BUFFERED = 1 << 62  # an ACTIVE VC's ``ready`` while its buffer is empty
 
 
 @dataclass(frozen=True)
@@ -66,29 +69,61 @@ class RouterParams(ParamSet):
         return self.t_rc + self.t_va + self.t_sa + self.t_st
 
 
+# (owner list of the output port, output VC, output port, bit of (port, VC), the OutputPort)
+VASlot = tuple[list[Any], int, int, int, "OutputPort"]
+
+
 class InputVC:
     """One virtual channel of an input port: its buffer and the state of the packet at its head."""
 
-    __slots__ = ("buf", "cands", "in_port", "index", "out_port", "out_vc", "prev", "ready", "routes", "state")
+    __slots__ = (
+        "buf",
+        "cands",
+        "cr_action",
+        "cr_delay",
+        "in_bit",
+        "in_port",
+        "index",
+        "out",
+        "out_credits",
+        "out_port",
+        "out_vc",
+        "prev",
+        "ready",
+        "routes",
+        "state",
+        "va",
+    )
 
     def __init__(self, in_port: int, index: int, prev: int) -> None:
         self.buf: deque[list[Any]] = deque()  # [arrive_cycle, packet, flit_index]
         self.state = IDLE
+        # first cycle the VC may bid: WAIT_VA, for an output VC; ACTIVE, for the switch with the
+        # flit at the head of its buffer (NOT_BUFFERED while the buffer is empty)
         self.ready = 0
         self.out_port = -1
         self.out_vc = -1
         self.cands: list[tuple[int, tuple[int, ...]]] = []
+        # the VA search order of ``cands``, one VASlot per output VC (see CreditVCRouter._va_order)
+        self.va: tuple[VASlot, ...] = ()
         self.in_port = in_port
+        self.in_bit = 1 << in_port
         self.index = index
         self.prev = prev  # upstream router id, or -1 for an injection port
-        # destination terminal -> candidates, for deterministic routing functions (None: adaptive)
-        self.routes: dict[int, list[tuple[int, tuple[int, ...]]]] | None = None
+        # destination terminal -> (candidates, VA search order), for deterministic routing functions
+        # (None: adaptive, routed afresh for every head)
+        self.routes: dict[int, tuple[list[tuple[int, tuple[int, ...]]], list[Any]]] | None = None
+        self.out: OutputPort | None = None  # the output port held (ACTIVE), and its credits
+        self.out_credits: list[int] = []
+        # the credit a departing flit frees: (delay, action); set by the network
+        self.cr_delay = 0
+        self.cr_action: tuple = ()
 
 
 class OutputPort:
     """Credits and owners of the output VCs of one port, plus where the port leads."""
 
-    __slots__ = ("credits", "depth", "down_port", "down_router", "latency", "owner", "terminal")
+    __slots__ = ("credits", "depth", "down_ivcs", "down_port", "down_router", "latency", "owner", "terminal")
 
     def __init__(self, vcs: int, depth: int, latency: int) -> None:
         self.credits = [depth] * vcs
@@ -97,6 +132,7 @@ class OutputPort:
         self.latency = latency
         self.down_router: CreditVCRouter | None = None
         self.down_port = -1
+        self.down_ivcs: list[InputVC] = []  # the downstream input VCs, by output VC
         self.terminal = -1  # ejection port: the terminal it delivers to
 
 
@@ -150,6 +186,11 @@ class CreditVCRouter(Component):
         self.in_arb = [arb(v) for _ in self.inputs]
         self.out_arb = [arb(len(self.inputs)) for _ in self.outputs]
         self.vc_arb = [[arb(len(self.inputs) * v) for _ in range(v)] for _ in self.outputs]
+        self.n_vcs = v
+        # route caches: destination -> candidates when the routing function ignores the input
+        # port and VC; (candidates, search start) -> VA search order (see _va_order)
+        self.shared_routes: dict[int, list[tuple[int, tuple[int, ...]]]] = {}
+        self.va_orders: dict[tuple, tuple[VASlot, ...]] = {}
         self.waiting_va: list[InputVC] = []  # heads waiting for an output VC
         self.active: dict[InputVC, None] = {}  # VCs holding an output VC (insertion ordered)
         self.busy = 0  # input VCs that are not IDLE
@@ -174,22 +215,49 @@ class CreditVCRouter(Component):
         ivc.buf.append(flit)
         if ivc.state == IDLE:
             self._start_head(ivc, now)
+        elif len(ivc.buf) == 1:  # an ACTIVE VC's next flit: it may bid once written
+            ivc.ready = now + self.t_rc
 
     def _start_head(self, ivc: InputVC, now: int) -> None:
         packet = ivc.buf[0][1]
         routes = ivc.routes
         if routes is None:
-            ivc.cands = self._route(packet, ivc)
+            ivc.cands = cands = self._route(packet, ivc)
+            ivc.va = self._va_order(ivc, cands)
         else:
-            cands = routes.get(packet.dst)
-            if cands is None:
-                cands = routes[packet.dst] = self._route(packet, ivc)
-            ivc.cands = cands
+            entry = routes.get(packet.dst)
+            if entry is None:
+                if self.routing.input_independent:  # type: ignore[union-attr]
+                    cands = self.shared_routes.get(packet.dst)
+                    if cands is None:
+                        cands = self.shared_routes[packet.dst] = self._route(packet, ivc)
+                else:
+                    cands = self._route(packet, ivc)
+                entry = routes[packet.dst] = (cands, self._va_order(ivc, cands))
+            ivc.cands, ivc.va = entry
         ivc.state = WAIT_VA
         ivc.ready = now + self.t_rc
         self.waiting_va.append(ivc)
         self.busy += 1
         self.n_packets += 1
+
+    def _va_order(self, ivc: InputVC, cands: list[tuple[int, tuple[int, ...]]]) -> tuple[VASlot, ...]:
+        """Where a head at ``ivc`` looks for a free output VC, in order (see :meth:`_allocate_vcs`):
+        each candidate's VCs from this VC's own start, candidates in preference order."""
+        key = (tuple([(op, tuple(vcs)) for op, vcs in cands]), ivc.in_port + ivc.index)
+        order = self.va_orders.get(key)
+        if order is None:
+            slots = []
+            v = self.n_vcs
+            for op, vcs in cands:
+                port = self.outputs[op]
+                n = len(vcs)
+                start = (ivc.in_port + ivc.index) % n
+                for i in range(n):
+                    ov = vcs[(start + i) % n]
+                    slots.append((port.owner, ov, op, 1 << (op * v + ov), port))
+            order = self.va_orders[key] = tuple(slots)
+        return order
 
     def _route(self, packet: Any, ivc: InputVC) -> list[tuple[int, tuple[int, ...]]]:
         """Routing candidates as (output port, allowed VCs)."""
@@ -210,94 +278,148 @@ class CreditVCRouter(Component):
 
         The hot loop of the flit level: written flat, with locals, because it runs once per busy
         router per cycle. The helpers it inlines are spelled out in the comments.
+
+        Switch allocation is decided before VC allocation runs, and its flits sent after: a VC that
+        VA grants this cycle cannot bid for the switch before ``now + t_va`` anyway, and VA must not
+        see the output VCs that this cycle's tails release, so the order is equivalent to VA then SA.
         """
-        outputs = self.outputs
-        if self.waiting_va:
-            self._allocate_vcs(now)
-        # ---- switch allocation (separable, input first) ---------------------------------
-        t_rc = self.t_rc
-        ready: list[InputVC] = []
-        for ivc in self.active:
-            if ivc.ready > now:
-                continue
-            buf = ivc.buf
-            if not buf or buf[0][0] + t_rc > now:
-                continue
-            if outputs[ivc.out_port].credits[ivc.out_vc] <= 0:
-                self.n_credit_stalls += 1
-                continue
-            ready.append(ivc)
-        if not ready:
+        active = self.active
+        winners: list[InputVC] | None = None
+        if active:
+            # ---- switch allocation (separable, input first) -----------------------------
+            ready: list[InputVC] = []
+            stalls = 0
+            in_mask = 0
+            dup_mask = 0  # input ports with two or more ready VCs
+            for ivc in active:
+                if ivc.ready > now:  # (includes: its next flit is buffered, and written t_rc ago)
+                    continue
+                if ivc.out_credits[ivc.out_vc] <= 0:
+                    stalls += 1
+                    continue
+                bit = ivc.in_bit
+                if in_mask & bit:
+                    dup_mask |= bit
+                in_mask |= bit
+                ready.append(ivc)
+            if stalls:
+                self.n_credit_stalls += stalls
+            # one ready VC (the common case at low load) needs no arbitration; nor do ready VCs
+            # on distinct inputs bound for distinct outputs
+            if len(ready) > 1:
+                winners = self._pick_inputs(ready, dup_mask) if dup_mask else ready
+                if len(winners) > 1:
+                    out_mask = 0
+                    for ivc in winners:
+                        bit = 1 << ivc.out_port
+                        if out_mask & bit:
+                            winners = self._pick_outputs(winners)
+                            break
+                        out_mask |= bit
+            elif ready:
+                winners = ready
+        waiting = self.waiting_va
+        if waiting:
+            if len(waiting) == 1:  # a lone head needs no arbitration (inlined _allocate_vcs)
+                ivc = waiting[0]
+                if ivc.ready <= now:
+                    for slot in ivc.va:
+                        if slot[0][slot[1]] is None:
+                            self._grant_vc(ivc, slot, now)
+                            self.waiting_va = []
+                            break
+            else:
+                self._allocate_vcs(now)
+        if winners is None:
             return 0
-        # one ready VC (the common case at low load) needs no arbitration
-        winners = ready if len(ready) == 1 else self._allocate_switch(ready)
         # ---- switch traversal: send each winner's flit (inlined _send) -------------------
         net = self.net
         wheel = net.wheel  # type: ignore[union-attr]
         horizon = net.horizon  # type: ignore[union-attr]
         depart = now + self.t_out
-        credit_return = self.credit_return
+        t_rc = self.t_rc
         hops = 0
         for ivc in winners:
-            op = ivc.out_port
             flit = ivc.buf.popleft()
-            port = outputs[op]
+            port = ivc.out
             out_vc = ivc.out_vc
-            delay, action = credit_return[ivc.in_port][ivc.index]
-            wheel[(now + delay) % horizon].append(action)  # the freed slot's credit goes upstream
+            wheel[(now + ivc.cr_delay) % horizon].append(ivc.cr_action)  # the freed slot's credit
             packet = flit[1]
             index = flit[2]
-            arrive = depart + port.latency
-            if port.terminal >= 0:  # the ejection sink always has room: no credit
-                wheel[arrive % horizon].append((EJECT_FLIT, port.terminal, flit))
+            arrive = depart + port.latency  # type: ignore[union-attr]
+            if port.terminal >= 0:  # type: ignore[union-attr]  # the ejection sink: no credit
+                wheel[arrive % horizon].append((EJECT_FLIT, port.terminal, flit))  # type: ignore[union-attr]
             else:
-                port.credits[out_vc] -= 1
+                ivc.out_credits[out_vc] -= 1
                 if index == 0:
                     packet.hops += 1
                 flit[0] = arrive
-                wheel[arrive % horizon].append((ARRIVE, port.down_router, port.down_port, out_vc, flit))
+                wheel[arrive % horizon].append(
+                    (ARRIVE, port.down_router, port.down_port, out_vc, flit, port.down_ivcs[out_vc])  # type: ignore[union-attr]
+                )
                 hops += 1
             if index == packet.size_flits - 1:  # tail: release the VC
-                port.owner[out_vc] = None
+                port.owner[out_vc] = None  # type: ignore[union-attr]
                 ivc.state = IDLE
                 ivc.out_port = ivc.out_vc = -1
-                del self.active[ivc]
+                ivc.out = None
+                del active[ivc]
                 self.busy -= 1
                 if ivc.buf:  # the next packet's head is already queued behind this tail
                     self._start_head(ivc, now + 1)
-            else:
-                ivc.ready = now + 1
+            else:  # the next flit may bid next cycle, if it has arrived and passed the write stage
+                buf = ivc.buf
+                if buf:
+                    due = buf[0][0] + t_rc
+                    ivc.ready = due if due > now else now + 1
+                else:
+                    ivc.ready = NOT_BUFFERED  # until the flit arrives (see accept)
         sent = len(winners)
         self.n_flits += sent
         net.n_pending += 2 * sent  # type: ignore[union-attr]
         net.buffered -= sent  # type: ignore[union-attr]
         if hops:
-            net.stat.flit_hops.add(hops)  # type: ignore[union-attr]
+            net.cycle_hops += hops  # type: ignore[union-attr]
         return sent
 
     def _allocate_switch(self, ready: list[InputVC]) -> list[InputVC]:
         """Separable input-first switch allocation: one VC per input port, then one input per output."""
-        per_input: dict[int, list[InputVC]] = {}
+        in_mask = dup_mask = 0
         for ivc in ready:
-            lst = per_input.get(ivc.in_port)
+            if in_mask & ivc.in_bit:
+                dup_mask |= ivc.in_bit
+            in_mask |= ivc.in_bit
+        return self._pick_outputs(self._pick_inputs(ready, dup_mask))
+
+    def _pick_inputs(self, ready: list[InputVC], dup_mask: int) -> list[InputVC]:
+        """SA, input stage: one ready VC per input port (ports in order of first appearance).
+
+        ``dup_mask`` has the bit of each input port with two or more ready VCs: only those arbitrate.
+        """
+        bids = []
+        done = 0
+        for ivc in ready:
+            bit = ivc.in_bit
+            if not dup_mask & bit:
+                bids.append(ivc)
+            elif not done & bit:
+                done |= bit
+                i = ivc.in_port
+                j = self.in_arb[i].pick(sorted([r.index for r in ready if r.in_port == i]))
+                bids.append(self.inputs[i][j])
+        return bids
+
+    def _pick_outputs(self, bids: list[InputVC]) -> list[InputVC]:
+        """SA, output stage: one input per output port (ports in order of first appearance)."""
+        per_output: dict[int, list[InputVC]] = {}
+        for ivc in bids:
+            lst = per_output.get(ivc.out_port)
             if lst is None:
-                per_input[ivc.in_port] = [ivc]
-            else:
-                lst.append(ivc)
-        bids: dict[int, list[InputVC]] = {}
-        for i, vcs in per_input.items():
-            if len(vcs) == 1:
-                ivc = vcs[0]
-            else:
-                j = self.in_arb[i].pick(sorted(r.index for r in vcs))
-                ivc = self.inputs[i][j]
-            lst = bids.get(ivc.out_port)
-            if lst is None:
-                bids[ivc.out_port] = [ivc]
+                per_output[ivc.out_port] = [ivc]
             else:
                 lst.append(ivc)
         winners = []
-        for op, reqs in bids.items():
+        for op, reqs in per_output.items():
             if len(reqs) == 1:
                 winners.append(reqs[0])
             else:
@@ -306,54 +428,76 @@ class CreditVCRouter(Component):
                 self.n_sa_conflicts += len(reqs) - 1
         return winners
 
+    def _grant_vc(self, win: InputVC, slot: VASlot, now: int) -> None:
+        owner, ov, op, _, port = slot
+        owner[ov] = win
+        win.state = ACTIVE
+        win.out_port = op
+        win.out_vc = ov
+        win.out = port
+        win.out_credits = port.credits
+        win.ready = now + self.t_va
+        self.active[win] = None
+
     def _allocate_vcs(self, now: int) -> None:
         """Separable input-first VC allocation for the heads whose route is computed.
 
         Each head asks for the first free output VC of its first candidate that has one, starting
         its search at its own position so heads from different inputs tend to ask for different
         output VCs instead of all colliding on VC 0; each output VC then grants one head.
+        (``InputVC.va`` holds that search order, precomputed with the route.)
         """
-        outputs = self.outputs
-        v = len(self.inputs[0])
-        requests: dict[tuple[int, int], list[InputVC]] = {}
+        waiting = self.waiting_va
+        asks: list[tuple[InputVC, VASlot]] = []  # (head, the output VC it asks for) in head order
         still: list[InputVC] = []
-        for ivc in self.waiting_va:
-            choice = None
+        mask = 0
+        clash = False  # two heads ask for the same output VC
+        for ivc in waiting:
             if ivc.ready <= now:
-                for op, vcs in ivc.cands:
-                    owner = outputs[op].owner
-                    n = len(vcs)
-                    start = (ivc.in_port + ivc.index) % n
-                    for i in range(n):
-                        ov = vcs[(start + i) % n]
-                        if owner[ov] is None:
-                            choice = (op, ov)
-                            break
-                    if choice is not None:
+                for slot in ivc.va:
+                    if slot[0][slot[1]] is None:
+                        bit = slot[3]
+                        if mask & bit:
+                            clash = True
+                        mask |= bit
+                        asks.append((ivc, slot))
                         break
-            if choice is None:
-                still.append(ivc)
-            else:
-                lst = requests.get(choice)
-                if lst is None:
-                    requests[choice] = [ivc]
                 else:
-                    lst.append(ivc)
-        t_va = self.t_va
-        for (op, ov), reqs in requests.items():
-            if len(reqs) == 1:
-                win = reqs[0]
+                    still.append(ivc)
             else:
-                idx = self.vc_arb[op][ov].pick(sorted(r.in_port * v + r.index for r in reqs))
-                win = next(r for r in reqs if r.in_port * v + r.index == idx)
-                self.n_va_conflicts += len(reqs) - 1
-                still.extend(r for r in reqs if r is not win)
-            outputs[op].owner[ov] = win
+                still.append(ivc)
+        if clash:  # each output VC grants one head (output VCs in order of first request)
+            v = self.n_vcs
+            requests: dict[int, list[tuple[InputVC, VASlot]]] = {}
+            for ask in asks:
+                key = ask[1][3]
+                lst = requests.get(key)
+                if lst is None:
+                    requests[key] = [ask]
+                else:
+                    lst.append(ask)
+            asks = []
+            for reqs in requests.values():
+                if len(reqs) == 1:
+                    asks.append(reqs[0])
+                else:
+                    op, ov = reqs[0][1][2], reqs[0][1][1]
+                    idx = self.vc_arb[op][ov].pick(sorted(r.in_port * v + r.index for r, _ in reqs))
+                    win = next(ask for ask in reqs if ask[0].in_port * v + ask[0].index == idx)
+                    self.n_va_conflicts += len(reqs) - 1
+                    still.extend(ask[0] for ask in reqs if ask is not win)
+                    asks.append(win)
+        active = self.active
+        ready = now + self.t_va
+        for win, (owner, ov, op, _, port) in asks:  # (inlined _grant_vc)
+            owner[ov] = win
             win.state = ACTIVE
             win.out_port = op
             win.out_vc = ov
-            win.ready = now + t_va
-            self.active[win] = None
+            win.out = port
+            win.out_credits = port.credits
+            win.ready = ready
+            active[win] = None
         self.waiting_va = still
 
     def credit_arrived(self, out_port: int, vc: int) -> None:

@@ -35,6 +35,9 @@ class RoutingFunction:
     topologies: tuple[str, ...] = ()  # graph kinds it supports; empty = any
     # True when the result depends only on (node, dest, prev, in_vc): routers may cache it
     deterministic = True
+    # True when a deterministic result depends on (node, dest) only, not on the input port and VC:
+    # a router may then share one cached route among all its input VCs
+    input_independent = False
 
     def __init__(self, graph: nx.Graph, vcs: int) -> None:
         kind = graph.graph.get("kind", "?")
@@ -101,6 +104,8 @@ class DimensionOrder(_Cube):
 
     topologies = ("mesh",)
 
+    input_independent = True
+
     def route(self, node, dest, prev, in_vc, packet, free_credits):
         dim = self.first_dim(node, dest)
         if dim < 0:
@@ -143,6 +148,8 @@ class UnrestrictedDimensionOrder(_Cube):
 
     topologies = ("torus", "ring")
 
+    input_independent = True
+
     def route(self, node, dest, prev, in_vc, packet, free_credits):
         dim = self.first_dim(node, dest)
         if dim < 0:
@@ -181,6 +188,8 @@ class Direct(RoutingFunction):
     """Fully connected: one hop straight to the destination router."""
 
     topologies = ("fully_connected",)
+
+    input_independent = True
 
     def route(self, node, dest, prev, in_vc, packet, free_credits):
         return [(EJECT if node == dest else dest, self.all_vcs)]
