@@ -9,26 +9,6 @@ import pytest
 from sim import report
 from sim.cli import _Parser, main
 
-SYSTEM = """
-[system]
-name = "two-gpus"
-chips = 2
-[chip.compute]
-[chip.memory.hbm]
-preset = "hbm3"
-stacks = 2
-[fabric]
-flit_bytes = "256B"
-[fabric.topology]
-kind = "fully_connected"
-k = 2
-[mapping]
-tp = 2
-[batching]
-policy = "continuous"
-max_batch = 8
-"""
-
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 NOC_SWEEP = [
@@ -66,11 +46,10 @@ def check_png(path):
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
+def run_dir(tmp_path_factory, two_gpus_system):
     pytest.importorskip("matplotlib")
     tmp = tmp_path_factory.mktemp("run")
-    system = tmp / "two-gpus.toml"
-    system.write_text(SYSTEM)
+    system = two_gpus_system
     out = tmp / "out"
     argv = ["run", str(system), "traces/azure_conv_200.csv", "--model", "llama-3.1-8b"]
     assert main([*argv, "--limit", "3", "--out", str(out)]) == 0

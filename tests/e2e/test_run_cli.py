@@ -7,26 +7,6 @@ import pytest
 
 from sim.cli import main
 
-SYSTEM = """
-[system]
-name = "two-gpus"
-chips = 2
-[chip.compute]
-[chip.memory.hbm]
-preset = "hbm3"
-stacks = 2
-[fabric]
-flit_bytes = "256B"
-[fabric.topology]
-kind = "fully_connected"
-k = 2
-[mapping]
-tp = 2
-[batching]
-policy = "continuous"
-max_batch = 8
-"""
-
 RUN_FIELDS = {
     "system",
     "model",
@@ -42,13 +22,6 @@ RUN_FIELDS = {
     "events",
     "wall_s",
 }
-
-
-@pytest.fixture
-def system_file(tmp_path):
-    path = tmp_path / "two-gpus.toml"
-    path.write_text(SYSTEM)
-    return str(path)
 
 
 def run(capsys, *argv):
