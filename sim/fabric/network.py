@@ -203,9 +203,14 @@ class FlitNetwork(NetworkBase):
             )
             r.routing = self.routing
             if self.routing.deterministic:  # routes depend on (node, dest, prev, vc) only: cache them
+                # input-independent routes differ between a router's input VCs only in the VA
+                # search start (in port + VC index): VCs with the same start share one cache
                 for port_vcs in r.inputs:
                     for ivc in port_vcs:
-                        ivc.routes = {}
+                        if self.routing.input_independent:
+                            ivc.routes = r.route_tables.setdefault(ivc.in_port + ivc.index, {})
+                        else:
+                            ivc.routes = {}
             r.net = self
             self.routers.append(r)
         for r in self.routers:
@@ -330,13 +335,18 @@ class FlitNetwork(NetworkBase):
             self._deliver_pending(now)
             moved = self._run_nics(now)
             idle = None
+            sent = 0
             for r in self.active_routers:  # stepping adds no router: iterate in place
-                moved += r.step(now)
+                sent += r.step(now)
                 if r.busy == 0:
                     if idle is None:
                         idle = [r]
                     else:
                         idle.append(r)
+            if sent:  # each flit a router sent left its buffer, and scheduled its arrival and a credit
+                moved += sent
+                self.n_pending += 2 * sent
+                self.buffered -= sent
             if idle is not None:
                 for r in idle:
                     del self.active_routers[r]

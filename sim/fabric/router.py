@@ -191,6 +191,9 @@ class CreditVCRouter(Component):
         # port and VC; (candidates, search start) -> VA search order (see _va_order)
         self.shared_routes: dict[int, list[tuple[int, tuple[int, ...]]]] = {}
         self.va_orders: dict[tuple, tuple[VASlot, ...]] = {}
+        # input-independent routing: the route cache each search start (in port + VC) shares,
+        # by start (set by the network; empty otherwise)
+        self.route_tables: dict[int, dict[int, tuple[list[tuple[int, tuple[int, ...]]], tuple]]] = {}
         self.waiting_va: list[InputVC] = []  # heads waiting for an output VC
         self.active: dict[InputVC, None] = {}  # VCs holding an output VC (insertion ordered)
         self.busy = 0  # input VCs that are not IDLE
@@ -223,17 +226,21 @@ class CreditVCRouter(Component):
         routes = ivc.routes
         if routes is None:
             ivc.cands = cands = self._route(packet, ivc)
-            ivc.va = self._va_order(ivc, cands)
+            ivc.va = self._va_order(ivc.in_port + ivc.index, cands)
         else:
             entry = routes.get(packet.dst)
             if entry is None:
-                if self.routing.input_independent:  # type: ignore[union-attr]
+                if self.route_tables:  # input-independent: fill every search start's table at once
                     cands = self.shared_routes.get(packet.dst)
                     if cands is None:
                         cands = self.shared_routes[packet.dst] = self._route(packet, ivc)
+                    key = tuple([(op, tuple(vcs)) for op, vcs in cands])
+                    for start, table in self.route_tables.items():
+                        table[packet.dst] = (cands, self._va_order(start, cands, key))
+                    entry = routes[packet.dst]
                 else:
                     cands = self._route(packet, ivc)
-                entry = routes[packet.dst] = (cands, self._va_order(ivc, cands))
+                    entry = routes[packet.dst] = (cands, self._va_order(ivc.in_port + ivc.index, cands))
             ivc.cands, ivc.va = entry
         ivc.state = WAIT_VA
         ivc.ready = now + self.t_rc
@@ -241,10 +248,15 @@ class CreditVCRouter(Component):
         self.busy += 1
         self.n_packets += 1
 
-    def _va_order(self, ivc: InputVC, cands: list[tuple[int, tuple[int, ...]]]) -> tuple[VASlot, ...]:
-        """Where a head at ``ivc`` looks for a free output VC, in order (see :meth:`_allocate_vcs`):
-        each candidate's VCs from this VC's own start, candidates in preference order."""
-        key = (tuple([(op, tuple(vcs)) for op, vcs in cands]), ivc.in_port + ivc.index)
+    def _va_order(
+        self, start_sum: int, cands: list[tuple[int, tuple[int, ...]]], cands_key: tuple | None = None
+    ) -> tuple[VASlot, ...]:
+        """Where a head at an input VC with ``in_port + index == start_sum`` looks for a free output
+        VC, in order (see :meth:`_arbitrate_vcs`): each candidate's VCs from that VC's own start,
+        candidates in preference order."""
+        if cands_key is None:
+            cands_key = tuple([(op, tuple(vcs)) for op, vcs in cands])
+        key = (cands_key, start_sum)
         order = self.va_orders.get(key)
         if order is None:
             slots = []
@@ -252,7 +264,7 @@ class CreditVCRouter(Component):
             for op, vcs in cands:
                 port = self.outputs[op]
                 n = len(vcs)
-                start = (ivc.in_port + ivc.index) % n
+                start = start_sum % n
                 for i in range(n):
                     ov = vcs[(start + i) % n]
                     slots.append((port.owner, ov, op, 1 << (op * v + ov), port))
@@ -274,7 +286,7 @@ class CreditVCRouter(Component):
         return sum(port.credits)
 
     def step(self, now: int) -> int:
-        """One cycle of VA and SA; returns the number of flits sent (progress).
+        """One cycle of VA and SA; returns the number of flits sent (the network books their actions).
 
         The hot loop of the flit level: written flat, with locals, because it runs once per busy
         router per cycle. The helpers it inlines are spelled out in the comments.
@@ -320,7 +332,7 @@ class CreditVCRouter(Component):
                 winners = ready
         waiting = self.waiting_va
         if waiting:
-            if len(waiting) == 1:  # a lone head needs no arbitration (inlined _allocate_vcs)
+            if len(waiting) == 1:  # a lone head needs no arbitration (see the general case below)
                 ivc = waiting[0]
                 if ivc.ready <= now:
                     for slot in ivc.va:
@@ -328,8 +340,39 @@ class CreditVCRouter(Component):
                             self._grant_vc(ivc, slot, now)
                             self.waiting_va = []
                             break
-            else:
-                self._allocate_vcs(now)
+            else:  # separable input-first VC allocation (see _arbitrate_vcs)
+                asks: list[tuple[InputVC, VASlot]] = []  # (head, the output VC it asks for)
+                still: list[InputVC] = []
+                mask = 0
+                clash = False  # two heads ask for the same output VC
+                for ivc in waiting:
+                    if ivc.ready <= now:
+                        for slot in ivc.va:
+                            if slot[0][slot[1]] is None:
+                                bit = slot[3]
+                                if mask & bit:
+                                    clash = True
+                                mask |= bit
+                                asks.append((ivc, slot))
+                                break
+                        else:
+                            still.append(ivc)
+                    else:
+                        still.append(ivc)
+                if asks:
+                    if clash:
+                        asks = self._arbitrate_vcs(asks, still)
+                    va_ready = now + self.t_va
+                    for win, (owner, ov, op, _, port) in asks:  # (inlined _grant_vc)
+                        owner[ov] = win
+                        win.state = ACTIVE
+                        win.out_port = op
+                        win.out_vc = ov
+                        win.out = port
+                        win.out_credits = port.credits
+                        win.ready = va_ready
+                        active[win] = None
+                    self.waiting_va = still
         if winners is None:
             return 0
         # ---- switch traversal: send each winner's flit (inlined _send) -------------------
@@ -360,13 +403,22 @@ class CreditVCRouter(Component):
                 hops += 1
             if index == packet.size_flits - 1:  # tail: release the VC
                 port.owner[out_vc] = None  # type: ignore[union-attr]
-                ivc.state = IDLE
-                ivc.out_port = ivc.out_vc = -1
-                ivc.out = None
+                ivc.state = IDLE  # (out, out_port, out_vc go stale until the next VA grant)
                 del active[ivc]
                 self.busy -= 1
-                if ivc.buf:  # the next packet's head is already queued behind this tail
-                    self._start_head(ivc, now + 1)
+                buf = ivc.buf
+                if buf:  # the next packet's head is already queued behind this tail
+                    routes = ivc.routes
+                    entry = None if routes is None else routes.get(buf[0][1].dst)
+                    if entry is None:
+                        self._start_head(ivc, now + 1)
+                    else:  # a cached route (inlined _start_head)
+                        ivc.cands, ivc.va = entry
+                        ivc.state = WAIT_VA
+                        ivc.ready = now + 1 + t_rc
+                        self.waiting_va.append(ivc)
+                        self.busy += 1
+                        self.n_packets += 1
             else:  # the next flit may bid next cycle, if it has arrived and passed the write stage
                 buf = ivc.buf
                 if buf:
@@ -375,9 +427,7 @@ class CreditVCRouter(Component):
                 else:
                     ivc.ready = NOT_BUFFERED  # until the flit arrives (see accept)
         sent = len(winners)
-        self.n_flits += sent
-        net.n_pending += 2 * sent  # type: ignore[union-attr]
-        net.buffered -= sent  # type: ignore[union-attr]
+        self.n_flits += sent  # (the network books the sent flits' pending actions and buffer slots)
         if hops:
             net.cycle_hops += hops  # type: ignore[union-attr]
         return sent
@@ -439,66 +489,37 @@ class CreditVCRouter(Component):
         win.ready = now + self.t_va
         self.active[win] = None
 
-    def _allocate_vcs(self, now: int) -> None:
-        """Separable input-first VC allocation for the heads whose route is computed.
+    def _arbitrate_vcs(self, asks: list[tuple[InputVC, VASlot]], still: list[InputVC]) -> list:
+        """VC allocation, output stage, when two heads ask for the same output VC.
 
-        Each head asks for the first free output VC of its first candidate that has one, starting
+        Separable input-first VC allocation (inlined in :meth:`step`): each head whose route is
+        computed asks for the first free output VC of its first candidate that has one, starting
         its search at its own position so heads from different inputs tend to ask for different
-        output VCs instead of all colliding on VC 0; each output VC then grants one head.
-        (``InputVC.va`` holds that search order, precomputed with the route.)
+        output VCs instead of all colliding on VC 0 (``InputVC.va`` holds that search order,
+        precomputed with the route). Here each output VC grants one head (output VCs in order of
+        first request); the losers join ``still``. Returns the granted asks.
         """
-        waiting = self.waiting_va
-        asks: list[tuple[InputVC, VASlot]] = []  # (head, the output VC it asks for) in head order
-        still: list[InputVC] = []
-        mask = 0
-        clash = False  # two heads ask for the same output VC
-        for ivc in waiting:
-            if ivc.ready <= now:
-                for slot in ivc.va:
-                    if slot[0][slot[1]] is None:
-                        bit = slot[3]
-                        if mask & bit:
-                            clash = True
-                        mask |= bit
-                        asks.append((ivc, slot))
-                        break
-                else:
-                    still.append(ivc)
+        v = self.n_vcs
+        requests: dict[int, list[tuple[InputVC, VASlot]]] = {}
+        for ask in asks:
+            key = ask[1][3]
+            lst = requests.get(key)
+            if lst is None:
+                requests[key] = [ask]
             else:
-                still.append(ivc)
-        if clash:  # each output VC grants one head (output VCs in order of first request)
-            v = self.n_vcs
-            requests: dict[int, list[tuple[InputVC, VASlot]]] = {}
-            for ask in asks:
-                key = ask[1][3]
-                lst = requests.get(key)
-                if lst is None:
-                    requests[key] = [ask]
-                else:
-                    lst.append(ask)
-            asks = []
-            for reqs in requests.values():
-                if len(reqs) == 1:
-                    asks.append(reqs[0])
-                else:
-                    op, ov = reqs[0][1][2], reqs[0][1][1]
-                    idx = self.vc_arb[op][ov].pick(sorted(r.in_port * v + r.index for r, _ in reqs))
-                    win = next(ask for ask in reqs if ask[0].in_port * v + ask[0].index == idx)
-                    self.n_va_conflicts += len(reqs) - 1
-                    still.extend(ask[0] for ask in reqs if ask is not win)
-                    asks.append(win)
-        active = self.active
-        ready = now + self.t_va
-        for win, (owner, ov, op, _, port) in asks:  # (inlined _grant_vc)
-            owner[ov] = win
-            win.state = ACTIVE
-            win.out_port = op
-            win.out_vc = ov
-            win.out = port
-            win.out_credits = port.credits
-            win.ready = ready
-            active[win] = None
-        self.waiting_va = still
+                lst.append(ask)
+        granted = []
+        for reqs in requests.values():
+            if len(reqs) == 1:
+                granted.append(reqs[0])
+            else:
+                op, ov = reqs[0][1][2], reqs[0][1][1]
+                idx = self.vc_arb[op][ov].pick(sorted(r.in_port * v + r.index for r, _ in reqs))
+                win = next(ask for ask in reqs if ask[0].in_port * v + ask[0].index == idx)
+                self.n_va_conflicts += len(reqs) - 1
+                still.extend(ask[0] for ask in reqs if ask is not win)
+                granted.append(win)
+        return granted
 
     def credit_arrived(self, out_port: int, vc: int) -> None:
         self.outputs[out_port].credits[vc] += 1
