@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytest.importorskip("matplotlib")  # the experiments draw their plots with it (the plots extra)
+
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "benchmarks" / "experiments"
 
 
