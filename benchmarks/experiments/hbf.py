@@ -185,6 +185,11 @@ def run(fast: bool, out: Path) -> Path:
     )
     bw_stack = hbf_mem.peak_bandwidth_Bps() / stacks
     w_ok = [tr_windows[-1] * MiB >= bw_stack * tr * 1e-6 for tr in trs]
+    # a stack's peak is also bounded by its arrays: dies x planes x page / tR falls as tR rises
+    peak_at = {
+        tr: load_system("hbf-hybrid", {"chip.memory.hbf.tR": f"{tr}us"}).memories["hbf"].peak_bandwidth_Bps()
+        for tr in (trs[0], trs[-1])
+    }
     setup = (
         f"(a) `{model_a}` on `hbf-hybrid` with `mapping.tp=1` (weights on {stacks} HBF stacks, KV on HBM), "
         f"fixed decode batch {batch_a}, context {context_a}, {steps_a} steps; swept `driver.prefetch_window` "
@@ -240,7 +245,11 @@ def run(fast: bool, out: Path) -> Path:
         f"{tr_windows[0]} MiB window but by {tr_hi_b / tr_lo_b:.2f}x with {tr_windows[-1]} MiB; one stack's "
         f"bandwidth x tR is {bw_stack * trs[0] * 1e-6 / MiB:.0f} MiB at {trs[0]} us and "
         f"{bw_stack * trs[-1] * 1e-6 / MiB:.0f} MiB at {trs[-1]} us, so the {tr_windows[-1]} MiB window "
-        f"covers {sum(w_ok)} of the {len(trs)} tR points. "
+        f"covers {sum(w_ok)} of the {len(trs)} tR points. With that window the remaining rise is bandwidth, "
+        f"not latency: the stacks' peak (the lesser of their interface and dies x planes x page / tR) "
+        f"falls from "
+        f"{peak_at[trs[0]] / 1e9:,.0f} to {peak_at[trs[-1]] / 1e9:,.0f} GB/s over the same tR range "
+        f"({peak_at[trs[0]] / peak_at[trs[-1]]:.2f}x), close to the {tr_hi_b / tr_lo_b:.2f}x TPOT rise. "
         f"(b) Per chip the largest model that fits is {big[('hbf-hybrid', 'chip')][0]} "
         f"({big[('hbf-hybrid', 'chip')][1]:.0f} GB) on hbf-hybrid against {big[('gpu-hbm', 'chip')][0]} "
         f"({big[('gpu-hbm', 'chip')][1]:.0f} GB) on gpu-hbm; per node "
