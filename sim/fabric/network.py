@@ -28,16 +28,7 @@ from sim.core.params import ParamSet, non_negative, param, positive
 from sim.core.registry import lookup
 from sim.core.units import COUNT, ENERGY, FREQUENCY, PS_PER_S, SIZE
 from sim.fabric.packet import Packet
-from sim.fabric.router import (
-    ACTIVE,
-    ARRIVE,
-    CREDIT,
-    IDLE,
-    NIC_CREDIT,
-    WAIT_VA,
-    CreditVCRouter,
-    RouterParams,
-)
+from sim.fabric.router import ACTIVE, IDLE, WAIT_VA, CreditVCRouter, InputVC, RouterParams
 from sim.fabric.routing import default_routing
 from sim.stats import counter, tally
 
@@ -97,12 +88,24 @@ class TrafficSource(Protocol):
 class NIC:
     """A terminal's network interface: source queue, injection VCs and their credits."""
 
-    __slots__ = ("credits", "cur", "cur_flit", "cur_vc", "in_use", "port", "queue", "router", "terminal")
+    __slots__ = (
+        "credits",
+        "cur",
+        "cur_flit",
+        "cur_vc",
+        "in_use",
+        "ivcs",
+        "port",
+        "queue",
+        "router",
+        "terminal",
+    )
 
     def __init__(self, terminal: int, router: CreditVCRouter, port: int, vcs: int, depth: int) -> None:
         self.terminal = terminal
         self.router = router
         self.port = port
+        self.ivcs = router.inputs[port]  # the router's input VCs this NIC injects into
         self.queue: deque[Packet] = deque()
         self.credits = [depth] * vcs
         self.in_use = [False] * vcs
@@ -223,26 +226,39 @@ class FlitNetwork(NetworkBase):
             NIC(t, self.routers[r], self.routers[r].eject_port[t], rp.vcs, rp.vc_buffer)
             for t, r in enumerate(self.terminal_router)
         ]
-        for r in self.routers:  # where each input VC's credits go, and how long they take
-            r.credit_return = []
+        # where each input VC's credits go (the upstream credit list and VC), and how long they take;
+        # ``credit_owner`` names each credit list's channel for diagnosis and tests
+        self.credit_owner: dict[int, tuple[Any, ...]] = {}
+        for r in self.routers:
+            returns = []  # (input port, credit list, delay)
             for up_node in r.neighbors:
                 up = self.routers[up_node]
                 op = up.port_of[r.node]
-                delay = up.outputs[op].latency + rp.credit_delay
-                credits = up.outputs[op].credits  # (the action carries it for the wheel's sake)
-                r.credit_return.append([(delay, (CREDIT, up, op, v, credits)) for v in range(rp.vcs)])
+                credits = up.outputs[op].credits
+                self.credit_owner[id(credits)] = ("router", up_node, op)
+                returns.append((r.port_of[up_node], credits, up.outputs[op].latency + rp.credit_delay))
             for t in r.terminals:
-                delay = p.inject_latency + rp.credit_delay
-                r.credit_return.append([(delay, (NIC_CREDIT, self.nics[t], v)) for v in range(rp.vcs)])
-            for port_vcs, returns in zip(r.inputs, r.credit_return, strict=True):
-                for ivc, (delay, action) in zip(port_vcs, returns, strict=True):
-                    ivc.cr_delay, ivc.cr_action = delay, action
-        # timing wheel of future arrivals and credits: slot c % horizon holds cycle c's actions
+                credits = self.nics[t].credits
+                self.credit_owner[id(credits)] = ("nic", t)
+                returns.append((r.eject_port[t], credits, p.inject_latency + rp.credit_delay))
+            for in_port, credits, delay in returns:
+                for ivc in r.inputs[in_port]:
+                    ivc.cr_delay, ivc.cr_action = delay, (credits, ivc.index)
+        # timing wheels of future actions, one per kind: slot c % horizon holds cycle c's flit
+        # arrivals (input VC, flit), credit returns (credit list, VC) and ejections (flit)
         longest = max(
             [p.inject_latency, p.eject_latency, 1] + [lat for r in self.routers for lat in r._link_latency]
         )
-        self.horizon = rp.t_sa + rp.t_st + longest + rp.credit_delay + 2
-        self.wheel: list[list[tuple]] = [[] for _ in range(self.horizon)]
+        self.horizon = h = rp.t_sa + rp.t_st + longest + rp.credit_delay + 2
+        self.arrive_wheel: list[list[tuple[InputVC, list[Any]]]] = [[] for _ in range(h)]
+        self.credit_wheel: list[list[tuple[list[int], int]]] = [[] for _ in range(h)]
+        self.eject_wheel: list[list[list[Any]]] = [[] for _ in range(h)]
+        # the same wheels seen from the current cycle: ``arrive_in[d]`` holds cycle now + d's arrivals
+        self.arrive_in = self.arrive_wheel
+        self.credit_in = self.credit_wheel
+        self.eject_in = self.eject_wheel
+        # a probe called as ``on_eject_flit(flit, cycle)`` for every flit that leaves the network
+        self.on_eject_flit: Callable[[list[Any], int], None] | None = None
         self.n_pending = 0
         self.active_routers: dict[CreditVCRouter, None] = {}
         self.active_nics: dict[NIC, None] = {}
@@ -288,10 +304,17 @@ class FlitNetwork(NetworkBase):
         super().add_source(source)
         self._poke()
 
-    # -- called by routers -------------------------------------------------------------------
-    def _at(self, cycle: int, action: tuple) -> None:
-        self.wheel[cycle % self.horizon].append(action)
-        self.n_pending += 1
+    def in_transit(self) -> list[tuple[Any, ...]]:
+        """Every scheduled action, for checks and diagnosis: ("arrive", router node, in port, VC),
+        ("credit", "router", node, out port, VC) or ("credit", "nic", terminal, VC), ("eject", flit)."""
+        out: list[tuple[Any, ...]] = []
+        for slot in self.arrive_wheel:
+            out += [("arrive", ivc.router.node, ivc.in_port, ivc.index) for ivc, _ in slot]
+        for slot in self.credit_wheel:
+            out += [("credit", *self.credit_owner[id(credits)], vc) for credits, vc in slot]
+        for slot in self.eject_wheel:
+            out += [("eject", flit) for flit in slot]
+        return out
 
     # -- the cycle loop ----------------------------------------------------------------------
     def _poke(self) -> None:
@@ -302,7 +325,8 @@ class FlitNetwork(NetworkBase):
         cands = [c for c in (s.next_cycle() for s in self.sources) if c is not None]
         if self.n_pending:
             for c in range(self.cycle, self.cycle + self.horizon):
-                if self.wheel[c % self.horizon]:
+                s = c % self.horizon
+                if self.arrive_wheel[s] or self.credit_wheel[s] or self.eject_wheel[s]:
                     cands.append(c)
                     break
         return min(cands) if cands else None
@@ -333,12 +357,16 @@ class FlitNetwork(NetworkBase):
                 for pkt in source.due(now):
                     self.submit(pkt)
             self._deliver_pending(now)
+            s = now % self.horizon  # the wheels as seen from this cycle (see build_fabric)
+            self.arrive_in = self.arrive_wheel[s:] + self.arrive_wheel[:s]
+            self.credit_in = self.credit_wheel[s:] + self.credit_wheel[:s]
+            self.eject_in = self.eject_wheel[s:] + self.eject_wheel[:s]
             moved = self._run_nics(now)
             idle = None
             sent = 0
             for r in self.active_routers:  # stepping adds no router: iterate in place
                 sent += r.step(now)
-                if r.busy == 0:
+                if not r.active and not r.waiting_va:  # (CreditVCRouter.idle, inlined)
                     if idle is None:
                         idle = [r]
                     else:
@@ -363,23 +391,24 @@ class FlitNetwork(NetworkBase):
             yield env.timeout(self.cycle * cycle_ps - env.now)
 
     def _deliver_pending(self, now: int) -> None:
+        """Apply this cycle's credit returns, flit arrivals and ejections, in that order."""
         slot = now % self.horizon
-        actions = self.wheel[slot]
-        if not actions:
-            return
-        self.wheel[slot] = []
-        self.n_pending -= len(actions)
-        active = self.active_routers
-        ready = now + self.router_params.t_rc
-        arrived = 0
-        for action in actions:
-            kind = action[0]
-            if kind == ARRIVE:  # (inlined CreditVCRouter.accept)
-                router = action[1]
-                ivc = action[5]
-                flit = action[4]
-                ivc.buf.append(flit)
-                if ivc.state == IDLE:
+        done = 0
+        credits = self.credit_wheel[slot]
+        if credits:
+            for lst, vc in credits:
+                lst[vc] += 1
+            done += len(credits)
+            credits.clear()
+        arrivals = self.arrive_wheel[slot]
+        if arrivals:
+            active = self.active_routers
+            ready = now + self.router_params.t_rc
+            for ivc, flit in arrivals:  # (inlined CreditVCRouter.accept)
+                buf = ivc.buf
+                buf.append(flit)
+                if ivc.state == IDLE:  # a head (an IDLE VC holds no flits; its router may be idle)
+                    router = ivc.router
                     routes = ivc.routes
                     entry = None if routes is None else routes.get(flit[1].dst)
                     if entry is None:
@@ -389,37 +418,42 @@ class FlitNetwork(NetworkBase):
                         ivc.state = WAIT_VA
                         ivc.ready = ready
                         router.waiting_va.append(ivc)
-                        router.busy += 1
                         router.n_packets += 1
-                elif len(ivc.buf) == 1:  # an ACTIVE VC's next flit: it may bid once written
+                    active[router] = None
+                elif len(buf) == 1:  # an ACTIVE VC's next flit: it may bid once written
                     ivc.ready = ready
-                active[router] = None
-                arrived += 1
-            elif kind == CREDIT:  # (CREDIT, router, out port, vc, that port's credits)
-                action[4][action[3]] += 1
-            elif kind == NIC_CREDIT:
-                action[1].credits[action[2]] += 1
-                self.active_nics[action[1]] = None
-            else:
-                self._ejected(action[2], now)
-        self.buffered += arrived
+            done += len(arrivals)
+            self.buffered += len(arrivals)
+            arrivals.clear()
+        ejections = self.eject_wheel[slot]
+        if ejections:
+            done += len(ejections)
+            self.stat.flits_delivered.add(len(ejections))
+            flits = list(ejections)  # (delivery callbacks may submit packets: iterate a copy)
+            ejections.clear()
+            probe = self.on_eject_flit
+            for flit in flits:
+                if probe is not None:
+                    probe(flit, now)
+                if flit[3]:
+                    self._delivered(flit[1], now)
+        self.n_pending -= done
 
-    def _ejected(self, flit: list[Any], now: int) -> None:
-        packet = flit[1]
-        self.stat.flits_delivered.add()
-        if flit[2] == packet.size_flits - 1:
-            packet.eject_cycle = now
-            self.in_flight -= 1
-            self.stat.packets_delivered.add()
-            self.stat.packet_latency_cycles.observe(packet.eject_cycle - packet.create_cycle)
-            if packet.on_delivered is not None:
-                packet.on_delivered(packet)
-            if self.on_deliver is not None:
-                self.on_deliver(packet)
+    def _delivered(self, packet: Packet, now: int) -> None:
+        """A packet's tail left the network."""
+        packet.eject_cycle = now
+        self.in_flight -= 1
+        self.stat.packets_delivered.add()
+        self.stat.packet_latency_cycles.observe(now - packet.create_cycle)
+        if packet.on_delivered is not None:
+            packet.on_delivered(packet)
+        if self.on_deliver is not None:
+            self.on_deliver(packet)
 
     def _run_nics(self, now: int) -> int:
         moved = 0
         lat = self.params.inject_latency  # type: ignore[attr-defined]
+        arrive_in = self.arrive_in
         for nic in list(self.active_nics):
             if nic.cur is None:
                 if not nic.queue:
@@ -440,13 +474,15 @@ class FlitNetwork(NetworkBase):
                 continue
             nic.credits[vc] -= 1
             pkt = nic.cur
-            flit = [now + lat, pkt, nic.cur_flit]
-            self._at(now + lat, (ARRIVE, nic.router, nic.port, vc, flit, nic.router.inputs[nic.port][vc]))
+            index = nic.cur_flit
+            nic.cur_flit = index + 1
+            last = nic.cur_flit == pkt.size_flits
+            arrive_in[lat].append((nic.ivcs[vc], [now + lat, pkt, index, last]))
             moved += 1
-            nic.cur_flit += 1
-            if nic.cur_flit == pkt.size_flits:
+            if last:
                 nic.in_use[vc] = False
                 nic.cur = None
+        self.n_pending += moved
         return moved
 
     # -- deadlock diagnosis ----------------------------------------------------------------------

@@ -40,10 +40,9 @@ if TYPE_CHECKING:
     from sim.fabric.network import FlitNetwork
 
 IDLE, WAIT_VA, ACTIVE = 0, 1, 2
-# actions the network's timing wheel carries (see sim.fabric.network):
-# (ARRIVE, router, in port, vc, flit, input VC), (CREDIT, router, out port, vc, that port's credits),
-# (NIC_CREDIT, nic, vc), (EJECT_FLIT, terminal, flit)
-ARRIVE, CREDIT, NIC_CREDIT, EJECT_FLIT = 0, 1, 2, 3
+# A flit is a list ``[arrive_cycle, packet, index, is_tail]``: the cycle it is (or will be) written
+# into its current input buffer, its packet, its position in the packet and whether it is the last.
+# Lists, not objects, because a flit is touched at every hop and index access is the cheapest.
 INFINITE_CREDITS = 1 << 30
 NOT_BUFFERED = 1 << 62  # an ACTIVE VC's ``ready`` while its buffer is empty
 
@@ -90,13 +89,15 @@ class InputVC:
         "out_vc",
         "prev",
         "ready",
+        "router",
         "routes",
         "state",
         "va",
     )
 
-    def __init__(self, in_port: int, index: int, prev: int) -> None:
-        self.buf: deque[list[Any]] = deque()  # [arrive_cycle, packet, flit_index]
+    def __init__(self, router: CreditVCRouter, in_port: int, index: int, prev: int) -> None:
+        self.router = router
+        self.buf: deque[list[Any]] = deque()  # flits (see the module's flit layout)
         self.state = IDLE
         # first cycle the VC may bid: WAIT_VA, for an output VC; ACTIVE, for the switch with the
         # flit at the head of its buffer (NOT_BUFFERED while the buffer is empty)
@@ -115,21 +116,33 @@ class InputVC:
         self.routes: dict[int, tuple[list[tuple[int, tuple[int, ...]]], list[Any]]] | None = None
         self.out: OutputPort | None = None  # the output port held (ACTIVE), and its credits
         self.out_credits: list[int] = []
-        # the credit a departing flit frees: (delay, action); set by the network
+        # the credit a departing flit frees: returned ``cr_delay`` cycles later to the upstream
+        # credit list and VC in ``cr_action`` (set by the network)
         self.cr_delay = 0
-        self.cr_action: tuple = ()
+        self.cr_action: tuple[list[int], int] = ([], 0)
 
 
 class OutputPort:
     """Credits and owners of the output VCs of one port, plus where the port leads."""
 
-    __slots__ = ("credits", "depth", "down_ivcs", "down_port", "down_router", "latency", "owner", "terminal")
+    __slots__ = (
+        "credits",
+        "depth",
+        "down_ivcs",
+        "down_port",
+        "down_router",
+        "latency",
+        "offset",
+        "owner",
+        "terminal",
+    )
 
-    def __init__(self, vcs: int, depth: int, latency: int) -> None:
+    def __init__(self, vcs: int, depth: int, latency: int, t_out: int) -> None:
         self.credits = [depth] * vcs
         self.owner: list[InputVC | None] = [None] * vcs
         self.depth = depth
         self.latency = latency
+        self.offset = t_out + latency  # cycles from a switch grant to the flit's arrival downstream
         self.down_router: CreditVCRouter | None = None
         self.down_port = -1
         self.down_ivcs: list[InputVC] = []  # the downstream input VCs, by output VC
@@ -176,10 +189,10 @@ class CreditVCRouter(Component):
         self.port_of: dict[int, int] = {nb: i for i, nb in enumerate(self.neighbors)}
         self.eject_port: dict[int, int] = {t: deg + i for i, t in enumerate(self.terminals)}
         prevs = self.neighbors + [-1] * len(self.terminals)
-        self.inputs = [[InputVC(i, j, prevs[i]) for j in range(v)] for i in range(len(prevs))]
-        self.outputs = [OutputPort(v, p.vc_buffer, lat) for lat in self._link_latency]
+        self.inputs = [[InputVC(self, i, j, prevs[i]) for j in range(v)] for i in range(len(prevs))]
+        self.outputs = [OutputPort(v, p.vc_buffer, lat, self.t_out) for lat in self._link_latency]
         for t in self.terminals:
-            port = OutputPort(v, INFINITE_CREDITS, self._eject_latency)
+            port = OutputPort(v, INFINITE_CREDITS, self._eject_latency, self.t_out)
             port.terminal = t
             self.outputs.append(port)
         arb = lookup("arbiter", p.arbiter)
@@ -196,10 +209,7 @@ class CreditVCRouter(Component):
         self.route_tables: dict[int, dict[int, tuple[list[tuple[int, tuple[int, ...]]], tuple]]] = {}
         self.waiting_va: list[InputVC] = []  # heads waiting for an output VC
         self.active: dict[InputVC, None] = {}  # VCs holding an output VC (insertion ordered)
-        self.busy = 0  # input VCs that are not IDLE
         self.routing: RoutingFunction | None = None
-        # credit_return[in_port][vc] = (delay, action) the network schedules when a flit leaves
-        self.credit_return: list[list[tuple[int, tuple]]] = []
         self.net: FlitNetwork | None = None
         # raw event counts, turned into stats in finalize (keeps the hot path to int additions)
         self.n_flits = self.n_packets = self.n_va_conflicts = self.n_sa_conflicts = 0
@@ -245,8 +255,12 @@ class CreditVCRouter(Component):
         ivc.state = WAIT_VA
         ivc.ready = now + self.t_rc
         self.waiting_va.append(ivc)
-        self.busy += 1
         self.n_packets += 1
+
+    @property
+    def idle(self) -> bool:
+        """No input VC holds a packet (an IDLE VC never holds flits: a head starts as it arrives)."""
+        return not self.active and not self.waiting_va
 
     def _va_order(
         self, start_sum: int, cands: list[tuple[int, tuple[int, ...]]], cands_key: tuple | None = None
@@ -375,38 +389,33 @@ class CreditVCRouter(Component):
                     self.waiting_va = still
         if winners is None:
             return 0
-        # ---- switch traversal: send each winner's flit (inlined _send) -------------------
+        # ---- switch traversal: send each winner's flit -------------------------------------
+        # the network's timing wheels, as lists of the actions due ``d`` cycles from now, by ``d``
         net = self.net
-        wheel = net.wheel  # type: ignore[union-attr]
-        horizon = net.horizon  # type: ignore[union-attr]
-        depart = now + self.t_out
+        arrive_in = net.arrive_in  # type: ignore[union-attr]
+        credit_in = net.credit_in  # type: ignore[union-attr]
         t_rc = self.t_rc
         hops = 0
         for ivc in winners:
-            flit = ivc.buf.popleft()
+            buf = ivc.buf
+            flit = buf.popleft()
+            credit_in[ivc.cr_delay].append(ivc.cr_action)  # the freed slot's credit goes upstream
             port = ivc.out
             out_vc = ivc.out_vc
-            wheel[(now + ivc.cr_delay) % horizon].append(ivc.cr_action)  # the freed slot's credit
-            packet = flit[1]
-            index = flit[2]
-            arrive = depart + port.latency  # type: ignore[union-attr]
             if port.terminal >= 0:  # type: ignore[union-attr]  # the ejection sink: no credit
-                wheel[arrive % horizon].append((EJECT_FLIT, port.terminal, flit))  # type: ignore[union-attr]
+                net.eject_in[port.offset].append(flit)  # type: ignore[union-attr]
             else:
                 ivc.out_credits[out_vc] -= 1
-                if index == 0:
-                    packet.hops += 1
-                flit[0] = arrive
-                wheel[arrive % horizon].append(
-                    (ARRIVE, port.down_router, port.down_port, out_vc, flit, port.down_ivcs[out_vc])  # type: ignore[union-attr]
-                )
+                if flit[2] == 0:
+                    flit[1].hops += 1
+                offset = port.offset  # type: ignore[union-attr]
+                flit[0] = now + offset
+                arrive_in[offset].append((port.down_ivcs[out_vc], flit))  # type: ignore[union-attr]
                 hops += 1
-            if index == packet.size_flits - 1:  # tail: release the VC
+            if flit[3]:  # tail: release the VC
                 port.owner[out_vc] = None  # type: ignore[union-attr]
                 ivc.state = IDLE  # (out, out_port, out_vc go stale until the next VA grant)
                 del active[ivc]
-                self.busy -= 1
-                buf = ivc.buf
                 if buf:  # the next packet's head is already queued behind this tail
                     routes = ivc.routes
                     entry = None if routes is None else routes.get(buf[0][1].dst)
@@ -417,15 +426,12 @@ class CreditVCRouter(Component):
                         ivc.state = WAIT_VA
                         ivc.ready = now + 1 + t_rc
                         self.waiting_va.append(ivc)
-                        self.busy += 1
                         self.n_packets += 1
-            else:  # the next flit may bid next cycle, if it has arrived and passed the write stage
-                buf = ivc.buf
-                if buf:
-                    due = buf[0][0] + t_rc
-                    ivc.ready = due if due > now else now + 1
-                else:
-                    ivc.ready = NOT_BUFFERED  # until the flit arrives (see accept)
+            elif buf:  # the next flit may bid next cycle, if it has arrived and passed the write stage
+                due = buf[0][0] + t_rc
+                ivc.ready = due if due > now else now + 1
+            else:
+                ivc.ready = NOT_BUFFERED  # until the flit arrives (see accept)
         sent = len(winners)
         self.n_flits += sent  # (the network books the sent flits' pending actions and buffer slots)
         if hops:

@@ -165,13 +165,7 @@ def flit_arrivals(depth: int, rp_kw: dict, net_kw: dict, size: int = 64) -> list
         sim, "net", mesh(2, 1), NetworkParams(**net_kw), RouterParams(vcs=1, vc_buffer=depth, **rp_kw)
     )
     times: list[int] = []
-    ejected = network._ejected
-
-    def spy(flit, now):
-        times.append(now)
-        ejected(flit, now)
-
-    network._ejected = spy
+    network.on_eject_flit = lambda flit, now: times.append(now)
     sim.start()
     network.submit(network.new_packet(0, 1, size, 0))
     sim.run()

@@ -26,7 +26,7 @@ from sim.core.simulation import Simulation
 from sim.fabric.message_network import MessageNetwork
 from sim.fabric.network import FlitNetwork, NetworkParams
 from sim.fabric.packet import Packet
-from sim.fabric.router import ARRIVE, CREDIT, EJECT_FLIT, NIC_CREDIT, RouterParams
+from sim.fabric.router import RouterParams
 from sim.fabric.routing import path_of
 from sim.topology import dragonfly, fat_tree, fully_connected, mesh, ring, torus, tree
 
@@ -96,20 +96,20 @@ def cases(draw, vcs_max=3, one_vc=False):
 
 
 def credit_ledger(net: FlitNetwork):
-    """Per channel: (credits held upstream, depth, flits/credits in transit) by scanning the wheel."""
+    """Per channel: (credits held upstream, depth, flits/credits in transit) from the scheduled actions."""
     arriving = defaultdict(int)  # (router node, in port, vc) -> flits on the link
     returning = defaultdict(int)  # (router node, out port, vc) or ("nic", terminal, vc) -> credits
     ejecting = 0
-    for slot in net.wheel:
-        for action in slot:
-            if action[0] == ARRIVE:
-                arriving[action[1].node, action[2], action[3]] += 1
-            elif action[0] == CREDIT:
-                returning[action[1].node, action[2], action[3]] += 1
-            elif action[0] == NIC_CREDIT:
-                returning["nic", action[1].terminal, action[2]] += 1
-            elif action[0] == EJECT_FLIT:
-                ejecting += 1
+    for action in net.in_transit():
+        if action[0] == "arrive":
+            arriving[action[1:]] += 1
+        elif action[0] == "credit" and action[1] == "router":
+            returning[action[2:]] += 1
+        elif action[0] == "credit":
+            returning["nic", action[2], action[3]] += 1
+        else:
+            assert action[0] == "eject"
+            ejecting += 1
     return arriving, returning, ejecting
 
 
@@ -161,13 +161,7 @@ def run_flit(graph, net, rp, specs, check_every_cycle=True):
     source = ListSource(specs, network.new_packet)
     network.add_source(source)
     order: dict[int, list[int]] = defaultdict(list)
-    ejected = network._ejected
-
-    def spy(flit, now):
-        order[flit[1].id].append(flit[2])
-        ejected(flit, now)
-
-    network._ejected = spy
+    network.on_eject_flit = lambda flit, now: order[flit[1].id].append(flit[2])
     delivered: list[Packet] = []
     network.on_deliver = delivered.append
     sim.start()
