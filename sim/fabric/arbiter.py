@@ -1,7 +1,9 @@
 """Arbiters: pick one requester among many. Registered under kind ``arbiter``.
 
-An arbiter instance serves one resource (an output port, an output VC, an input port); ``pick``
-receives the requesting indices in increasing order and returns the winner.
+An arbiter instance serves one resource (an output port, an output VC, an input port). Requests
+come as a bit mask (bit ``i`` set: requester ``i`` asks), the cheapest form for the router's hot
+loop; :meth:`Arbiter.pick` takes them as a list of indices in increasing order instead. A new
+arbiter implements ``pick``; it may also override ``pick_mask`` when it can work on the bits.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ class Arbiter:
 
     def pick(self, requests: Sequence[int]) -> int:
         raise NotImplementedError
+
+    def pick_mask(self, mask: int) -> int:
+        """The winner among the requesters whose bits are set in ``mask`` (at least one)."""
+        return self.pick([i for i in range(mask.bit_length()) if mask >> i & 1])
 
 
 @register("arbiter", "round_robin")
@@ -39,6 +45,12 @@ class RoundRobinArbiter(Arbiter):
         self.last = best
         return best
 
+    def pick_mask(self, mask: int) -> int:
+        after = mask >> (self.last + 1) << (self.last + 1)  # requesters after the last winner
+        low = (after or mask) & -(after or mask)  # the lowest such bit, else the lowest of all
+        self.last = best = low.bit_length() - 1
+        return best
+
 
 @register("arbiter", "fixed_priority")
 class FixedPriorityArbiter(Arbiter):
@@ -46,3 +58,6 @@ class FixedPriorityArbiter(Arbiter):
 
     def pick(self, requests: Sequence[int]) -> int:
         return requests[0]
+
+    def pick_mask(self, mask: int) -> int:
+        return (mask & -mask).bit_length() - 1

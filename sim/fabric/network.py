@@ -414,7 +414,7 @@ class FlitNetwork(NetworkBase):
                     if entry is None:
                         router._start_head(ivc, now)
                     else:  # a cached route (inlined CreditVCRouter._start_head)
-                        ivc.cands, ivc.va = entry
+                        ivc.va = entry
                         ivc.state = WAIT_VA
                         ivc.ready = ready
                         router.waiting_va.append(ivc)
@@ -500,7 +500,7 @@ class FlitNetwork(NetworkBase):
                     if port.down_router is not None:
                         targets.append((port.down_router.node, port.down_port, ivc.out_vc))
                 elif ivc.state == WAIT_VA:
-                    for op, vcs in ivc.cands:  # (output port, VCs): the router mapped nodes to ports
+                    for op, vcs in ivc.va.cands:  # (output port, VCs): the router mapped nodes to ports
                         port = r.outputs[op]
                         if port.terminal >= 0:  # an ejection port is never the blocker
                             continue

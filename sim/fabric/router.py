@@ -72,12 +72,18 @@ class RouterParams(ParamSet):
 VASlot = tuple[list[Any], int, int, int, "OutputPort"]
 
 
+class VAOrder(tuple):
+    """The output VCs a head may ask for, in search order (VASlots), and the routing candidates
+    ``(output port, allowed VCs)`` they came from (for diagnosis)."""
+
+    cands: list[tuple[int, tuple[int, ...]]]
+
+
 class InputVC:
     """One virtual channel of an input port: its buffer and the state of the packet at its head."""
 
     __slots__ = (
         "buf",
-        "cands",
         "cr_action",
         "cr_delay",
         "in_bit",
@@ -104,16 +110,15 @@ class InputVC:
         self.ready = 0
         self.out_port = -1
         self.out_vc = -1
-        self.cands: list[tuple[int, tuple[int, ...]]] = []
-        # the VA search order of ``cands``, one VASlot per output VC (see CreditVCRouter._va_order)
-        self.va: tuple[VASlot, ...] = ()
+        # where the head may go: one VASlot per output VC, in search order (see _va_order)
+        self.va: VAOrder = VAOrder()
         self.in_port = in_port
         self.in_bit = 1 << in_port
         self.index = index
         self.prev = prev  # upstream router id, or -1 for an injection port
-        # destination terminal -> (candidates, VA search order), for deterministic routing functions
-        # (None: adaptive, routed afresh for every head)
-        self.routes: dict[int, tuple[list[tuple[int, tuple[int, ...]]], list[Any]]] | None = None
+        # destination terminal -> VA search order, for deterministic routing functions (None:
+        # adaptive, routed afresh for every head)
+        self.routes: dict[int, VAOrder] | None = None
         self.out: OutputPort | None = None  # the output port held (ACTIVE), and its credits
         self.out_credits: list[int] = []
         # the credit a departing flit frees: returned ``cr_delay`` cycles later to the upstream
@@ -203,10 +208,10 @@ class CreditVCRouter(Component):
         # route caches: destination -> candidates when the routing function ignores the input
         # port and VC; (candidates, search start) -> VA search order (see _va_order)
         self.shared_routes: dict[int, list[tuple[int, tuple[int, ...]]]] = {}
-        self.va_orders: dict[tuple, tuple[VASlot, ...]] = {}
+        self.va_orders: dict[tuple, VAOrder] = {}
         # input-independent routing: the route cache each search start (in port + VC) shares,
         # by start (set by the network; empty otherwise)
-        self.route_tables: dict[int, dict[int, tuple[list[tuple[int, tuple[int, ...]]], tuple]]] = {}
+        self.route_tables: dict[int, dict[int, VAOrder]] = {}
         self.waiting_va: list[InputVC] = []  # heads waiting for an output VC
         self.active: dict[InputVC, None] = {}  # VCs holding an output VC (insertion ordered)
         self.routing: RoutingFunction | None = None
@@ -235,8 +240,7 @@ class CreditVCRouter(Component):
         packet = ivc.buf[0][1]
         routes = ivc.routes
         if routes is None:
-            ivc.cands = cands = self._route(packet, ivc)
-            ivc.va = self._va_order(ivc.in_port + ivc.index, cands)
+            ivc.va = self._va_order(ivc.in_port + ivc.index, self._route(packet, ivc))
         else:
             entry = routes.get(packet.dst)
             if entry is None:
@@ -246,12 +250,12 @@ class CreditVCRouter(Component):
                         cands = self.shared_routes[packet.dst] = self._route(packet, ivc)
                     key = tuple([(op, tuple(vcs)) for op, vcs in cands])
                     for start, table in self.route_tables.items():
-                        table[packet.dst] = (cands, self._va_order(start, cands, key))
+                        table[packet.dst] = self._va_order(start, cands, key)
                     entry = routes[packet.dst]
                 else:
                     cands = self._route(packet, ivc)
-                    entry = routes[packet.dst] = (cands, self._va_order(ivc.in_port + ivc.index, cands))
-            ivc.cands, ivc.va = entry
+                    entry = routes[packet.dst] = self._va_order(ivc.in_port + ivc.index, cands)
+            ivc.va = entry
         ivc.state = WAIT_VA
         ivc.ready = now + self.t_rc
         self.waiting_va.append(ivc)
@@ -264,7 +268,7 @@ class CreditVCRouter(Component):
 
     def _va_order(
         self, start_sum: int, cands: list[tuple[int, tuple[int, ...]]], cands_key: tuple | None = None
-    ) -> tuple[VASlot, ...]:
+    ) -> VAOrder:
         """Where a head at an input VC with ``in_port + index == start_sum`` looks for a free output
         VC, in order (see :meth:`_arbitrate_vcs`): each candidate's VCs from that VC's own start,
         candidates in preference order."""
@@ -282,7 +286,8 @@ class CreditVCRouter(Component):
                 for i in range(n):
                     ov = vcs[(start + i) % n]
                     slots.append((port.owner, ov, op, 1 << (op * v + ov), port))
-            order = self.va_orders[key] = tuple(slots)
+            order = self.va_orders[key] = VAOrder(slots)
+            order.cands = cands
         return order
 
     def _route(self, packet: Any, ivc: InputVC) -> list[tuple[int, tuple[int, ...]]]:
@@ -396,6 +401,7 @@ class CreditVCRouter(Component):
         credit_in = net.credit_in  # type: ignore[union-attr]
         t_rc = self.t_rc
         hops = 0
+        restart: list[InputVC] | None = None  # heads behind a departed tail that need a route
         for ivc in winners:
             buf = ivc.buf
             flit = buf.popleft()
@@ -419,10 +425,13 @@ class CreditVCRouter(Component):
                 if buf:  # the next packet's head is already queued behind this tail
                     routes = ivc.routes
                     entry = None if routes is None else routes.get(buf[0][1].dst)
-                    if entry is None:
-                        self._start_head(ivc, now + 1)
+                    if entry is None:  # routed below, once this cycle's credits are all spent
+                        if restart is None:
+                            restart = [ivc]
+                        else:
+                            restart.append(ivc)
                     else:  # a cached route (inlined _start_head)
-                        ivc.cands, ivc.va = entry
+                        ivc.va = entry
                         ivc.state = WAIT_VA
                         ivc.ready = now + 1 + t_rc
                         self.waiting_va.append(ivc)
@@ -432,6 +441,9 @@ class CreditVCRouter(Component):
                 ivc.ready = due if due > now else now + 1
             else:
                 ivc.ready = NOT_BUFFERED  # until the flit arrives (see accept)
+        if restart is not None:  # (adaptive routing sees the credits this cycle's flits used)
+            for ivc in restart:
+                self._start_head(ivc, now + 1)
         sent = len(winners)
         self.n_flits += sent  # (the network books the sent flits' pending actions and buffer slots)
         if hops:
@@ -448,41 +460,36 @@ class CreditVCRouter(Component):
         return self._pick_outputs(self._pick_inputs(ready, dup_mask))
 
     def _pick_inputs(self, ready: list[InputVC], dup_mask: int) -> list[InputVC]:
-        """SA, input stage: one ready VC per input port (ports in order of first appearance).
+        """SA, input stage: one ready VC per input port.
 
         ``dup_mask`` has the bit of each input port with two or more ready VCs: only those arbitrate.
         """
-        bids = []
-        done = 0
+        masks: dict[int, int] = {}  # input port -> its ready VCs, as a bit mask
         for ivc in ready:
-            bit = ivc.in_bit
-            if not dup_mask & bit:
-                bids.append(ivc)
-            elif not done & bit:
-                done |= bit
+            if dup_mask & ivc.in_bit:
                 i = ivc.in_port
-                j = self.in_arb[i].pick(sorted([r.index for r in ready if r.in_port == i]))
-                bids.append(self.inputs[i][j])
-        return bids
+                masks[i] = masks.get(i, 0) | 1 << ivc.index
+        chosen = [self.inputs[i][self.in_arb[i].pick_mask(m)] for i, m in masks.items()]
+        return [ivc for ivc in ready if not dup_mask & ivc.in_bit or ivc in chosen]
 
     def _pick_outputs(self, bids: list[InputVC]) -> list[InputVC]:
-        """SA, output stage: one input per output port (ports in order of first appearance)."""
-        per_output: dict[int, list[InputVC]] = {}
+        """SA, output stage: one input per output port (the bids come from distinct input ports)."""
+        seen = clash = 0
         for ivc in bids:
-            lst = per_output.get(ivc.out_port)
-            if lst is None:
-                per_output[ivc.out_port] = [ivc]
-            else:
-                lst.append(ivc)
-        winners = []
-        for op, reqs in per_output.items():
-            if len(reqs) == 1:
-                winners.append(reqs[0])
-            else:
-                idx = self.out_arb[op].pick(sorted(r.in_port for r in reqs))
-                winners.append(next(r for r in reqs if r.in_port == idx))
-                self.n_sa_conflicts += len(reqs) - 1
-        return winners
+            bit = 1 << ivc.out_port
+            if seen & bit:
+                clash |= bit
+            seen |= bit
+        masks: dict[int, int] = {}  # contested output port -> the input ports asking for it
+        for ivc in bids:
+            op = ivc.out_port
+            if clash >> op & 1:
+                masks[op] = masks.get(op, 0) | ivc.in_bit
+        winner = {}
+        for op, m in masks.items():
+            winner[op] = self.out_arb[op].pick_mask(m)
+            self.n_sa_conflicts += m.bit_count() - 1
+        return [ivc for ivc in bids if not clash >> ivc.out_port & 1 or winner[ivc.out_port] == ivc.in_port]
 
     def _grant_vc(self, win: InputVC, slot: VASlot, now: int) -> None:
         owner, ov, op, _, port = slot
@@ -502,29 +509,31 @@ class CreditVCRouter(Component):
         computed asks for the first free output VC of its first candidate that has one, starting
         its search at its own position so heads from different inputs tend to ask for different
         output VCs instead of all colliding on VC 0 (``InputVC.va`` holds that search order,
-        precomputed with the route). Here each output VC grants one head (output VCs in order of
-        first request); the losers join ``still``. Returns the granted asks.
+        precomputed with the route). Here each output VC grants one head; the losers join
+        ``still``. Returns the granted asks.
         """
         v = self.n_vcs
-        requests: dict[int, list[tuple[InputVC, VASlot]]] = {}
-        for ask in asks:
-            key = ask[1][3]
-            lst = requests.get(key)
-            if lst is None:
-                requests[key] = [ask]
-            else:
-                lst.append(ask)
+        masks: dict[int, int] = {}  # output VC (its bit) -> the input VCs asking, as a bit mask
+        for ivc, slot in asks:
+            key = slot[3]
+            masks[key] = masks.get(key, 0) | 1 << (ivc.in_port * v + ivc.index)
+        winner: dict[int, int] = {}
         granted = []
-        for reqs in requests.values():
-            if len(reqs) == 1:
-                granted.append(reqs[0])
+        for ask in asks:
+            ivc, slot = ask
+            key = slot[3]
+            m = masks[key]
+            if not m & (m - 1):  # the only request for this output VC
+                granted.append(ask)
+                continue
+            w = winner.get(key)
+            if w is None:
+                w = winner[key] = self.vc_arb[slot[2]][slot[1]].pick_mask(m)
+                self.n_va_conflicts += m.bit_count() - 1
+            if ivc.in_port * v + ivc.index == w:
+                granted.append(ask)
             else:
-                op, ov = reqs[0][1][2], reqs[0][1][1]
-                idx = self.vc_arb[op][ov].pick(sorted(r.in_port * v + r.index for r, _ in reqs))
-                win = next(ask for ask in reqs if ask[0].in_port * v + ask[0].index == idx)
-                self.n_va_conflicts += len(reqs) - 1
-                still.extend(ask[0] for ask in reqs if ask is not win)
-                granted.append(win)
+                still.append(ivc)
         return granted
 
     def credit_arrived(self, out_port: int, vc: int) -> None:

@@ -6,10 +6,12 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sim.core.registry import lookup
 from sim.core.simulation import Simulation
-from sim.fabric.arbiter import FixedPriorityArbiter, RoundRobinArbiter
+from sim.fabric.arbiter import Arbiter, FixedPriorityArbiter, RoundRobinArbiter
 from sim.fabric.message_network import MessageNetwork
 from sim.fabric.network import FlitNetwork, NetworkParams
 from sim.fabric.router import RouterParams
@@ -124,6 +126,23 @@ def test_round_robin_serves_every_requester_once_per_round():
 def test_fixed_priority_always_picks_the_lowest():
     arb = FixedPriorityArbiter(4)
     assert {arb.pick([1, 2, 3]) for _ in range(5)} == {1}
+
+
+@pytest.mark.parametrize("cls", [RoundRobinArbiter, FixedPriorityArbiter])
+@given(st.lists(st.sets(st.integers(0, 11), min_size=1), min_size=1, max_size=40))
+def test_mask_requests_pick_the_same_winners_as_index_lists(cls, rounds):
+    """The router's bit-mask form and the list form of a request agree, state included."""
+    by_list, by_mask = cls(12), cls(12)
+    for reqs in rounds:
+        assert by_mask.pick_mask(sum(1 << r for r in reqs)) == by_list.pick(sorted(reqs))
+
+
+def test_an_arbiter_that_only_knows_lists_still_takes_masks():
+    class Last(Arbiter):
+        def pick(self, requests):
+            return requests[-1]
+
+    assert Last(8).pick_mask(0b1010_0110) == 7
 
 
 @pytest.mark.parametrize("arbiter", ["round_robin", "fixed_priority"])
