@@ -460,14 +460,20 @@ class FlitNetwork(NetworkBase):
                     del self.active_nics[nic]
                     continue
                 # any injection VC with a free slot (non-atomic, like the routers' output VCs); the
-                # emptiest first, so packets spread over the VCs
-                free = [v for v, used in enumerate(nic.in_use) if not used and nic.credits[v] > 0]
-                if not free:
+                # emptiest (most credits) first, the lowest such VC on a tie, so packets spread
+                credits = nic.credits
+                in_use = nic.in_use
+                best = 0
+                for v in range(len(credits)):
+                    if credits[v] > best and not in_use[v]:
+                        best = credits[v]
+                        vc = v
+                if not best:
                     continue
                 nic.cur = nic.queue.popleft()
-                nic.cur_vc = max(free, key=nic.credits.__getitem__)
+                nic.cur_vc = vc
                 nic.cur_flit = 0
-                nic.in_use[nic.cur_vc] = True
+                in_use[vc] = True
                 nic.cur.inject_cycle = now
             vc = nic.cur_vc
             if nic.credits[vc] <= 0:

@@ -1,16 +1,16 @@
 """Synthetic traffic: destination patterns (registered, kind ``traffic``) and Bernoulli injection.
 
-Patterns map a source terminal to a destination; bit patterns need a power-of-two terminal count,
-transpose a square 2D arrangement. Injection is Bernoulli per terminal per cycle with probability
-``rate / packet_flits`` (rate in flits/node/cycle), drawn as geometric gaps so idle cycles cost
-nothing.
+A pattern maps an array of source terminals to an array of destinations, so a whole block of
+injections costs one call; bit patterns need a power-of-two terminal count, transpose a square 2D
+arrangement. Injection is Bernoulli per terminal per cycle with probability ``rate /
+packet_flits`` (rate in flits/node/cycle), drawn for blocks of cycles at once with numpy: the
+Python cost is per packet, not per terminal-cycle.
 """
 
 from __future__ import annotations
 
-import heapq
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from sim.core.errors import ConfigError
 from sim.core.registry import register
 from sim.fabric.packet import Packet
 
-Pattern = Callable[[int, int, np.random.Generator], int]
+Pattern = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
 
 
 def _bits(n: int, name: str) -> int:
@@ -31,51 +31,57 @@ def _bits(n: int, name: str) -> int:
 
 
 @register("traffic", "uniform")
-def uniform(src: int, n: int, rng: np.random.Generator) -> int:
+def uniform(src: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """Uniform random destination, the source included (as in the closed-form hop count)."""
-    return int(rng.integers(n))
+    return rng.integers(n, size=np.shape(src))
 
 
 @register("traffic", "transpose")
-def transpose(src: int, n: int, rng: np.random.Generator) -> int:
+def transpose(src: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """(x, y) -> (y, x) on a k x k arrangement of terminals (id = x + k*y)."""
     k = math.isqrt(n)
     if k * k != n:
         raise ConfigError(
             f"traffic 'transpose' needs a square number of terminals, found {n}", where="traffic"
         )
-    x, y = src % k, src // k
+    x, y = np.remainder(src, k), np.floor_divide(src, k)
     return y + k * x
 
 
 @register("traffic", "bitcomp")
-def bit_complement(src: int, n: int, rng: np.random.Generator) -> int:
+def bit_complement(src: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """Destination = bitwise complement of the source id."""
     _bits(n, "bitcomp")
-    return (~src) & (n - 1)
+    return np.bitwise_and(np.invert(src), n - 1)
 
 
 @register("traffic", "bitrev")
-def bit_reverse(src: int, n: int, rng: np.random.Generator) -> int:
+def bit_reverse(src: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """Destination = the source id's bits reversed."""
     b = _bits(n, "bitrev")
-    return int(format(src, f"0{b}b")[::-1], 2)
+    table = np.array([int(format(i, f"0{b}b")[::-1], 2) for i in range(n)])
+    return table[src]
 
 
 @register("traffic", "hotspot")
-def hotspot(src: int, n: int, rng: np.random.Generator) -> int:
+def hotspot(src: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """Half the packets go to terminal 0, the rest uniformly (ASSUMPTION: one hotspot, 50%)."""
-    return 0 if rng.random() < 0.5 else int(rng.integers(n))
+    shape = np.shape(src)
+    return np.where(rng.random(shape) < 0.5, 0, rng.integers(n, size=shape))
 
 
 @register("traffic", "neighbor")
-def nearest_neighbor(src: int, n: int, rng: np.random.Generator) -> int:
+def nearest_neighbor(src: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """Next terminal in id order, wrapping (the +x neighbour on a mesh or torus row... and ring)."""
-    return (src + 1) % n
+    return np.remainder(np.add(src, 1), n)
 
 
 class BernoulliSource:
     """Creates packets for every terminal from ``start`` until ``stop`` (cycles)."""
+
+    # uniform draws per block of cycles (cycles x terminals): big enough that numpy's per-call cost
+    # vanishes, small enough that a short run does not draw far past its end
+    BLOCK_DRAWS = 8192
 
     def __init__(
         self,
@@ -101,26 +107,46 @@ class BernoulliSource:
         self.rng = rng
         self.stop = stop
         self.on_create = on_create
-        self.heap: list[tuple[int, int]] = [(start + self._gap() - 1, t) for t in range(terminals)]
-        heapq.heapify(self.heap)
+        self.block = max(1, self.BLOCK_DRAWS // terminals)
+        self.drawn_until = start  # injections are drawn for every cycle before this one
+        # the drawn injections not yet created, in (cycle, source) order, from ``pos`` on
+        self.cycles: list[int] = []
+        self.srcs: list[int] = []
+        self.dsts: list[int] = []
+        self.pos = 0
 
-    def _gap(self) -> int:
-        return 1 if self.p >= 1.0 else int(self.rng.geometric(self.p))
+    def _draw(self) -> bool:
+        """Draw blocks of cycles until one holds an injection; False once ``stop`` is reached."""
+        while self.pos >= len(self.cycles):
+            base = self.drawn_until
+            rows = self.block if self.stop is None else min(self.block, self.stop - base)
+            if rows <= 0:
+                return False
+            cycle, src = np.nonzero(self.rng.random((rows, self.n)) < self.p)
+            self.cycles = (cycle + base).tolist()
+            self.srcs = src.tolist()
+            self.dsts = np.asarray(self.pattern(src, self.n, self.rng)).tolist()
+            self.pos = 0
+            self.drawn_until = base + rows
+        return True
 
     def next_cycle(self) -> int | None:
-        if not self.heap:
+        if self.pos >= len(self.cycles) and not self._draw():
             return None
-        c = self.heap[0][0]
-        return None if self.stop is not None and c >= self.stop else c
+        return self.cycles[self.pos]
 
-    def due(self, cycle: int) -> Iterator[Packet]:
-        heap = self.heap
-        while heap and heap[0][0] <= cycle:
-            c, t = heap[0]
-            if self.stop is not None and c >= self.stop:
-                return
-            heapq.heapreplace(heap, (c + self._gap(), t))
-            pkt = self.new_packet(t, self.pattern(t, self.n, self.rng), self.size, c)
-            if self.on_create is not None:
-                self.on_create(pkt)
-            yield pkt
+    def due(self, cycle: int) -> list[Packet]:
+        out: list[Packet] = []
+        while self.pos < len(self.cycles) or self._draw():
+            cycles, i = self.cycles, self.pos
+            end = len(cycles)
+            while i < end and cycles[i] <= cycle:
+                pkt = self.new_packet(self.srcs[i], self.dsts[i], self.size, cycles[i])
+                if self.on_create is not None:
+                    self.on_create(pkt)
+                out.append(pkt)
+                i += 1
+            self.pos = i
+            if i < end:  # the next injection is later
+                break
+        return out

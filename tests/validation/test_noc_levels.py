@@ -18,6 +18,8 @@ from sim.topology import mesh
 K = 4
 SUSTAINED = 0.625  # = 0.25 / 0.4
 HOPS = 2 * (K * K - 1) / (3 * K)  # uniform traffic, source included
+# its variance: per dimension E[d^2] = (K^2 - 1) / 6 for |x - y|, x and y uniform on 0..K-1
+HOPS_VAR = 2 * ((K * K - 1) / 6 - ((K * K - 1) / (3 * K)) ** 2)
 
 
 @functools.cache
@@ -54,7 +56,9 @@ def test_mean_latency_never_beats_the_zero_load_closed_form(fidelity, packet_fli
         hops = res["avg_hops"]  # mean of the closed form over the measured packets
         floor = 2 + 4 * (hops + 1) + hops + packet_flits - 1
         assert res["mean_packet_latency_cycles"] >= floor
-    # and at the lowest load it is close to it, with the average hop count of uniform traffic
+    # and at the lowest load it is close to it, with the average hop count of uniform traffic (within
+    # four standard errors of the closed-form mean, from the closed-form variance)
     low = run(fidelity, 0.05, packet_flits)
-    assert low["avg_hops"] == pytest.approx(HOPS, rel=0.05)
-    assert low["mean_packet_latency_cycles"] <= 1.05 * (2 + 4 * (HOPS + 1) + HOPS + packet_flits - 1)
+    assert abs(low["avg_hops"] - HOPS) <= 4 * (HOPS_VAR / low["measured_packets"]) ** 0.5
+    hops = low["avg_hops"]
+    assert low["mean_packet_latency_cycles"] <= 1.05 * (2 + 4 * (hops + 1) + hops + packet_flits - 1)
