@@ -272,13 +272,22 @@ class FlitNetwork(NetworkBase):
     # -- public API ---------------------------------------------------------------------------
     def submit(self, packet: Packet) -> None:
         """Queue ``packet`` at its source NIC now (wakes the network if it sleeps)."""
-        if not 0 <= packet.src < len(self.nics) or not 0 <= packet.dst < len(self.nics):
-            raise ValueError(f"packet {packet.id}: terminal out of range 0..{len(self.nics) - 1}")
-        nic = self.nics[packet.src]
-        nic.queue.append(packet)
-        self.active_nics[nic] = None
-        self.in_flight += 1
+        self._enqueue((packet,))
         self._poke()
+
+    def _enqueue(self, packets: Iterable[Packet]) -> None:
+        nics = self.nics
+        n = len(nics)
+        active = self.active_nics
+        count = 0
+        for packet in packets:
+            if not (0 <= packet.src < n and 0 <= packet.dst < n):
+                raise ValueError(f"packet {packet.id}: terminal out of range 0..{n - 1}")
+            nic = nics[packet.src]
+            nic.queue.append(packet)
+            active[nic] = None
+            count += 1
+        self.in_flight += count
 
     def transfer(self, src: int, dst: int, nbytes: int) -> simpy.Event:
         """Send ``nbytes`` from terminal ``src`` to ``dst`` as packets; fires when all arrive."""
@@ -354,8 +363,7 @@ class FlitNetwork(NetworkBase):
             now = self.cycle
             self.stat.cycles_active.add()
             for source in self.sources:
-                for pkt in source.due(now):
-                    self.submit(pkt)
+                self._enqueue(source.due(now))
             self._deliver_pending(now)
             s = now % self.horizon  # the wheels as seen from this cycle (see build_fabric)
             self.arrive_in = self.arrive_wheel[s:] + self.arrive_wheel[:s]
@@ -410,7 +418,7 @@ class FlitNetwork(NetworkBase):
                 if ivc.state == IDLE:  # a head (an IDLE VC holds no flits; its router may be idle)
                     router = ivc.router
                     routes = ivc.routes
-                    entry = None if routes is None else routes.get(flit[1].dst)
+                    entry = None if routes is None else routes.get(flit[4])
                     if entry is None:
                         router._start_head(ivc, now)
                     else:  # a cached route (inlined CreditVCRouter._start_head)
@@ -428,27 +436,27 @@ class FlitNetwork(NetworkBase):
         ejections = self.eject_wheel[slot]
         if ejections:
             done += len(ejections)
-            self.stat.flits_delivered.add(len(ejections))
+            stat = self.stat
+            stat.flits_delivered.add(len(ejections))
             flits = list(ejections)  # (delivery callbacks may submit packets: iterate a copy)
             ejections.clear()
             probe = self.on_eject_flit
+            on_deliver = self.on_deliver
+            latency = stat.packet_latency_cycles
             for flit in flits:
                 if probe is not None:
                     probe(flit, now)
-                if flit[3]:
-                    self._delivered(flit[1], now)
+                if flit[3]:  # the packet's tail: it has left the network
+                    packet = flit[1]
+                    packet.eject_cycle = now
+                    self.in_flight -= 1
+                    stat.packets_delivered.add()
+                    latency.observe(now - packet.create_cycle)
+                    if packet.on_delivered is not None:
+                        packet.on_delivered(packet)
+                    if on_deliver is not None:
+                        on_deliver(packet)
         self.n_pending -= done
-
-    def _delivered(self, packet: Packet, now: int) -> None:
-        """A packet's tail left the network."""
-        packet.eject_cycle = now
-        self.in_flight -= 1
-        self.stat.packets_delivered.add()
-        self.stat.packet_latency_cycles.observe(now - packet.create_cycle)
-        if packet.on_delivered is not None:
-            packet.on_delivered(packet)
-        if self.on_deliver is not None:
-            self.on_deliver(packet)
 
     def _run_nics(self, now: int) -> int:
         moved = 0
@@ -483,7 +491,7 @@ class FlitNetwork(NetworkBase):
             index = nic.cur_flit
             nic.cur_flit = index + 1
             last = nic.cur_flit == pkt.size_flits
-            arrive_in[lat].append((nic.ivcs[vc], [now + lat, pkt, index, last]))
+            arrive_in[lat].append((nic.ivcs[vc], [now + lat, pkt, index, last, pkt.dst]))
             moved += 1
             if last:
                 nic.in_use[vc] = False

@@ -40,8 +40,9 @@ if TYPE_CHECKING:
     from sim.fabric.network import FlitNetwork
 
 IDLE, WAIT_VA, ACTIVE = 0, 1, 2
-# A flit is a list ``[arrive_cycle, packet, index, is_tail]``: the cycle it is (or will be) written
-# into its current input buffer, its packet, its position in the packet and whether it is the last.
+# A flit is a list ``[arrive_cycle, packet, index, is_tail, dst]``: the cycle it is (or will be)
+# written into its current input buffer, its packet, its position in the packet, whether it is the
+# last, and the packet's destination terminal (the route cache's key).
 # Lists, not objects, because a flit is touched at every hop and index access is the cheapest.
 INFINITE_CREDITS = 1 << 30
 NOT_BUFFERED = 1 << 62  # an ACTIVE VC's ``ready`` while its buffer is empty
@@ -424,7 +425,7 @@ class CreditVCRouter(Component):
                 del active[ivc]
                 if buf:  # the next packet's head is already queued behind this tail
                     routes = ivc.routes
-                    entry = None if routes is None else routes.get(buf[0][1].dst)
+                    entry = None if routes is None else routes.get(buf[0][4])
                     if entry is None:  # routed below, once this cycle's credits are all spent
                         if restart is None:
                             restart = [ivc]
