@@ -465,6 +465,14 @@ class CreditVCRouter(Component):
 
         ``dup_mask`` has the bit of each input port with two or more ready VCs: only those arbitrate.
         """
+        if not dup_mask & (dup_mask - 1):  # one contested input port (the common case)
+            i = dup_mask.bit_length() - 1
+            m = 0
+            for ivc in ready:
+                if ivc.in_port == i:
+                    m |= 1 << ivc.index
+            j = self.in_arb[i].pick_mask(m)
+            return [ivc for ivc in ready if ivc.in_port != i or ivc.index == j]
         masks: dict[int, int] = {}  # input port -> its ready VCs, as a bit mask
         for ivc in ready:
             if dup_mask & ivc.in_bit:
@@ -481,6 +489,15 @@ class CreditVCRouter(Component):
             if seen & bit:
                 clash |= bit
             seen |= bit
+        if not clash & (clash - 1):  # one contested output port (the common case)
+            op = clash.bit_length() - 1
+            m = 0
+            for ivc in bids:
+                if ivc.out_port == op:
+                    m |= ivc.in_bit
+            i = self.out_arb[op].pick_mask(m)
+            self.n_sa_conflicts += m.bit_count() - 1
+            return [ivc for ivc in bids if ivc.out_port != op or ivc.in_port == i]
         masks: dict[int, int] = {}  # contested output port -> the input ports asking for it
         for ivc in bids:
             op = ivc.out_port
