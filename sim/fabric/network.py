@@ -42,6 +42,11 @@ class NetworkParams(ParamSet):
     """Network-wide parameters (the router's own are :class:`RouterParams`)."""
 
     routing: str = param("auto", str, "registered routing function; 'auto' = the topology's default")
+    router: str = param(
+        "credit_vc",
+        str,
+        "registered flit-level router (a CreditVCRouter subclass: the network fills its buffers)",
+    )
     clock: float = param(
         "1GHz", FREQUENCY, "router clock (ASSUMPTION: 1 GHz, a typical NoC clock)", check=positive
     )
@@ -191,6 +196,12 @@ class FlitNetwork(NetworkBase):
         for t, r in enumerate(self.terminal_router):
             local[r].append(t)
         self.routers: list[CreditVCRouter] = []
+        router_cls = lookup("router", p.router)
+        if not (isinstance(router_cls, type) and issubclass(router_cls, CreditVCRouter)):
+            raise ConfigError(
+                f"router {p.router!r} must be a CreditVCRouter subclass, found {router_cls!r}",
+                where="network.router",
+            )
         for node in sorted(g.nodes):
             nbs = sorted(g.neighbors(node))
             lat = [p.link_latency or int(g.edges[node, nb].get("latency", 1)) for nb in nbs]
@@ -201,7 +212,7 @@ class FlitNetwork(NetworkBase):
                         f"instead of width on link {node}-{nb}",
                         where="topology",
                     )
-            r = CreditVCRouter(
+            r = router_cls(
                 self.sim, f"r{node}", rp, node, nbs, lat, local[node], p.eject_latency, parent=self
             )
             r.routing = self.routing

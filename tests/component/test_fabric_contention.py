@@ -9,12 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sim.core.registry import lookup
+from sim.core.errors import ConfigError
+from sim.core.registry import REGISTRY, lookup
 from sim.core.simulation import Simulation
 from sim.fabric.arbiter import Arbiter, FixedPriorityArbiter, RoundRobinArbiter
 from sim.fabric.message_network import MessageNetwork
 from sim.fabric.network import FlitNetwork, NetworkParams
-from sim.fabric.router import RouterParams
+from sim.fabric.noc_experiment import NocRunParams, run_noc
+from sim.fabric.router import CreditVCRouter, RouterParams
 from sim.fabric.traffic import BernoulliSource
 from sim.topology import mesh
 
@@ -160,3 +162,34 @@ def test_both_arbiters_deliver_everything(arbiter):
     )  # fmt: skip
     sim.run()
     assert len(delivered) == len(created) > 100
+
+
+# -- routers are a registry entry -------------------------------------------------------------------
+def _with_router(monkeypatch, name, cls):
+    lookup("router", "credit_vc")  # load the built-ins before extending the table for this test
+    monkeypatch.setitem(REGISTRY.entries, "router", {**REGISTRY.entries["router"], name: cls})
+
+
+def test_the_network_builds_the_registered_router_it_is_given(monkeypatch):
+    contested: list[int] = []
+
+    class Watching(CreditVCRouter):
+        def _pick_outputs(self, bids):
+            contested.append(len(bids))
+            return super()._pick_outputs(bids)
+
+    _with_router(monkeypatch, "watching", Watching)
+    run = NocRunParams(rate=0.35, warmup=100, measure=300, drain=2000)
+    plain = run_noc(mesh(4), run, seed=4)
+    watched = run_noc(mesh(4), run, NetworkParams(router="watching"), seed=4)
+    assert contested  # the subclass's allocator ran...
+    drop = {"wall_s", "flit_hops_per_s", "events_per_s", "sim_s_per_wall_s"}
+    assert {k: v for k, v in watched.items() if k not in drop} == {  # ...and changed nothing
+        k: v for k, v in plain.items() if k not in drop
+    }
+
+
+def test_a_router_that_is_not_a_credit_vc_router_is_refused(monkeypatch):
+    _with_router(monkeypatch, "foreign", object)
+    with pytest.raises(ConfigError, match=r"network.router.*'foreign' must be a CreditVCRouter subclass"):
+        FlitNetwork(Simulation(), "net", mesh(2), NetworkParams(router="foreign"))
