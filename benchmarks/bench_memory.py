@@ -53,21 +53,29 @@ def main(argv: list[str] | None = None) -> int:
         nbytes = parse_size(total) // (16 if args.quick else 1)
         r = run_case(device, fidelity, pattern, size, conc, nbytes)
         rows.append(r)
-        print(f"{device:9} {fidelity:11} {pattern:6} {size:>6} x{conc:<5} {format_size(nbytes):>7}: "
-              f"wall {r['wall_s']:7.3f} s, {r['events_per_s']:>10,.0f} ev/s, "
-              f"{format_bandwidth(r['simulated_bytes_per_wall_s']):>10} simulated/s, "
-              f"{100 * r['fraction_of_peak']:5.1f}% of peak", flush=True)
+        print(
+            f"{device:9} {fidelity:11} {pattern:6} {size:>6} x{conc:<5} {format_size(nbytes):>7}: "
+            f"wall {r['wall_s']:7.3f} s, {r['events_per_s']:>10,.0f} ev/s, "
+            f"{format_bandwidth(r['simulated_bytes_per_wall_s']):>10} simulated/s, "
+            f"{100 * r['fraction_of_peak']:5.1f}% of peak",
+            flush=True,
+        )
     meta = {"python": sys.version.split()[0], "machine": platform.machine(), "quick": args.quick}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"meta": meta, "cases": rows}, indent=1, sort_keys=True) + "\n")
-    md = ["| device | level | pattern | request | conc. | bytes | wall s | events/s | simulated B/s |"
-          " % of peak |", "|---|---|---|---|---|---|---|---|---|---|"]
+    md = [
+        "| device | level | pattern | request | conc. | bytes | wall s | events/s | simulated B/s |"
+        " % of peak |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        md.append(f"| {r['device']} | {r['fidelity']} | {r['pattern']} | "
-                  f"{format_size(r['request_size_bytes'])} | {r['concurrency']} | "
-                  f"{format_size(r['bytes'])} | {r['wall_s']:.3f} | {r['events_per_s']:,.0f} | "
-                  f"{format_bandwidth(r['simulated_bytes_per_wall_s'])} | "
-                  f"{100 * r['fraction_of_peak']:.1f} |")
+        md.append(
+            f"| {r['device']} | {r['fidelity']} | {r['pattern']} | "
+            f"{format_size(r['request_size_bytes'])} | {r['concurrency']} | "
+            f"{format_size(r['bytes'])} | {r['wall_s']:.3f} | {r['events_per_s']:,.0f} | "
+            f"{format_bandwidth(r['simulated_bytes_per_wall_s'])} | "
+            f"{100 * r['fraction_of_peak']:.1f} |"
+        )
     args.out.with_suffix(".md").write_text("\n".join(md) + "\n")
     print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
     return 0

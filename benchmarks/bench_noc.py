@@ -29,17 +29,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=RESULTS / "noc.json")
     args = ap.parse_args(argv)
     scale = 4 if args.quick else 1
-    rows: dict = {"meta": {"python": sys.version.split()[0], "machine": platform.machine(),
-                           "quick": args.quick}}
+    rows: dict = {
+        "meta": {"python": sys.version.split()[0], "machine": platform.machine(), "quick": args.quick}
+    }
 
     g = mesh(8)
-    r = run_noc(g, NocRunParams(rate=0.3, warmup=1000 // scale, measure=4000 // scale,
-                                drain=20000))
-    rows["flit_8x8_uniform_0.3"] = {k: r[k] for k in (
-        "flit_hops", "wall_s", "flit_hops_per_s", "events", "events_per_s",
-        "mean_packet_latency_cycles", "accepted_flits_per_node_cycle")}
-    print(f"flit level, 8x8 mesh, uniform 0.3: {r['flit_hops']} flit-hops in {r['wall_s']:.2f} s = "
-          f"{r['flit_hops_per_s']:,.0f} flit-hops/s ({r['events_per_s']:,.0f} events/s)")
+    r = run_noc(g, NocRunParams(rate=0.3, warmup=1000 // scale, measure=4000 // scale, drain=20000))
+    rows["flit_8x8_uniform_0.3"] = {
+        k: r[k]
+        for k in (
+            "flit_hops",
+            "wall_s",
+            "flit_hops_per_s",
+            "events",
+            "events_per_s",
+            "mean_packet_latency_cycles",
+            "accepted_flits_per_node_cycle",
+        )
+    }
+    print(
+        f"flit level, 8x8 mesh, uniform 0.3: {r['flit_hops']} flit-hops in {r['wall_s']:.2f} s = "
+        f"{r['flit_hops_per_s']:,.0f} flit-hops/s ({r['events_per_s']:,.0f} events/s)"
+    )
 
     nbytes = (1 << 20) // scale
     g4 = mesh(4)
@@ -48,19 +59,26 @@ def main(argv: list[str] | None = None) -> int:
     for fidelity in ("flit", "message"):
         c = run_collective(g4, case, fidelity=fidelity)
         times[fidelity] = c
-        print(f"{fidelity:7} level, ring all-reduce of {nbytes} B on a 4x4 mesh: simulated "
-              f"{c['time_us']:.2f} us in {c['wall_s']:.3f} s wall ({c['events']} events)")
+        print(
+            f"{fidelity:7} level, ring all-reduce of {nbytes} B on a 4x4 mesh: simulated "
+            f"{c['time_us']:.2f} us in {c['wall_s']:.3f} s wall ({c['events']} events)"
+        )
     speedup = times["flit"]["wall_s"] / times["message"]["wall_s"]
     agree = times["message"]["time_us"] / times["flit"]["time_us"]
-    rows["allreduce_1MB"] = {"flit": times["flit"], "message": times["message"],
-                             "message_speedup": speedup, "message_over_flit_time": agree}
+    rows["allreduce_1MB"] = {
+        "flit": times["flit"],
+        "message": times["message"],
+        "message_speedup": speedup,
+        "message_over_flit_time": agree,
+    }
     print(f"message level is {speedup:.0f}x faster; simulated times agree to {100 * (agree - 1):+.2f}%")
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=1, sort_keys=True) + "\n")
     f = rows["flit_8x8_uniform_0.3"]
     md = [
-        "| case | figure |", "|---|---|",
+        "| case | figure |",
+        "|---|---|",
         f"| flit level, 8x8 mesh, uniform, 0.3 flits/node/cycle | {f['flit_hops_per_s']:,.0f} "
         f"flit-hops/s ({f['events_per_s']:,.0f} events/s) |",
         f"| ring all-reduce {nbytes} B, 4x4 mesh, flit level | {times['flit']['wall_s']:.2f} s wall |",
