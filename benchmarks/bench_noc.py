@@ -4,7 +4,7 @@ Writes ``benchmarks/results/noc.json`` and ``noc.md``. Targets (issue #3, 2-core
 level sustains >= 200k flit-hops per wall second on an 8x8 mesh at 30% load (uniform, XY, 4 VCs);
 the message level is >= 20x faster than the flit level for 1 MB messages.
 
-    python benchmarks/bench_noc.py [--quick]
+    python benchmarks/bench_noc.py [--quick] [--repeat N]
 """
 
 from __future__ import annotations
@@ -27,14 +27,20 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="shorter runs (smoke test)")
     ap.add_argument("--out", type=Path, default=RESULTS / "noc.json")
+    ap.add_argument("--repeat", type=int, default=5, help="runs of the flit-level case (median quoted)")
     args = ap.parse_args(argv)
     scale = 4 if args.quick else 1
     rows: dict = {
         "meta": {"python": sys.version.split()[0], "machine": platform.machine(), "quick": args.quick}
     }
 
+    # the same run repeated (identical results, so only the wall time varies): a VM's noise shows
+    # as the spread, and the median is the figure to quote
     g = mesh(8)
-    r = run_noc(g, NocRunParams(rate=0.3, warmup=1000 // scale, measure=4000 // scale, drain=20000))
+    params = NocRunParams(rate=0.3, warmup=1000 // scale, measure=4000 // scale, drain=20000)
+    runs = [run_noc(g, params) for _ in range(args.repeat)]
+    speeds = sorted(r["flit_hops_per_s"] for r in runs)
+    r = sorted(runs, key=lambda x: x["flit_hops_per_s"])[len(runs) // 2]  # the median run
     rows["flit_8x8_uniform_0.3"] = {
         k: r[k]
         for k in (
@@ -47,9 +53,11 @@ def main(argv: list[str] | None = None) -> int:
             "accepted_flits_per_node_cycle",
         )
     }
+    rows["flit_8x8_uniform_0.3"]["flit_hops_per_s_all_runs"] = speeds
     print(
         f"flit level, 8x8 mesh, uniform 0.3: {r['flit_hops']} flit-hops in {r['wall_s']:.2f} s = "
-        f"{r['flit_hops_per_s']:,.0f} flit-hops/s ({r['events_per_s']:,.0f} events/s)"
+        f"{r['flit_hops_per_s']:,.0f} flit-hops/s, median of {len(runs)} runs "
+        f"(range {speeds[0]:,.0f}-{speeds[-1]:,.0f}; {r['events_per_s']:,.0f} events/s)"
     )
 
     nbytes = (1 << 20) // scale
@@ -80,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         "| case | figure |",
         "|---|---|",
         f"| flit level, 8x8 mesh, uniform, 0.3 flits/node/cycle | {f['flit_hops_per_s']:,.0f} "
-        f"flit-hops/s ({f['events_per_s']:,.0f} events/s) |",
+        f"flit-hops/s, median of {len(speeds)} runs (range {speeds[0]:,.0f}-{speeds[-1]:,.0f}; "
+        f"{f['events_per_s']:,.0f} events/s) |",
         f"| ring all-reduce {nbytes} B, 4x4 mesh, flit level | {times['flit']['wall_s']:.2f} s wall |",
         f"| same, message level | {times['message']['wall_s']:.3f} s wall ({speedup:.0f}x faster, "
         f"time within {100 * abs(agree - 1):.2f}%) |",

@@ -293,6 +293,7 @@ class FlitNetwork(NetworkBase):
         count = 0
         for packet in packets:
             if not (0 <= packet.src < n and 0 <= packet.dst < n):
+                self.in_flight += count  # (the packets queued before this one are in flight)
                 raise ValueError(f"packet {packet.id}: terminal out of range 0..{n - 1}")
             nic = nics[packet.src]
             nic.queue.append(packet)

@@ -465,6 +465,8 @@ class CreditVCRouter(Component):
 
         ``dup_mask`` has the bit of each input port with two or more ready VCs: only those arbitrate.
         """
+        if not dup_mask:
+            return ready
         if not dup_mask & (dup_mask - 1):  # one contested input port (the common case)
             i = dup_mask.bit_length() - 1
             m = 0
@@ -489,6 +491,8 @@ class CreditVCRouter(Component):
             if seen & bit:
                 clash |= bit
             seen |= bit
+        if not clash:
+            return bids
         if not clash & (clash - 1):  # one contested output port (the common case)
             op = clash.bit_length() - 1
             m = 0

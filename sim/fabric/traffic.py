@@ -3,14 +3,16 @@
 A pattern maps an array of source terminals to an array of destinations, so a whole block of
 injections costs one call; bit patterns need a power-of-two terminal count, transpose a square 2D
 arrangement. Injection is Bernoulli per terminal per cycle with probability ``rate /
-packet_flits`` (rate in flits/node/cycle), drawn for blocks of cycles at once with numpy: the
-Python cost is per packet, not per terminal-cycle.
+packet_flits`` (rate in flits/node/cycle), drawn as geometric gaps in blocks with numpy: the cost
+is per packet, not per terminal-cycle.
 """
 
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Callable
+from itertools import accumulate
 
 import numpy as np
 
@@ -77,11 +79,15 @@ def nearest_neighbor(src: np.ndarray, n: int, rng: np.random.Generator) -> np.nd
 
 
 class BernoulliSource:
-    """Creates packets for every terminal from ``start`` until ``stop`` (cycles)."""
+    """Creates packets for every terminal from ``start`` until ``stop`` (cycles).
 
-    # uniform draws per block of cycles (cycles x terminals): big enough that numpy's per-call cost
-    # vanishes, small enough that a short run does not draw far past its end
-    BLOCK_DRAWS = 8192
+    Each terminal injects in each cycle with probability ``p``, independently. Taken in (cycle,
+    terminal) order, those trials form one Bernoulli sequence, so the gaps between successive
+    injections are geometric: drawing them in blocks costs per packet, whatever the rate, and an
+    idle stretch costs nothing.
+    """
+
+    BLOCK = 4096  # injections drawn per numpy call
 
     def __init__(
         self,
@@ -107,27 +113,31 @@ class BernoulliSource:
         self.rng = rng
         self.stop = stop
         self.on_create = on_create
-        self.block = max(1, self.BLOCK_DRAWS // terminals)
-        self.drawn_until = start  # injections are drawn for every cycle before this one
-        # the drawn injections not yet created, in (cycle, source) order, from ``pos`` on
+        # the next trial not yet drawn, as a position cycle * terminals + terminal, and the end
+        self.next_trial = start * terminals
+        self.end = None if stop is None else stop * terminals
+        # drawn injections not yet created, in (cycle, source) order, from ``pos`` on
         self.cycles: list[int] = []
         self.srcs: list[int] = []
         self.dsts: list[int] = []
         self.pos = 0
 
     def _draw(self) -> bool:
-        """Draw blocks of cycles until one holds an injection; False once ``stop`` is reached."""
+        """Draw the next block of injections; False once ``stop`` is reached."""
         while self.pos >= len(self.cycles):
-            base = self.drawn_until
-            rows = self.block if self.stop is None else min(self.block, self.stop - base)
-            if rows <= 0:
+            if self.end is not None and self.next_trial >= self.end:
                 return False
-            cycle, src = np.nonzero(self.rng.random((rows, self.n)) < self.p)
-            self.cycles = (cycle + base).tolist()
-            self.srcs = src.tolist()
-            self.dsts = np.asarray(self.pattern(src, self.n, self.rng)).tolist()
+            gaps = self.rng.geometric(self.p, size=self.BLOCK).tolist()
+            # positions of the injections (Python ints: no overflow however rare they are)
+            trials = list(accumulate(gaps, initial=self.next_trial - 1))[1:]
+            self.next_trial = trials[-1] + 1
+            if self.end is not None and trials[-1] >= self.end:
+                trials = trials[: bisect_left(trials, self.end)]
+            n = self.n
+            self.cycles = [t // n for t in trials]
+            self.srcs = srcs = [t % n for t in trials]
+            self.dsts = np.asarray(self.pattern(np.array(srcs, dtype=np.int64), n, self.rng)).tolist()
             self.pos = 0
-            self.drawn_until = base + rows
         return True
 
     def next_cycle(self) -> int | None:

@@ -193,3 +193,29 @@ def test_a_router_that_is_not_a_credit_vc_router_is_refused(monkeypatch):
     _with_router(monkeypatch, "foreign", object)
     with pytest.raises(ConfigError, match=r"network.router.*'foreign' must be a CreditVCRouter subclass"):
         FlitNetwork(Simulation(), "net", mesh(2), NetworkParams(router="foreign"))
+
+
+# -- the switch allocator ----------------------------------------------------------------------------
+@given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 1), st.integers(0, 4)), max_size=12))
+def test_switch_allocation_grants_one_flit_per_input_and_per_output(bids):
+    """Any ready set (input port, VC, output port): the winners come from it and use each input and
+    output port at most once; uncontested requests all win, without touching the arbiters."""
+    router = FlitNetwork(Simulation(), "net", mesh(3), NetworkParams(), RouterParams(vcs=2)).routers[4]
+    ready = []
+    for port, vc, out in dict.fromkeys(bids):  # (a VC bids once)
+        ivc = router.inputs[port][vc]
+        ivc.out_port = out
+        if ivc not in ready:
+            ready.append(ivc)
+    before = [arb.last for arb in router.in_arb + router.out_arb]
+    winners = router._allocate_switch(list(ready))
+    assert len({w.in_port for w in winners}) == len(winners)
+    assert len({w.out_port for w in winners}) == len(winners)
+    assert all(w in ready for w in winners)
+    assert bool(winners) == bool(ready)  # the first requester of some output always wins
+    assert router.n_sa_conflicts >= 0
+    inputs = [r.in_port for r in ready]
+    outputs = [r.out_port for r in ready]
+    if len(set(inputs)) == len(inputs) and len(set(outputs)) == len(outputs):
+        assert winners == ready
+        assert [arb.last for arb in router.in_arb + router.out_arb] == before
