@@ -90,21 +90,25 @@ class TrafficSource(Protocol):
     def due(self, cycle: int) -> Iterable[Packet]: ...
 
 
+class InjectionVC:
+    """The credits a NIC holds for one of its router's injection VCs."""
+
+    __slots__ = ("credits", "index", "terminal")
+
+    def __init__(self, terminal: int, index: int, depth: int) -> None:
+        self.terminal = terminal
+        self.index = index
+        self.credits = depth
+
+    def channel(self) -> tuple[Any, ...]:
+        """Who holds these credits: ("nic", terminal, VC)."""
+        return ("nic", self.terminal, self.index)
+
+
 class NIC:
     """A terminal's network interface: source queue, injection VCs and their credits."""
 
-    __slots__ = (
-        "credits",
-        "cur",
-        "cur_flit",
-        "cur_vc",
-        "in_use",
-        "ivcs",
-        "port",
-        "queue",
-        "router",
-        "terminal",
-    )
+    __slots__ = ("cur", "cur_flit", "cur_vc", "in_use", "ivcs", "port", "queue", "router", "terminal", "vcs")
 
     def __init__(self, terminal: int, router: CreditVCRouter, port: int, vcs: int, depth: int) -> None:
         self.terminal = terminal
@@ -112,11 +116,16 @@ class NIC:
         self.port = port
         self.ivcs = router.inputs[port]  # the router's input VCs this NIC injects into
         self.queue: deque[Packet] = deque()
-        self.credits = [depth] * vcs
+        self.vcs = [InjectionVC(terminal, v, depth) for v in range(vcs)]
         self.in_use = [False] * vcs
         self.cur: Packet | None = None
         self.cur_vc = -1
         self.cur_flit = 0
+
+    @property
+    def credits(self) -> list[int]:
+        """Credits per injection VC (a copy, for checks and diagnosis)."""
+        return [v.credits for v in self.vcs]
 
 
 class NetworkBase(Component):
@@ -232,37 +241,33 @@ class FlitNetwork(NetworkBase):
                 down = self.routers[nb]
                 r.outputs[op].down_router = down
                 r.outputs[op].down_port = down.port_of[r.node]
-                r.outputs[op].down_ivcs = down.inputs[down.port_of[r.node]]
+                for ovc, ivc in zip(r.outputs[op].vcs, down.inputs[down.port_of[r.node]], strict=True):
+                    ovc.down = ivc
         self.nics = [
             NIC(t, self.routers[r], self.routers[r].eject_port[t], rp.vcs, rp.vc_buffer)
             for t, r in enumerate(self.terminal_router)
         ]
-        # where each input VC's credits go (the upstream credit list and VC), and how long they take;
-        # ``credit_owner`` names each credit list's channel for diagnosis and tests
-        self.credit_owner: dict[int, tuple[Any, ...]] = {}
+        # where each input VC's credits go (the upstream output VC or NIC injection VC, whose
+        # ``credits`` a returning credit increments), and how long they take
         for r in self.routers:
-            returns = []  # (input port, credit list, delay)
+            returns = []  # (input port, the upstream holders of its VCs' credits, delay)
             for up_node in r.neighbors:
                 up = self.routers[up_node]
-                op = up.port_of[r.node]
-                credits = up.outputs[op].credits
-                self.credit_owner[id(credits)] = ("router", up_node, op)
-                returns.append((r.port_of[up_node], credits, up.outputs[op].latency + rp.credit_delay))
+                port = up.outputs[up.port_of[r.node]]
+                returns.append((r.port_of[up_node], port.vcs, port.latency + rp.credit_delay))
             for t in r.terminals:
-                credits = self.nics[t].credits
-                self.credit_owner[id(credits)] = ("nic", t)
-                returns.append((r.eject_port[t], credits, p.inject_latency + rp.credit_delay))
-            for in_port, credits, delay in returns:
-                for ivc in r.inputs[in_port]:
-                    ivc.cr_delay, ivc.cr_action = delay, (credits, ivc.index)
+                returns.append((r.eject_port[t], self.nics[t].vcs, p.inject_latency + rp.credit_delay))
+            for in_port, holders, delay in returns:
+                for ivc, holder in zip(r.inputs[in_port], holders, strict=True):
+                    ivc.cr_delay, ivc.cr_action = delay, holder
         # timing wheels of future actions, one per kind: slot c % horizon holds cycle c's flit
-        # arrivals (input VC, flit), credit returns (credit list, VC) and ejections (flit)
+        # arrivals (input VC, flit), credit returns (credit holder) and ejections (flit)
         longest = max(
             [p.inject_latency, p.eject_latency, 1] + [lat for r in self.routers for lat in r._link_latency]
         )
         self.horizon = h = rp.t_sa + rp.t_st + longest + rp.credit_delay + 2
         self.arrive_wheel: list[list[tuple[InputVC, list[Any]]]] = [[] for _ in range(h)]
-        self.credit_wheel: list[list[tuple[list[int], int]]] = [[] for _ in range(h)]
+        self.credit_wheel: list[list[Any]] = [[] for _ in range(h)]
         self.eject_wheel: list[list[list[Any]]] = [[] for _ in range(h)]
         # the same wheels seen from the current cycle: ``arrive_in[d]`` holds cycle now + d's arrivals
         self.arrive_in = self.arrive_wheel
@@ -332,7 +337,7 @@ class FlitNetwork(NetworkBase):
         for slot in self.arrive_wheel:
             out += [("arrive", ivc.router.node, ivc.in_port, ivc.index) for ivc, _ in slot]
         for slot in self.credit_wheel:
-            out += [("credit", *self.credit_owner[id(credits)], vc) for credits, vc in slot]
+            out += [("credit", *holder.channel()) for holder in slot]
         for slot in self.eject_wheel:
             out += [("eject", flit) for flit in slot]
         return out
@@ -416,8 +421,8 @@ class FlitNetwork(NetworkBase):
         done = 0
         credits = self.credit_wheel[slot]
         if credits:
-            for lst, vc in credits:
-                lst[vc] += 1
+            for holder in credits:
+                holder.credits += 1
             done += len(credits)
             credits.clear()
         arrivals = self.arrive_wheel[slot]
@@ -481,12 +486,11 @@ class FlitNetwork(NetworkBase):
                     continue
                 # any injection VC with a free slot (non-atomic, like the routers' output VCs); the
                 # emptiest (most credits) first, the lowest such VC on a tie, so packets spread
-                credits = nic.credits
                 in_use = nic.in_use
                 best = 0
-                for v in range(len(credits)):
-                    if credits[v] > best and not in_use[v]:
-                        best = credits[v]
+                for v, holder in enumerate(nic.vcs):
+                    if holder.credits > best and not in_use[v]:
+                        best = holder.credits
                         vc = v
                 if not best:
                     continue
@@ -496,9 +500,10 @@ class FlitNetwork(NetworkBase):
                 in_use[vc] = True
                 nic.cur.inject_cycle = now
             vc = nic.cur_vc
-            if nic.credits[vc] <= 0:
+            holder = nic.vcs[vc]
+            if holder.credits <= 0:
                 continue
-            nic.credits[vc] -= 1
+            holder.credits -= 1
             pkt = nic.cur
             index = nic.cur_flit
             nic.cur_flit = index + 1
@@ -522,16 +527,16 @@ class FlitNetwork(NetworkBase):
                 label[me] = f"r{r.node}.in{ivc.in_port}.vc{ivc.index} (waits {why})"
                 targets = []
                 if ivc.state == ACTIVE:
-                    port = r.outputs[ivc.out_port]
+                    port = ivc.ovc.port  # type: ignore[union-attr]
                     if port.down_router is not None:
-                        targets.append((port.down_router.node, port.down_port, ivc.out_vc))
+                        targets.append((port.down_router.node, port.down_port, ivc.ovc.index))  # type: ignore[union-attr]
                 elif ivc.state == WAIT_VA:
                     for op, vcs in ivc.va.cands:  # (output port, VCs): the router mapped nodes to ports
                         port = r.outputs[op]
                         if port.terminal >= 0:  # an ejection port is never the blocker
                             continue
                         for ov in vcs:
-                            owner = port.owner[ov]
+                            owner = port.vcs[ov].owner
                             if owner is not None:
                                 targets.append((r.node, owner.in_port, owner.index))
                             elif port.down_router is not None:

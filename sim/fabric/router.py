@@ -69,12 +69,8 @@ class RouterParams(ParamSet):
         return self.t_rc + self.t_va + self.t_sa + self.t_st
 
 
-# (owner list of the output port, output VC, output port, bit of (port, VC), the OutputPort)
-VASlot = tuple[list[Any], int, int, int, "OutputPort"]
-
-
 class VAOrder(tuple):
-    """The output VCs a head may ask for, in search order (VASlots), and the routing candidates
+    """The output VCs a head may ask for, in search order (OutputVCs), and the routing candidates
     ``(output port, allowed VCs)`` they came from (for diagnosis)."""
 
     cands: list[tuple[int, tuple[int, ...]]]
@@ -90,10 +86,7 @@ class InputVC:
         "in_bit",
         "in_port",
         "index",
-        "out",
-        "out_credits",
-        "out_port",
-        "out_vc",
+        "ovc",
         "prev",
         "ready",
         "router",
@@ -109,9 +102,7 @@ class InputVC:
         # first cycle the VC may bid: WAIT_VA, for an output VC; ACTIVE, for the switch with the
         # flit at the head of its buffer (NOT_BUFFERED while the buffer is empty)
         self.ready = 0
-        self.out_port = -1
-        self.out_vc = -1
-        # where the head may go: one VASlot per output VC, in search order (see _va_order)
+        # where the head may go: its output VCs in search order (see _va_order)
         self.va: VAOrder = VAOrder()
         self.in_port = in_port
         self.in_bit = 1 << in_port
@@ -120,39 +111,84 @@ class InputVC:
         # destination terminal -> VA search order, for deterministic routing functions (None:
         # adaptive, routed afresh for every head)
         self.routes: dict[int, VAOrder] | None = None
-        self.out: OutputPort | None = None  # the output port held (ACTIVE), and its credits
-        self.out_credits: list[int] = []
-        # the credit a departing flit frees: returned ``cr_delay`` cycles later to the upstream
-        # credit list and VC in ``cr_action`` (set by the network)
+        self.ovc: OutputVC | None = None  # the output VC held (ACTIVE; stale otherwise)
+        # the credit a departing flit frees: returned ``cr_delay`` cycles later to ``cr_action``,
+        # the upstream output VC or NIC injection VC (set by the network)
         self.cr_delay = 0
-        self.cr_action: tuple[list[int], int] = ([], 0)
+        self.cr_action: Any = None
+
+    @property
+    def out_port(self) -> int:
+        """The output port of the output VC held (ACTIVE)."""
+        return self.ovc.port_index  # type: ignore[union-attr]
+
+    @property
+    def out_vc(self) -> int:
+        """The index of the output VC held (ACTIVE)."""
+        return self.ovc.index  # type: ignore[union-attr]
 
 
-class OutputPort:
-    """Credits and owners of the output VCs of one port, plus where the port leads."""
+class OutputVC:
+    """One virtual channel of an output port: who holds it, its credits (free slots in the
+    downstream buffer) and where its flits go. The port's constants are copied in, because the
+    router's hot loop reads them for every flit."""
 
     __slots__ = (
+        "bit",
         "credits",
-        "depth",
-        "down_ivcs",
-        "down_port",
-        "down_router",
-        "latency",
+        "down",
+        "index",
         "offset",
         "owner",
+        "port",
+        "port_bit",
+        "port_index",
         "terminal",
     )
 
-    def __init__(self, vcs: int, depth: int, latency: int, t_out: int) -> None:
-        self.credits = [depth] * vcs
-        self.owner: list[InputVC | None] = [None] * vcs
+    def __init__(self, port: OutputPort, port_index: int, index: int, vcs: int) -> None:
+        self.port = port
+        self.port_index = port_index
+        self.port_bit = 1 << port_index
+        self.index = index
+        self.bit = 1 << (port_index * vcs + index)  # (port, VC) as one bit: VA's clash test
+        self.owner: InputVC | None = None
+        self.credits = port.depth
+        self.offset = port.offset
+        self.terminal = port.terminal
+        self.down: InputVC | None = None  # the downstream input VC (None for an ejection port)
+
+    def channel(self) -> tuple[Any, ...]:
+        """Who holds these credits: ("router", node, output port, VC)."""
+        return ("router", self.port.node, self.port_index, self.index)
+
+
+class OutputPort:
+    """The output VCs of one port, plus where the port leads."""
+
+    __slots__ = ("depth", "down_port", "down_router", "latency", "node", "offset", "terminal", "vcs")
+
+    def __init__(
+        self, node: int, index: int, vcs: int, depth: int, latency: int, t_out: int, terminal: int = -1
+    ) -> None:
+        self.node = node  # the router's id
         self.depth = depth
         self.latency = latency
         self.offset = t_out + latency  # cycles from a switch grant to the flit's arrival downstream
         self.down_router: CreditVCRouter | None = None
         self.down_port = -1
-        self.down_ivcs: list[InputVC] = []  # the downstream input VCs, by output VC
-        self.terminal = -1  # ejection port: the terminal it delivers to
+        self.terminal = terminal  # ejection port: the terminal it delivers to (-1: a link)
+        self.vcs = [OutputVC(self, index, v, vcs) for v in range(vcs)]
+
+    @property
+    def credits(self) -> list[int]:
+        """Credits per VC (a copy, for checks and diagnosis)."""
+        return [ovc.credits for ovc in self.vcs]
+
+    @property
+    def owner(self) -> list[InputVC | None]:
+        """The input VC holding each output VC (a copy, for checks and diagnosis)."""
+        return [ovc.owner for ovc in self.vcs]
 
 
 @register("router", "credit_vc")
@@ -196,11 +232,15 @@ class CreditVCRouter(Component):
         self.eject_port: dict[int, int] = {t: deg + i for i, t in enumerate(self.terminals)}
         prevs = self.neighbors + [-1] * len(self.terminals)
         self.inputs = [[InputVC(self, i, j, prevs[i]) for j in range(v)] for i in range(len(prevs))]
-        self.outputs = [OutputPort(v, p.vc_buffer, lat, self.t_out) for lat in self._link_latency]
+        self.outputs = [
+            OutputPort(self.node, op, v, p.vc_buffer, lat, self.t_out)
+            for op, lat in enumerate(self._link_latency)
+        ]
         for t in self.terminals:
-            port = OutputPort(v, INFINITE_CREDITS, self._eject_latency, self.t_out)
-            port.terminal = t
-            self.outputs.append(port)
+            op = len(self.outputs)
+            self.outputs.append(
+                OutputPort(self.node, op, v, INFINITE_CREDITS, self._eject_latency, self.t_out, t)
+            )
         arb = lookup("arbiter", p.arbiter)
         self.in_arb = [arb(v) for _ in self.inputs]
         self.out_arb = [arb(len(self.inputs)) for _ in self.outputs]
@@ -279,14 +319,12 @@ class CreditVCRouter(Component):
         order = self.va_orders.get(key)
         if order is None:
             slots = []
-            v = self.n_vcs
             for op, vcs in cands:
                 port = self.outputs[op]
                 n = len(vcs)
                 start = start_sum % n
                 for i in range(n):
-                    ov = vcs[(start + i) % n]
-                    slots.append((port.owner, ov, op, 1 << (op * v + ov), port))
+                    slots.append(port.vcs[vcs[(start + i) % n]])
             order = self.va_orders[key] = VAOrder(slots)
             order.cands = cands
         return order
@@ -302,8 +340,7 @@ class CreditVCRouter(Component):
         ]
 
     def _free_credits(self, nxt: int) -> int:
-        port = self.outputs[self.port_of[nxt]]
-        return sum(port.credits)
+        return sum([ovc.credits for ovc in self.outputs[self.port_of[nxt]].vcs])
 
     def step(self, now: int) -> int:
         """One cycle of VA and SA; returns the number of flits sent (the network books their actions).
@@ -326,7 +363,7 @@ class CreditVCRouter(Component):
             for ivc in active:
                 if ivc.ready > now:  # (includes: its next flit is buffered, and written t_rc ago)
                     continue
-                if ivc.out_credits[ivc.out_vc] <= 0:
+                if ivc.ovc.credits <= 0:  # type: ignore[union-attr]
                     stalls += 1
                     continue
                 bit = ivc.in_bit
@@ -343,7 +380,7 @@ class CreditVCRouter(Component):
                 if len(winners) > 1:
                     out_mask = 0
                     for ivc in winners:
-                        bit = 1 << ivc.out_port
+                        bit = ivc.ovc.port_bit  # type: ignore[union-attr]
                         if out_mask & bit:
                             winners = self._pick_outputs(winners)
                             break
@@ -355,25 +392,25 @@ class CreditVCRouter(Component):
             if len(waiting) == 1:  # a lone head needs no arbitration (see the general case below)
                 ivc = waiting[0]
                 if ivc.ready <= now:
-                    for slot in ivc.va:
-                        if slot[0][slot[1]] is None:
-                            self._grant_vc(ivc, slot, now)
+                    for ovc in ivc.va:
+                        if ovc.owner is None:
+                            self._grant_vc(ivc, ovc, now)
                             self.waiting_va = []
                             break
             else:  # separable input-first VC allocation (see _arbitrate_vcs)
-                asks: list[tuple[InputVC, VASlot]] = []  # (head, the output VC it asks for)
+                asks: list[tuple[InputVC, OutputVC]] = []  # (head, the output VC it asks for)
                 still: list[InputVC] = []
                 mask = 0
                 clash = False  # two heads ask for the same output VC
                 for ivc in waiting:
                     if ivc.ready <= now:
-                        for slot in ivc.va:
-                            if slot[0][slot[1]] is None:
-                                bit = slot[3]
+                        for ovc in ivc.va:
+                            if ovc.owner is None:
+                                bit = ovc.bit
                                 if mask & bit:
                                     clash = True
                                 mask |= bit
-                                asks.append((ivc, slot))
+                                asks.append((ivc, ovc))
                                 break
                         else:
                             still.append(ivc)
@@ -383,13 +420,10 @@ class CreditVCRouter(Component):
                     if clash:
                         asks = self._arbitrate_vcs(asks, still)
                     va_ready = now + self.t_va
-                    for win, (owner, ov, op, _, port) in asks:  # (inlined _grant_vc)
-                        owner[ov] = win
+                    for win, ovc in asks:  # (inlined _grant_vc)
+                        ovc.owner = win
+                        win.ovc = ovc
                         win.state = ACTIVE
-                        win.out_port = op
-                        win.out_vc = ov
-                        win.out = port
-                        win.out_credits = port.credits
                         win.ready = va_ready
                         active[win] = None
                     self.waiting_va = still
@@ -407,21 +441,20 @@ class CreditVCRouter(Component):
             buf = ivc.buf
             flit = buf.popleft()
             credit_in[ivc.cr_delay].append(ivc.cr_action)  # the freed slot's credit goes upstream
-            port = ivc.out
-            out_vc = ivc.out_vc
-            if port.terminal >= 0:  # type: ignore[union-attr]  # the ejection sink: no credit
-                net.eject_in[port.offset].append(flit)  # type: ignore[union-attr]
+            ovc = ivc.ovc
+            if ovc.terminal >= 0:  # type: ignore[union-attr]  # the ejection sink: no credit
+                net.eject_in[ovc.offset].append(flit)  # type: ignore[union-attr]
             else:
-                ivc.out_credits[out_vc] -= 1
+                ovc.credits -= 1  # type: ignore[union-attr]
                 if flit[2] == 0:
                     flit[1].hops += 1
-                offset = port.offset  # type: ignore[union-attr]
+                offset = ovc.offset  # type: ignore[union-attr]
                 flit[0] = now + offset
-                arrive_in[offset].append((port.down_ivcs[out_vc], flit))  # type: ignore[union-attr]
+                arrive_in[offset].append((ovc.down, flit))  # type: ignore[union-attr]
                 hops += 1
             if flit[3]:  # tail: release the VC
-                port.owner[out_vc] = None  # type: ignore[union-attr]
-                ivc.state = IDLE  # (out, out_port, out_vc go stale until the next VA grant)
+                ovc.owner = None  # type: ignore[union-attr]
+                ivc.state = IDLE  # (ovc goes stale until the next VA grant)
                 del active[ivc]
                 if buf:  # the next packet's head is already queued behind this tail
                     routes = ivc.routes
@@ -487,7 +520,7 @@ class CreditVCRouter(Component):
         """SA, output stage: one input per output port (the bids come from distinct input ports)."""
         seen = clash = 0
         for ivc in bids:
-            bit = 1 << ivc.out_port
+            bit = ivc.ovc.port_bit  # type: ignore[union-attr]
             if seen & bit:
                 clash |= bit
             seen |= bit
@@ -497,34 +530,34 @@ class CreditVCRouter(Component):
             op = clash.bit_length() - 1
             m = 0
             for ivc in bids:
-                if ivc.out_port == op:
+                if ivc.ovc.port_index == op:  # type: ignore[union-attr]
                     m |= ivc.in_bit
             i = self.out_arb[op].pick_mask(m)
             self.n_sa_conflicts += m.bit_count() - 1
-            return [ivc for ivc in bids if ivc.out_port != op or ivc.in_port == i]
+            return [ivc for ivc in bids if ivc.ovc.port_index != op or ivc.in_port == i]  # type: ignore[union-attr]
         masks: dict[int, int] = {}  # contested output port -> the input ports asking for it
         for ivc in bids:
-            op = ivc.out_port
+            op = ivc.ovc.port_index  # type: ignore[union-attr]
             if clash >> op & 1:
                 masks[op] = masks.get(op, 0) | ivc.in_bit
         winner = {}
         for op, m in masks.items():
             winner[op] = self.out_arb[op].pick_mask(m)
             self.n_sa_conflicts += m.bit_count() - 1
-        return [ivc for ivc in bids if not clash >> ivc.out_port & 1 or winner[ivc.out_port] == ivc.in_port]
+        return [
+            ivc
+            for ivc in bids
+            if not clash >> ivc.ovc.port_index & 1 or winner[ivc.ovc.port_index] == ivc.in_port  # type: ignore[union-attr]
+        ]
 
-    def _grant_vc(self, win: InputVC, slot: VASlot, now: int) -> None:
-        owner, ov, op, _, port = slot
-        owner[ov] = win
+    def _grant_vc(self, win: InputVC, ovc: OutputVC, now: int) -> None:
+        ovc.owner = win
+        win.ovc = ovc
         win.state = ACTIVE
-        win.out_port = op
-        win.out_vc = ov
-        win.out = port
-        win.out_credits = port.credits
         win.ready = now + self.t_va
         self.active[win] = None
 
-    def _arbitrate_vcs(self, asks: list[tuple[InputVC, VASlot]], still: list[InputVC]) -> list:
+    def _arbitrate_vcs(self, asks: list[tuple[InputVC, OutputVC]], still: list[InputVC]) -> list:
         """VC allocation, output stage, when two heads ask for the same output VC.
 
         Separable input-first VC allocation (inlined in :meth:`step`): each head whose route is
@@ -536,21 +569,21 @@ class CreditVCRouter(Component):
         """
         v = self.n_vcs
         masks: dict[int, int] = {}  # output VC (its bit) -> the input VCs asking, as a bit mask
-        for ivc, slot in asks:
-            key = slot[3]
+        for ivc, ovc in asks:
+            key = ovc.bit
             masks[key] = masks.get(key, 0) | 1 << (ivc.in_port * v + ivc.index)
         winner: dict[int, int] = {}
         granted = []
         for ask in asks:
-            ivc, slot = ask
-            key = slot[3]
+            ivc, ovc = ask
+            key = ovc.bit
             m = masks[key]
             if not m & (m - 1):  # the only request for this output VC
                 granted.append(ask)
                 continue
             w = winner.get(key)
             if w is None:
-                w = winner[key] = self.vc_arb[slot[2]][slot[1]].pick_mask(m)
+                w = winner[key] = self.vc_arb[ovc.port_index][ovc.index].pick_mask(m)
                 self.n_va_conflicts += m.bit_count() - 1
             if ivc.in_port * v + ivc.index == w:
                 granted.append(ask)
@@ -559,7 +592,7 @@ class CreditVCRouter(Component):
         return granted
 
     def credit_arrived(self, out_port: int, vc: int) -> None:
-        self.outputs[out_port].credits[vc] += 1
+        self.outputs[out_port].vcs[vc].credits += 1
 
     # -- diagnosis --------------------------------------------------------------------------
     def waiting_vcs(self) -> list[tuple[InputVC, str]]:
@@ -571,6 +604,6 @@ class CreditVCRouter(Component):
                     continue
                 if ivc.state == WAIT_VA:
                     out.append((ivc, "output VC"))
-                elif ivc.state == ACTIVE and self.outputs[ivc.out_port].credits[ivc.out_vc] <= 0:
+                elif ivc.state == ACTIVE and ivc.ovc.credits <= 0:  # type: ignore[union-attr]
                     out.append((ivc, "credit"))
         return out

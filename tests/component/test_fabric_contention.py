@@ -204,7 +204,7 @@ def test_switch_allocation_grants_one_flit_per_input_and_per_output(bids):
     ready = []
     for port, vc, out in dict.fromkeys(bids):  # (a VC bids once)
         ivc = router.inputs[port][vc]
-        ivc.out_port = out
+        ivc.ovc = router.outputs[out].vcs[0]
         if ivc not in ready:
             ready.append(ivc)
     before = [arb.last for arb in router.in_arb + router.out_arb]
