@@ -279,7 +279,7 @@ class FlitNetwork(NetworkBase):
         self.active_routers: dict[CreditVCRouter, None] = {}
         self.active_nics: dict[NIC, None] = {}
         self.buffered = 0  # flits inside router input buffers
-        self.cycle_hops = 0  # flit hops of the current cycle, added to the stat once per cycle
+        self.switched = 0  # flits that crossed a router's switch, to a link or an ejection port
         self._wake: simpy.Event | None = None
 
     def run(self) -> None:
@@ -400,12 +400,14 @@ class FlitNetwork(NetworkBase):
                 moved += sent
                 self.n_pending += 2 * sent
                 self.buffered -= sent
+                # link hops: the switched flits less those sent to an ejection port (delivered or due)
+                self.switched += sent
+                stat = self.stat
+                ejecting = sum([len(slot) for slot in self.eject_wheel])
+                stat.flit_hops.value = self.switched - stat.flits_delivered.value - ejecting
             if idle is not None:
                 for r in idle:
                     del self.active_routers[r]
-            if self.cycle_hops:
-                self.stat.flit_hops.add(self.cycle_hops)
-                self.cycle_hops = 0
             if moved or self.n_pending or self.buffered == 0:
                 stagnant = 0
             else:

@@ -357,22 +357,19 @@ class CreditVCRouter(Component):
         if active:
             # ---- switch allocation (separable, input first) -----------------------------
             ready: list[InputVC] = []
-            stalls = 0
             in_mask = 0
             dup_mask = 0  # input ports with two or more ready VCs
             for ivc in active:
                 if ivc.ready > now:  # (includes: its next flit is buffered, and written t_rc ago)
                     continue
                 if ivc.ovc.credits <= 0:  # type: ignore[union-attr]
-                    stalls += 1
+                    self.n_credit_stalls += 1
                     continue
                 bit = ivc.in_bit
                 if in_mask & bit:
                     dup_mask |= bit
                 in_mask |= bit
                 ready.append(ivc)
-            if stalls:
-                self.n_credit_stalls += stalls
             # one ready VC (the common case at low load) needs no arbitration; nor do ready VCs
             # on distinct inputs bound for distinct outputs
             if len(ready) > 1:
@@ -435,7 +432,6 @@ class CreditVCRouter(Component):
         arrive_in = net.arrive_in  # type: ignore[union-attr]
         credit_in = net.credit_in  # type: ignore[union-attr]
         t_rc = self.t_rc
-        hops = 0
         restart: list[InputVC] | None = None  # heads behind a departed tail that need a route
         for ivc in winners:
             buf = ivc.buf
@@ -451,7 +447,6 @@ class CreditVCRouter(Component):
                 offset = ovc.offset  # type: ignore[union-attr]
                 flit[0] = now + offset
                 arrive_in[offset].append((ovc.down, flit))  # type: ignore[union-attr]
-                hops += 1
             if flit[3]:  # tail: release the VC
                 ovc.owner = None  # type: ignore[union-attr]
                 ivc.state = IDLE  # (ovc goes stale until the next VA grant)
@@ -480,8 +475,6 @@ class CreditVCRouter(Component):
                 self._start_head(ivc, now + 1)
         sent = len(winners)
         self.n_flits += sent  # (the network books the sent flits' pending actions and buffer slots)
-        if hops:
-            net.cycle_hops += hops  # type: ignore[union-attr]
         return sent
 
     def _allocate_switch(self, ready: list[InputVC]) -> list[InputVC]:

@@ -198,6 +198,8 @@ def test_flit_level_conserves_credits_and_flits_every_cycle(case):
     check_delivered(network, graph, net, rp, source, delivered)
     for pkt in source.created:
         assert order[pkt.id] == list(range(pkt.size_flits))  # a packet's flits arrive in order
+    # every flit of a packet crossed as many links as its head
+    assert network.stat.flit_hops.value == sum(p.hops * p.size_flits for p in delivered)
     # no flit is left anywhere and every credit is home
     assert network.buffered == 0 and network.n_pending == 0
     for r in network.routers:
