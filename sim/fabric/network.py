@@ -391,7 +391,7 @@ class FlitNetwork(NetworkBase):
             sent = 0
             for r in self.active_routers:  # stepping adds no router: iterate in place
                 sent += r.step(now)
-                if not r.active and not r.waiting_va:  # (CreditVCRouter.idle, inlined)
+                if not r.active and not r.waiting_va:  # no input VC holds a packet
                     if idle is None:
                         idle = [r]
                     else:
@@ -431,7 +431,7 @@ class FlitNetwork(NetworkBase):
         if arrivals:
             active = self.active_routers
             ready = now + self.router_params.t_rc
-            for ivc, flit in arrivals:  # (inlined CreditVCRouter.accept)
+            for ivc, flit in arrivals:  # the flit is written into its input VC
                 buf = ivc.buf
                 buf.append(flit)
                 if ivc.state == IDLE:  # a head (an IDLE VC holds no flits; its router may be idle)

@@ -268,16 +268,9 @@ class CreditVCRouter(Component):
         s.credit_stalls.value = self.n_credit_stalls
 
     # -- called by the network ---------------------------------------------------------------
-    def accept(self, in_port: int, vc: int, flit: list[Any], now: int) -> None:
-        """A flit is written into input VC ``vc`` of ``in_port`` in cycle ``now``."""
-        ivc = self.inputs[in_port][vc]
-        ivc.buf.append(flit)
-        if ivc.state == IDLE:
-            self._start_head(ivc, now)
-        elif len(ivc.buf) == 1:  # an ACTIVE VC's next flit: it may bid once written
-            ivc.ready = now + self.t_rc
-
+    # (the network writes arriving flits into the input VCs itself: see FlitNetwork._deliver_pending)
     def _start_head(self, ivc: InputVC, now: int) -> None:
+        """The packet at the head of ``ivc``'s buffer is routed in cycle ``now`` and waits for VA."""
         packet = ivc.buf[0][1]
         routes = ivc.routes
         if routes is None:
@@ -301,11 +294,6 @@ class CreditVCRouter(Component):
         ivc.ready = now + self.t_rc
         self.waiting_va.append(ivc)
         self.n_packets += 1
-
-    @property
-    def idle(self) -> bool:
-        """No input VC holds a packet (an IDLE VC never holds flits: a head starts as it arrives)."""
-        return not self.active and not self.waiting_va
 
     def _va_order(
         self, start_sum: int, cands: list[tuple[int, tuple[int, ...]]], cands_key: tuple | None = None
@@ -370,18 +358,9 @@ class CreditVCRouter(Component):
                     dup_mask |= bit
                 in_mask |= bit
                 ready.append(ivc)
-            # one ready VC (the common case at low load) needs no arbitration; nor do ready VCs
-            # on distinct inputs bound for distinct outputs
+            # one ready VC (the common case at low load) needs no arbitration
             if len(ready) > 1:
-                winners = self._pick_inputs(ready, dup_mask) if dup_mask else ready
-                if len(winners) > 1:
-                    out_mask = 0
-                    for ivc in winners:
-                        bit = ivc.ovc.port_bit  # type: ignore[union-attr]
-                        if out_mask & bit:
-                            winners = self._pick_outputs(winners)
-                            break
-                        out_mask |= bit
+                winners = self._allocate_switch(ready, dup_mask)
             elif ready:
                 winners = ready
         waiting = self.waiting_va
@@ -432,7 +411,7 @@ class CreditVCRouter(Component):
         arrive_in = net.arrive_in  # type: ignore[union-attr]
         credit_in = net.credit_in  # type: ignore[union-attr]
         t_rc = self.t_rc
-        restart: list[InputVC] | None = None  # heads behind a departed tail that need a route
+        restart: list[InputVC] | None = None  # heads queued behind a departed tail
         for ivc in winners:
             buf = ivc.buf
             flit = buf.popleft()
@@ -451,40 +430,41 @@ class CreditVCRouter(Component):
                 ovc.owner = None  # type: ignore[union-attr]
                 ivc.state = IDLE  # (ovc goes stale until the next VA grant)
                 del active[ivc]
-                if buf:  # the next packet's head is already queued behind this tail
-                    routes = ivc.routes
-                    entry = None if routes is None else routes.get(buf[0][4])
-                    if entry is None:  # routed below, once this cycle's credits are all spent
-                        if restart is None:
-                            restart = [ivc]
-                        else:
-                            restart.append(ivc)
-                    else:  # a cached route (inlined _start_head)
-                        ivc.va = entry
-                        ivc.state = WAIT_VA
-                        ivc.ready = now + 1 + t_rc
-                        self.waiting_va.append(ivc)
-                        self.n_packets += 1
+                if buf:  # the next packet's head is queued behind this tail: routed below
+                    if restart is None:
+                        restart = [ivc]
+                    else:
+                        restart.append(ivc)
             elif buf:  # the next flit may bid next cycle, if it has arrived and passed the write stage
                 due = buf[0][0] + t_rc
                 ivc.ready = due if due > now else now + 1
             else:
-                ivc.ready = NOT_BUFFERED  # until the flit arrives (see accept)
-        if restart is not None:  # (adaptive routing sees the credits this cycle's flits used)
+                ivc.ready = NOT_BUFFERED  # until the flit arrives (see FlitNetwork._deliver_pending)
+        if restart is not None:  # after the sends: adaptive routing sees the credits they used
             for ivc in restart:
                 self._start_head(ivc, now + 1)
         sent = len(winners)
         self.n_flits += sent  # (the network books the sent flits' pending actions and buffer slots)
         return sent
 
-    def _allocate_switch(self, ready: list[InputVC]) -> list[InputVC]:
-        """Separable input-first switch allocation: one VC per input port, then one input per output."""
-        in_mask = dup_mask = 0
-        for ivc in ready:
-            if in_mask & ivc.in_bit:
-                dup_mask |= ivc.in_bit
-            in_mask |= ivc.in_bit
-        return self._pick_outputs(self._pick_inputs(ready, dup_mask))
+    def _allocate_switch(self, ready: list[InputVC], dup_mask: int | None = None) -> list[InputVC]:
+        """Separable input-first switch allocation: one VC per input port, then one input per output.
+
+        ``dup_mask``: the input ports with two or more ready VCs, if the caller found them already.
+        Requests on distinct inputs bound for distinct outputs all win without arbitration.
+        """
+        if dup_mask is None:
+            in_mask = dup_mask = 0
+            for ivc in ready:
+                if in_mask & ivc.in_bit:
+                    dup_mask |= ivc.in_bit
+                in_mask |= ivc.in_bit
+        bids = self._pick_inputs(ready, dup_mask) if dup_mask else ready
+        if len(bids) > 1:
+            clash = self._output_clashes(bids)
+            if clash:
+                return self._pick_outputs(bids, clash)
+        return bids
 
     def _pick_inputs(self, ready: list[InputVC], dup_mask: int) -> list[InputVC]:
         """SA, input stage: one ready VC per input port.
@@ -509,16 +489,20 @@ class CreditVCRouter(Component):
         chosen = [self.inputs[i][self.in_arb[i].pick_mask(m)] for i, m in masks.items()]
         return [ivc for ivc in ready if not dup_mask & ivc.in_bit or ivc in chosen]
 
-    def _pick_outputs(self, bids: list[InputVC]) -> list[InputVC]:
-        """SA, output stage: one input per output port (the bids come from distinct input ports)."""
+    @staticmethod
+    def _output_clashes(bids: list[InputVC]) -> int:
+        """The output ports (as bits) that two or more of ``bids`` ask for."""
         seen = clash = 0
         for ivc in bids:
             bit = ivc.ovc.port_bit  # type: ignore[union-attr]
             if seen & bit:
                 clash |= bit
             seen |= bit
-        if not clash:
-            return bids
+        return clash
+
+    def _pick_outputs(self, bids: list[InputVC], clash: int) -> list[InputVC]:
+        """SA, output stage: one input per output port among ``bids`` (from distinct input ports),
+        where ``clash`` (non-zero) has the bits of the contested output ports."""
         if not clash & (clash - 1):  # one contested output port (the common case)
             op = clash.bit_length() - 1
             m = 0
@@ -583,9 +567,6 @@ class CreditVCRouter(Component):
             else:
                 still.append(ivc)
         return granted
-
-    def credit_arrived(self, out_port: int, vc: int) -> None:
-        self.outputs[out_port].vcs[vc].credits += 1
 
     # -- diagnosis --------------------------------------------------------------------------
     def waiting_vcs(self) -> list[tuple[InputVC, str]]:

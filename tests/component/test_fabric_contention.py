@@ -174,9 +174,9 @@ def test_the_network_builds_the_registered_router_it_is_given(monkeypatch):
     contested: list[int] = []
 
     class Watching(CreditVCRouter):
-        def _pick_outputs(self, bids):
+        def _pick_outputs(self, bids, clash):
             contested.append(len(bids))
-            return super()._pick_outputs(bids)
+            return super()._pick_outputs(bids, clash)
 
     _with_router(monkeypatch, "watching", Watching)
     run = NocRunParams(rate=0.35, warmup=100, measure=300, drain=2000)
