@@ -196,6 +196,7 @@ class BatchingPolicy:
         self.capacity_blocks = None if kv_capacity_tokens is None else kv_capacity_tokens // self.block
         self.used_blocks = 0
         self.rejected: list[Request] = []
+        self.by_id: dict[int, RequestState] = {}  # queued or admitted requests, by id
         self._seq = 0
         self._iteration = 0
         self._outstanding: Batch | None = None
@@ -212,6 +213,9 @@ class BatchingPolicy:
             raise CapacityError(why, where=f"request {request.id}")
         state = RequestState(request, self._seq, now, prefill_target=request.prompt_tokens)
         self._seq += 1
+        if request.id in self.by_id:
+            raise ConfigError(f"request id {request.id} added twice", where=f"request {request.id}")
+        self.by_id[request.id] = state
         self._enqueue(state)
 
     def next_batch(self, now: int) -> Batch | None:
@@ -281,7 +285,7 @@ class BatchingPolicy:
 
     def state(self, request: Request) -> RequestState:
         """The progress of a queued or admitted request (KeyError once it has left)."""
-        raise NotImplementedError
+        return self.by_id[request.id]
 
     @property
     def idle(self) -> bool:
@@ -325,6 +329,7 @@ class BatchingPolicy:
         raise NotImplementedError
 
     def _enqueue(self, state: RequestState) -> None:
+        """Queue a new request (already registered in ``by_id``)."""
         raise NotImplementedError
 
     def _schedule(self, now: int) -> tuple[list[BatchEntry], list[Request]]:
@@ -346,6 +351,14 @@ class BatchingPolicy:
         self.used_blocks -= s.kv_blocks
         s.kv_blocks = 0
         s.kv_tokens = 0
+
+    def _leave(self, done: list[RequestState], now: int) -> list[RequestState]:
+        """Finished requests leave at ``now``: their KV is freed and they are forgotten."""
+        for s in done:
+            self._free(s)
+            s.finished_ps = now
+            del self.by_id[s.request.id]
+        return done
 
 
 # -- continuous (iteration-level) batching ---------------------------------------------------------
@@ -403,7 +416,6 @@ class ContinuousBatching(BatchingPolicy):
         self.fresh: deque[RequestState] = deque()  # never admitted, FCFS
         self.evicted: list[tuple[int, RequestState]] = []  # heap by seq; all older than any fresh one
         self.running: list[RequestState] = []  # admitted, in admission order
-        self.by_id: dict[int, RequestState] = {}
         p = self.params
         self.headroom_blocks = self._blocks(p.kv_headroom) if p.kv_reserve == "prompt" else 0
 
@@ -425,15 +437,7 @@ class ContinuousBatching(BatchingPolicy):
         return self._oversize_kv(request, self.headroom_blocks)
 
     def _enqueue(self, state: RequestState) -> None:
-        if state.request.id in self.by_id:
-            raise ConfigError(
-                f"request id {state.request.id} added twice", where=f"request {state.request.id}"
-            )
-        self.by_id[state.request.id] = state
         self.fresh.append(state)
-
-    def state(self, request: Request) -> RequestState:
-        return self.by_id[request.id]
 
     def _admitted(self) -> Iterable[RequestState]:
         return self.running
@@ -527,11 +531,7 @@ class ContinuousBatching(BatchingPolicy):
         done = [s for s in self.running if s.done]
         if done:
             self.running = [s for s in self.running if not s.done]
-            for s in done:
-                self._free(s)
-                s.finished_ps = now
-                del self.by_id[s.request.id]
-        return done
+        return self._leave(done, now)
 
 
 # -- static (request-level) batching ---------------------------------------------------------------
@@ -574,7 +574,6 @@ class StaticBatching(BatchingPolicy):
         super().__init__(*args, **kwargs)
         self.waiting: deque[RequestState] = deque()
         self.group: list[RequestState] = []
-        self.by_id: dict[int, RequestState] = {}
 
     @property
     def num_waiting(self) -> int:
@@ -591,15 +590,7 @@ class StaticBatching(BatchingPolicy):
         return self._oversize_kv(request)
 
     def _enqueue(self, state: RequestState) -> None:
-        if state.request.id in self.by_id:
-            raise ConfigError(
-                f"request id {state.request.id} added twice", where=f"request {state.request.id}"
-            )
-        self.by_id[state.request.id] = state
         self.waiting.append(state)
-
-    def state(self, request: Request) -> RequestState:
-        return self.by_id[request.id]
 
     def _admitted(self) -> Iterable[RequestState]:
         return self.group
@@ -646,11 +637,7 @@ class StaticBatching(BatchingPolicy):
             if not s.done:
                 return []
         done, self.group = self.group, []
-        for s in done:
-            self._free(s)
-            s.finished_ps = now
-            del self.by_id[s.request.id]
-        return done
+        return self._leave(done, now)
 
 
 # -- helpers for drivers ---------------------------------------------------------------------------
