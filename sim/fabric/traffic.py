@@ -111,7 +111,6 @@ class BernoulliSource:
         self.size = packet_flits
         self.pattern = pattern
         self.rng = rng
-        self.stop = stop
         self.on_create = on_create
         # the next trial not yet drawn, as a position cycle * terminals + terminal, and the end
         self.next_trial = start * terminals
@@ -128,7 +127,7 @@ class BernoulliSource:
             if self.end is not None and self.next_trial >= self.end:
                 return False
             gaps = self.rng.geometric(self.p, size=self.BLOCK).tolist()
-            # positions of the injections (Python ints: no overflow however rare they are)
+            # positions of the injections (Python ints: the running sum cannot overflow)
             trials = list(accumulate(gaps, initial=self.next_trial - 1))[1:]
             self.next_trial = trials[-1] + 1
             if self.end is not None and trials[-1] >= self.end:
