@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 
 from sim.core.units import format_bandwidth, format_size, parse_size
+from sim.experiments.membench import MembenchParams, run_membench
 from sim.memory.factory import resolve_device
-from sim.workload.membench import MembenchParams, run_membench
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -15,9 +15,9 @@ import platform
 import sys
 from pathlib import Path
 
-from sim.fabric.collective_experiment import run_collective
+from sim.experiments.collective import run_collective
+from sim.experiments.noc import NocRunParams, run_noc
 from sim.fabric.collectives import CollectiveCase
-from sim.fabric.noc_experiment import NocRunParams, run_noc
 from sim.topology import mesh
 
 RESULTS = Path(__file__).parent / "results"

@@ -15,11 +15,11 @@ import platform
 import sys
 from pathlib import Path
 
+from sim.experiments.run import RunSpec, execute
+from sim.model.spec import load_model
+from sim.requests.readers import open_trace
+from sim.serving.mapping import mapping_from
 from sim.system.spec import load_system
-from sim.workload.mapping import mapping_from
-from sim.workload.model import load_model
-from sim.workload.requests import open_trace
-from sim.workload.run import RunSpec, execute
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"

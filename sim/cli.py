@@ -50,8 +50,8 @@ def _overrides(items: Sequence[str] | None) -> dict[str, str]:
 
 # -- membench ---------------------------------------------------------------------------------
 def cmd_membench(args: argparse.Namespace) -> int:
+    from sim.experiments.membench import MembenchParams, run_membench
     from sim.memory.factory import resolve_device
-    from sim.workload.membench import MembenchParams, run_membench
 
     spec = resolve_device(args.device, _overrides(args.set), args.fidelity)
     params = MembenchParams(
@@ -231,7 +231,7 @@ def _sweep(text: str) -> list[float]:
 
 
 def cmd_noc(args: argparse.Namespace) -> int:
-    from sim.fabric.noc_experiment import NocRunParams, run_noc
+    from sim.experiments.noc import NocRunParams, run_noc
 
     graph = _topology(args)
     net, router = _fabric_params(args)
@@ -275,7 +275,7 @@ def _print_noc(r: dict[str, Any]) -> None:
 
 
 def cmd_collective(args: argparse.Namespace) -> int:
-    from sim.fabric.collective_experiment import run_collective
+    from sim.experiments.collective import run_collective
     from sim.fabric.collectives import DEFAULT_ALGORITHM, CollectiveCase
 
     graph = _topology(args)
@@ -334,19 +334,19 @@ def _add_fabric_flags(sp: argparse.ArgumentParser) -> None:
 # -- run, trace gen, mappings --------------------------------------------------------------------
 def _sets(items: Sequence[str] | None) -> Any:
     """--set overrides by destination: (system file, mapping, driver, batching)."""
-    from sim.workload.run import split_sets
+    from sim.experiments.run import split_sets
 
     return split_sets(_overrides(items))
 
 
 def _requests(args: argparse.Namespace, path: str) -> Any:
-    from sim.workload.requests import open_trace
+    from sim.requests.readers import open_trace
 
     return open_trace(path, args.format, limit=args.limit)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from sim.workload.run import build_run, execute
+    from sim.experiments.run import build_run, execute
 
     sets = _overrides(args.set)
     if (args.out or args.timeline) and not any(k.endswith("record_ops") for k in sets):
@@ -377,7 +377,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.out:
         _write_run(args.out, summary, drv, sim)
     if args.timeline:
-        from sim.stats.timeline import write_timeline
+        from sim.observe.timeline import write_timeline
 
         write_timeline(args.timeline, drv)
     if args.json:
@@ -565,10 +565,10 @@ def _print_run(r: dict[str, Any]) -> None:
 
 
 def cmd_trace_gen(args: argparse.Namespace) -> int:
+    from sim.model.spec import load_model
+    from sim.serving.mapping import mapping_from
+    from sim.serving.tracegen import generate, synthetic_source
     from sim.system.spec import load_system
-    from sim.workload.mapping import mapping_from
-    from sim.workload.model import load_model
-    from sim.workload.tracegen import generate, synthetic_source
 
     sys_set, map_set, _, batch_set = _sets(args.set)
     system = load_system(args.system or "default", sys_set)
@@ -590,10 +590,10 @@ def cmd_trace_gen(args: argparse.Namespace) -> int:
 
 
 def cmd_mappings(args: argparse.Namespace) -> int:
+    from sim.experiments.run import DEFAULT_MODEL
+    from sim.model.spec import load_model
+    from sim.serving.mapping import enumerate_mappings, mapping_from
     from sim.system.spec import load_system
-    from sim.workload.mapping import enumerate_mappings, mapping_from
-    from sim.workload.model import load_model
-    from sim.workload.run import DEFAULT_MODEL
 
     sys_set, map_set, _, _ = _sets(args.set)
     system = load_system(args.system or "default", sys_set)
@@ -759,8 +759,8 @@ def build_parser() -> argparse.ArgumentParser:
     mp.add_argument("--json", action="store_true")
     mp.set_defaults(func=cmd_mappings)
 
-    from sim.report import add_parser as add_report_parser
-    from sim.sweep import add_parser as add_sweep_parser
+    from sim.experiments.sweep import add_parser as add_sweep_parser
+    from sim.observe.report import add_parser as add_report_parser
 
     add_report_parser(sub, _Parser)
     add_sweep_parser(sub, _Parser)

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sim.workload.run import build_run, execute
+from sim.experiments.run import build_run, execute
 
 
 def simulate(settings: Mapping[str, Any]) -> dict[str, Any]:

@@ -16,10 +16,10 @@ from common import plot, simulate, table, write_markdown
 
 from sim.core.errors import CapacityError, ConfigError
 from sim.core.simulation import Simulation
+from sim.model.catalog import CATALOG
+from sim.model.spec import load_model
+from sim.serving.mapping import mapping_from, plan
 from sim.system.spec import load_system
-from sim.workload.mapping import mapping_from, plan
-from sim.workload.model import load_model
-from sim.workload.model_catalog import CATALOG
 
 NAME = "hbf"
 TITLE = "High Bandwidth Flash: prefetch, tR, capacity and endurance"

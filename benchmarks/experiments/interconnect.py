@@ -14,7 +14,7 @@ from typing import Any
 
 from common import plot, simulate, table, write_markdown
 
-from sim.fabric.collective_experiment import run_collective
+from sim.experiments.collective import run_collective
 from sim.fabric.collectives import CollectiveCase
 from sim.fabric.network import NetworkParams
 from sim.fabric.router import RouterParams

@@ -13,9 +13,9 @@ from pathlib import Path
 from common import plot, simulate, table, write_markdown
 
 from sim.core.errors import CapacityError, ConfigError
+from sim.model.spec import load_model
+from sim.serving.mapping import mapping_from, plan
 from sim.system.spec import load_system
-from sim.workload.mapping import mapping_from, plan
-from sim.workload.model import load_model
 
 NAME = "mobile"
 TITLE = "Phone-class Llama-3.1-8B: near-flash compute vs LPDDR5X"

@@ -13,9 +13,9 @@ from pathlib import Path
 from common import plot, simulate, table, write_markdown
 
 from sim.core.errors import CapacityError, ConfigError
+from sim.model.spec import load_model, resolve_precision
+from sim.serving.mapping import mapping_from, plan
 from sim.system.spec import load_system
-from sim.workload.mapping import mapping_from, plan
-from sim.workload.model import load_model, resolve_precision
 
 NAME = "pnm"
 TITLE = "Near-memory vs in-memory vs compute-die GEMVs on a 3D memory-logic stack"

@@ -43,11 +43,12 @@ BUILTIN_MODULES = (
     "sim.fabric.router",
     "sim.compute.die",
     "sim.compute.nearmem",
-    "sim.workload.dtype",
-    "sim.workload.model_config",
-    "sim.workload.model_catalog",
-    "sim.workload.requests",
-    "sim.workload.batching",
+    "sim.model.dtype",
+    "sim.model.config",
+    "sim.model.catalog",
+    "sim.requests.readers",
+    "sim.requests.synthetic",
+    "sim.serving.batching",
 )
 
 

@@ -265,7 +265,7 @@ def simulate_allreduce_seconds(
     system: Any, nbytes: int, ranks: Sequence[int] | None = None, algorithm: str = "ring"
 ) -> float:
     """Simulated all-reduce time (seconds) on ``system``'s fabric at its own fidelity."""
-    from sim.fabric.collective_experiment import run_collective
+    from sim.experiments.collective import run_collective
     from sim.fabric.collectives import CollectiveCase
 
     group = tuple(range(system.chips)) if ranks is None else tuple(ranks)

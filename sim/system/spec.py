@@ -38,7 +38,7 @@ Schema (every key is checked; unknown keys are errors naming the file and key pa
     max_batch = 64
 
 ``[mapping]`` and ``[batching]`` are kept as raw tables here and validated by their owners
-(:mod:`sim.workload.mapping`, :mod:`sim.workload.batching`).
+(:mod:`sim.serving.mapping`, :mod:`sim.serving.batching`).
 """
 
 from __future__ import annotations

@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 from sim.core.errors import ConfigError
 from sim.core.registry import REGISTRY, lookup
 from sim.core.simulation import Simulation
+from sim.experiments.noc import NocRunParams, run_noc
 from sim.fabric.arbiter import Arbiter, FixedPriorityArbiter, RoundRobinArbiter
 from sim.fabric.message_network import MessageNetwork
 from sim.fabric.network import FlitNetwork, NetworkParams
-from sim.fabric.noc_experiment import NocRunParams, run_noc
 from sim.fabric.router import CreditVCRouter, RouterParams
 from sim.fabric.traffic import BernoulliSource
 from sim.topology import mesh

@@ -6,11 +6,11 @@ import pytest
 
 from sim.core.errors import ConfigError, MemwallError
 from sim.core.simulation import Simulation
-from sim.fabric.collective_experiment import run_collective
+from sim.experiments.collective import run_collective
+from sim.experiments.noc import NocRunParams, run_noc
 from sim.fabric.collectives import CollectiveCase
 from sim.fabric.message_network import MessageNetwork
 from sim.fabric.network import FlitNetwork, NetworkParams
-from sim.fabric.noc_experiment import NocRunParams, run_noc
 from sim.fabric.router import RouterParams
 from sim.topology import dragonfly, mesh, ring, torus
 

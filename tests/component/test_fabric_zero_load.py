@@ -13,10 +13,10 @@ from __future__ import annotations
 import pytest
 
 from sim.core.simulation import Simulation
+from sim.experiments.noc import NocRunParams, run_noc
 from sim.fabric.collectives import zero_load_cycles
 from sim.fabric.message_network import MessageNetwork
 from sim.fabric.network import FlitNetwork, NetworkParams
-from sim.fabric.noc_experiment import NocRunParams, run_noc
 from sim.fabric.router import RouterParams
 from sim.fabric.routing import path_of
 from sim.topology import dragonfly, fat_tree, mesh, ring, torus

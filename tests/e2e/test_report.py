@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from sim import report
+from sim.observe import report
 from sim.cli import _Parser, main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

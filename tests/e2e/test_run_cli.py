@@ -151,7 +151,7 @@ def test_quiet_prints_nothing_and_progress_changes_nothing(capsys, system_file):
         "--quiet",
     )
     assert code == 0 and out == "" and err == ""
-    from sim.workload.run import build_run, execute
+    from sim.experiments.run import build_run, execute
 
     settings = {"system": system_file, "model": "llama-3.1-8b", "batch": 2, "context": 64, "steps": 3}
     calls = []

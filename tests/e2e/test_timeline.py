@@ -7,7 +7,7 @@ from collections import defaultdict
 import pytest
 
 from sim.cli import main
-from sim.stats import timeline
+from sim.observe import timeline
 
 NS = 1e-3  # 1 ns in microseconds
 CRITICAL = "critical path"

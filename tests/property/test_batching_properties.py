@@ -13,8 +13,8 @@ from collections import defaultdict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.workload.batching import Batch, BatchingPolicy, ContinuousBatching, StaticBatching, replay
-from sim.workload.requests import Request
+from sim.requests.record import Request
+from sim.serving.batching import Batch, BatchingPolicy, ContinuousBatching, StaticBatching, replay
 
 FAST = settings(max_examples=150, deadline=None)
 

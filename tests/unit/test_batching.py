@@ -8,14 +8,15 @@ import pytest
 
 from sim.core.errors import CapacityError, ConfigError, RegistryError, SimulationError
 from sim.core.registry import names
-from sim.workload.batching import (
+from sim.requests.readers import read_trace
+from sim.requests.record import Request
+from sim.serving.batching import (
     Batch,
     ContinuousBatching,
     StaticBatching,
     make_policy,
     replay,
 )
-from sim.workload.requests import Request, read_trace
 
 TRACES = Path(__file__).resolve().parents[2] / "traces"
 

@@ -6,8 +6,8 @@ import shutil
 import pytest
 
 from sim.core.errors import ConfigError
-from sim.workload.model import load_model
-from sim.workload.model_catalog import data_dir, known_names
+from sim.model.catalog import data_dir, known_names
+from sim.model.spec import load_model
 
 KNOWN = [
     "llama-3.1-8b",
@@ -200,7 +200,7 @@ def test_moe_and_window_errors(tmp_path):
 
 
 def test_sliding_window_conventions():
-    from sim.workload.model_config import spec_from_config
+    from sim.model.config import spec_from_config
 
     base = {
         "num_hidden_layers": 4,
@@ -240,7 +240,7 @@ def test_sliding_window_conventions():
 
 
 def test_qwen_sparse_step_and_dense_layers():
-    from sim.workload.model_config import spec_from_config
+    from sim.model.config import spec_from_config
 
     cfg = {
         "model_type": "qwen3_moe",
@@ -263,7 +263,7 @@ def test_qwen_sparse_step_and_dense_layers():
 
 
 def test_direct_construction_is_checked():
-    from sim.workload.model import ModelSpec
+    from sim.model.spec import ModelSpec
 
     with pytest.raises(ConfigError, match=r"model x: expected layers a positive integer, found -1"):
         ModelSpec("x", layers=-1, hidden=8, heads=2, kv_heads=2, head_dim=4, vocab=10, intermediate=16)

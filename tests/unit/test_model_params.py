@@ -13,7 +13,7 @@ DeepSeek-V3's multi-token-prediction module is not counted (the 671B of the repo
 
 import pytest
 
-from sim.workload.model import TENSOR_KINDS, load_model
+from sim.model.spec import TENSOR_KINDS, load_model
 
 B = 1e9
 
@@ -171,7 +171,7 @@ def test_gpt_oss_120b_matches_openai_model_card():
 def test_deepseek_v2_lite_full_rank_query():
     """MLA without a query low-rank projection (q_lora_rank null): DeepSeek-V2-Lite, its published
     config.json hyperparameters; DeepSeek: 15.7B total, 2.4B activated."""
-    from sim.workload.model_config import spec_from_config
+    from sim.model.config import spec_from_config
 
     cfg = {
         "model_type": "deepseek_v2",
@@ -208,7 +208,7 @@ def test_deepseek_v2_lite_full_rank_query():
 
 
 def test_tied_embeddings_drop_the_lm_head():
-    from sim.workload.model_config import spec_from_config
+    from sim.model.config import spec_from_config
 
     cfg = {
         "model_type": "llama",

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from sim.workload.dtype import get_dtype
-from sim.workload.model import expected_unique_experts, load_model
+from sim.model.dtype import get_dtype
+from sim.model.spec import expected_unique_experts, load_model
 
 
 # -- KV cache ------------------------------------------------------------------------------------

@@ -13,13 +13,8 @@ import pytest
 
 from sim.core.errors import ConfigError, RegistryError
 from sim.core.units import PS_PER_S
-from sim.workload.requests import (
-    MOONCAKE_BLOCK_TOKENS,
-    Request,
-    guess_format,
-    open_trace,
-    read_trace,
-)
+from sim.requests.readers import MOONCAKE_BLOCK_TOKENS, guess_format, open_trace, read_trace
+from sim.requests.record import Request
 
 ROOT = Path(__file__).resolve().parents[2]
 TRACES = ROOT / "traces"

@@ -11,7 +11,7 @@ from sim.core.errors import ConfigError
 from sim.core.registry import lookup
 from sim.core.rng import RandomStreams
 from sim.core.units import PS_PER_S
-from sim.workload.requests import SyntheticParams, synthetic_requests
+from sim.requests.synthetic import SyntheticParams, synthetic_requests
 
 N = 20_000
 

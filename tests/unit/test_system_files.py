@@ -15,10 +15,10 @@ import pytest
 from sim.core.errors import ConfigError
 from sim.core.simulation import Simulation
 from sim.fabric.message_network import MessageNetwork
+from sim.model.spec import load_model
+from sim.serving.batching import make_policy
+from sim.serving.mapping import mapping_from, plan
 from sim.system.spec import TOPOLOGIES_DIR, load_system, system_files
-from sim.workload.batching import make_policy
-from sim.workload.mapping import mapping_from, plan
-from sim.workload.model import load_model
 
 GiB = 1 << 30
 SYSTEMS = ("gpu-hbm", "hbf-hybrid", "pnm-3d", "mobile", "default")

@@ -7,11 +7,11 @@ import pytest
 
 from sim.core.errors import CapacityError
 from sim.core.units import PS_PER_S
+from sim.experiments.run import RunSpec, execute
+from sim.model.spec import load_model
+from sim.requests.record import Request
+from sim.serving.mapping import mapping_from, plan
 from sim.system.spec import system_from_mapping
-from sim.workload.mapping import mapping_from, plan
-from sim.workload.model import load_model
-from sim.workload.requests import Request
-from sim.workload.run import RunSpec, execute
 
 
 def gpu(chips=1, stacks=2, memory="hbm3", extra=None, mapping=None):
@@ -176,7 +176,7 @@ def test_wider_prefetch_windows_cut_flash_stalls_until_bandwidth_x_latency(llama
         extra={"flash": {"preset": "hbf-gen1", "stacks": 1}},
         mapping={"tp": 1, "weights": "flash", "kv": "hbm"},
     )
-    from sim.workload.driver import DriverParams
+    from sim.driver.token_driver import DriverParams
 
     steps = {}
     for window in ("2MiB", "8MiB", "32MiB", "64MiB"):

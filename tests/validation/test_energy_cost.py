@@ -2,11 +2,11 @@
 
 import pytest
 
+from sim.experiments.run import RunSpec, execute
+from sim.model.spec import load_model
+from sim.observe.cost import SECONDS_PER_YEAR, CostParams, cost_summary, replica_capital
+from sim.serving.mapping import mapping_from
 from sim.system.spec import system_from_mapping
-from sim.workload.cost import SECONDS_PER_YEAR, CostParams, cost_summary, replica_capital
-from sim.workload.mapping import mapping_from
-from sim.workload.model import load_model
-from sim.workload.run import RunSpec, execute
 
 
 def system(cost=None, static="0W"):
@@ -75,7 +75,7 @@ def test_run_energies_follow_from_the_work():
 
 def test_cost_table_is_validated():
     from sim.core.errors import ConfigError
-    from sim.workload.cost import cost_params
+    from sim.observe.cost import cost_params
 
     with pytest.raises(ConfigError, match=r"cost\.pue"):
         cost_params(system({"pue": 0.5}))

@@ -18,7 +18,7 @@ import networkx as nx
 import pytest
 
 from sim.core.simulation import Simulation
-from sim.fabric.collective_experiment import run_collective
+from sim.experiments.collective import run_collective
 from sim.fabric.collectives import CollectiveCase, reduction_tree
 from sim.fabric.message_network import MessageNetwork
 from sim.fabric.network import NetworkParams

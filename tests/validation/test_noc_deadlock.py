@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from sim.core.simulation import Simulation
+from sim.experiments.noc import NocRunParams, run_noc
 from sim.fabric.network import DeadlockError, FlitNetwork, NetworkParams
-from sim.fabric.noc_experiment import NocRunParams, run_noc
 from sim.fabric.router import RouterParams
 from sim.fabric.traffic import BernoulliSource, uniform
 from sim.topology import ring, torus

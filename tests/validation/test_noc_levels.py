@@ -12,7 +12,7 @@ import functools
 
 import pytest
 
-from sim.fabric.noc_experiment import NocRunParams, run_noc
+from sim.experiments.noc import NocRunParams, run_noc
 from sim.topology import mesh
 
 K = 4

@@ -18,8 +18,8 @@ import functools
 
 import pytest
 
+from sim.experiments.noc import NocRunParams, run_noc
 from sim.fabric.network import NetworkParams
-from sim.fabric.noc_experiment import NocRunParams, run_noc
 from sim.fabric.router import RouterParams
 from sim.topology import mesh
 

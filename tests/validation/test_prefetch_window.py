@@ -10,11 +10,11 @@ import itertools
 
 import pytest
 
+from sim.driver.token_driver import DriverParams
+from sim.experiments.run import RunSpec, execute
+from sim.model.spec import load_model
+from sim.serving.mapping import mapping_from
 from sim.system.spec import system_from_mapping
-from sim.workload.driver import DriverParams
-from sim.workload.mapping import mapping_from
-from sim.workload.model import load_model
-from sim.workload.run import RunSpec, execute
 
 
 @pytest.fixture(scope="module")

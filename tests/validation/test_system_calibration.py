@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from sim.fabric.collective_experiment import run_collective
+from sim.experiments.collective import run_collective
 from sim.fabric.collectives import CollectiveCase
 from sim.system.calibration import (
     compare_allreduce,

@@ -46,7 +46,7 @@ from typing import Any
 
 from sim.core.errors import ConfigError, MemwallError
 from sim.core.tomlfile import read_toml
-from sim.workload.run import RUN_SETTINGS as RUN_KEYS
+from sim.experiments.run import RUN_SETTINGS as RUN_KEYS
 
 _INT_KEYS = ("limit", "batch", "context", "steps", "seed")
 REQUIREMENT = "dask[distributed]>=2024.1"
@@ -149,7 +149,7 @@ def load_spec(path: str | Path) -> SweepSpec:
 # -- one cell, built exactly as ``memwall run`` builds it --------------------------------------
 def simulate(settings: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run one cell exactly as ``memwall run`` would; returns (summary, resolved configuration)."""
-    from sim.workload.run import build_run, execute
+    from sim.experiments.run import build_run, execute
 
     spec, scheduler = build_run(settings, where="set")
     summary, _, sim = execute(spec, scheduler=scheduler)

@@ -16,13 +16,14 @@ from typing import Any
 from sim.core.errors import ConfigError
 from sim.core.tomlfile import read_toml
 from sim.core.units import PS_PER_S
+from sim.model.spec import ModelSpec
+from sim.requests.record import Request
+from sim.requests.synthetic import SyntheticParams, synthetic_requests
+from sim.serving.batching import Batch, make_policy
+from sim.serving.decode_trace import DecodeTraceWriter
+from sim.serving.lowering import Lowering
+from sim.serving.mapping import MappingParams, plan
 from sim.system.spec import SystemSpec
-from sim.workload.batching import Batch, make_policy
-from sim.workload.decode_trace import DecodeTraceWriter
-from sim.workload.lowering import Lowering
-from sim.workload.mapping import MappingParams, plan
-from sim.workload.model import ModelSpec
-from sim.workload.requests import Request, SyntheticParams, synthetic_requests
 
 
 def estimate_iteration_ps(

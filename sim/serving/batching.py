@@ -46,7 +46,7 @@ from sim.core.errors import CapacityError, ConfigError, SimulationError
 from sim.core.params import ParamSet, non_negative, one_of, param, positive
 from sim.core.registry import lookup, register
 from sim.core.units import COUNT, TIME, format_time
-from sim.workload.requests import Request
+from sim.requests.record import Request
 
 Phase = Literal["prefill", "decode"]
 

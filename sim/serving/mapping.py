@@ -23,8 +23,8 @@ from typing import Any
 from sim.core.errors import CapacityError, ConfigError
 from sim.core.params import ParamSet, one_of, param, positive
 from sim.core.units import COUNT, RATIO, format_size
+from sim.model.spec import ModelSpec
 from sim.system.spec import SystemSpec
-from sim.workload.model import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -176,7 +176,7 @@ def _check_pim_shards(
     near = spec.near_memory
     if near is None or near.placement != "in" or not near.shard_limit:
         return
-    from sim.workload.model import resolve_precision
+    from sim.model.spec import resolve_precision
 
     of = resolve_precision(weight_dtype)
     units = near.units * spec.stacks

@@ -36,13 +36,13 @@ from sim.fabric.message_network import MessageNetwork
 from sim.fabric.network import FlitNetwork
 from sim.memory.device import MemoryDevice, MemRequest
 from sim.memory.prefetch import Prefetcher, PrefetchParams
+from sim.model.spec import ModelSpec
+from sim.requests.record import Request
+from sim.serving.batching import Batch
+from sim.serving.lowering import Lowering, OpWork
+from sim.serving.mapping import Plan
 from sim.stats import counter, tally
 from sim.system.spec import SystemSpec
-from sim.workload.batching import Batch
-from sim.workload.lowering import Lowering, OpWork
-from sim.workload.mapping import Plan
-from sim.workload.model import ModelSpec
-from sim.workload.requests import Request
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,6 @@
-"""Inference requests: the record, streaming trace readers and a synthetic generator.
+"""Request-trace readers: Azure, Splitwise, Mooncake and length-only traces, streamed line by line.
 
-A :class:`Request` is what a serving system sees: when it arrived (integer picoseconds, memwall's
-time base, the first request of a trace at 0), how many prompt tokens it brings and how many output
-tokens it will generate, plus, for traces that have them, the hashes of its prompt's prefix blocks
-(equal leading ids mean shareable prefix KV).
-
+Each reader yields :class:`~sim.requests.record.Request` records.
 Trace readers are registered by format name (``@register("trace_reader", name)``) and are
 generators: they read one line at a time (plain or gzip), check every field and stop after
 ``limit`` requests, so an hour-long trace never sits in memory. Any bad input raises one
@@ -29,9 +25,7 @@ Formats (see ``traces/README.md`` for attribution and column meanings):
 Arrival times must not go backwards within a file (the real traces are sorted); a reader cannot sort
 a stream, so a backwards step is an error naming its line.
 
-:func:`synthetic_requests` (registered as ``request_generator`` ``synthetic``) draws Poisson or gamma
-arrivals and fixed / uniform / lognormal lengths from its own numpy streams: the same seed gives the
-same requests, and the first ``n`` requests do not depend on how many are asked for.
+Synthetic requests are in :mod:`sim.requests.synthetic`.
 """
 
 from __future__ import annotations
@@ -40,11 +34,9 @@ import csv
 import gzip
 import io
 import json
-import math
 import re
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
@@ -53,55 +45,13 @@ from typing import Any, ClassVar, TextIO
 import numpy as np
 
 from sim.core.errors import ConfigError
-from sim.core.params import ParamSet, one_of, param, positive
 from sim.core.registry import lookup, names, register
-from sim.core.units import COUNT, FREQUENCY, PS_PER_S, RATIO, format_time
+from sim.core.units import PS_PER_S, format_time
+from sim.requests.record import Request
+from sim.requests.synthetic import ArrivalParams, arrival_times, as_generator
 
 MOONCAKE_BLOCK_TOKENS = 512
 """Tokens per prefix-hash block in the Mooncake traces (FAST'25 release README)."""
-
-
-# -- the record ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    """One inference request.
-
-    ``prompt_tokens`` >= 1 are prefilled; ``output_tokens`` >= 1 are generated, the first by the
-    iteration that completes the prefill (so a request needs ``output_tokens - 1`` decode
-    iterations). ``prefix_hash_ids[i]`` identifies prompt tokens ``[i*B, (i+1)*B)`` with
-    ``B = prefix_block_tokens``; requests whose leading ids agree share that prefix's KV.
-    """
-
-    id: int
-    arrival_ps: int
-    prompt_tokens: int
-    output_tokens: int
-    prefix_hash_ids: tuple[int, ...] = ()
-    prefix_block_tokens: int = 0
-
-    def __post_init__(self) -> None:
-        for name, low in (("id", 0), ("arrival_ps", 0), ("prompt_tokens", 1), ("output_tokens", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-                raise ConfigError(
-                    f"expected a whole number >= {low}, found {value!r}", where=f"request {self.id}: {name}"
-                )
-        if self.prefix_hash_ids and self.prefix_block_tokens <= 0:
-            raise ConfigError(
-                "prefix_hash_ids given, so expected prefix_block_tokens >= 1, "
-                f"found {self.prefix_block_tokens}",
-                where=f"request {self.id}",
-            )
-
-    @property
-    def arrival_s(self) -> float:
-        return self.arrival_ps / PS_PER_S
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.output_tokens
 
 
 # -- field parsing ---------------------------------------------------------------------------------
@@ -445,7 +395,7 @@ class LengthsFormat(TraceFormat):
                 where=str(path),
             )
         arrivals = ArrivalParams.from_mapping({"rate": rate, "arrival": arrival, "cv": cv}, where=str(path))
-        times = arrival_times(arrivals, _as_generator(rng))
+        times = arrival_times(arrivals, as_generator(rng))
         for rid, (_, get) in enumerate(_csv_records(path, self.columns)):
             prompt = _tokens(*get("num_prefill_tokens"))
             output = _tokens(*get("num_decode_tokens"))
@@ -523,126 +473,3 @@ def read_trace(
 ) -> list[Request]:
     """All requests of a trace (or the first ``limit``) as a list; see :func:`open_trace`."""
     return list(open_trace(path, format, limit=limit, **options))
-
-
-# -- synthetic requests ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ArrivalParams(ParamSet):
-    """An arrival process: Poisson, or gamma-distributed inter-arrival times with a chosen CV."""
-
-    rate: float = param(
-        1.0, FREQUENCY, "mean arrival rate in requests per second ('2Hz' or 2)", check=positive
-    )
-    arrival: str = param("poisson", str, "inter-arrival distribution", check=one_of("poisson", "gamma"))
-    cv: float = param(1.0, RATIO, "coefficient of variation of inter-arrival times (gamma)", check=positive)
-
-
-_CHUNK = 1024  # draws per numpy call; fixed so that a seed's first n requests never depend on count
-
-
-def _as_generator(rng: np.random.Generator | int | None) -> np.random.Generator:
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if rng is None or isinstance(rng, bool) or not isinstance(rng, int | np.integer):
-        raise ConfigError(f"expected a numpy Generator or an integer seed, found {rng!r}", where="rng")
-    return np.random.default_rng(int(rng))
-
-
-def arrival_times(params: ArrivalParams, rng: np.random.Generator) -> Iterator[int]:
-    """Endless arrival times in ps: 0, then cumulative inter-arrival gaps of mean 1/rate.
-
-    Poisson gaps are exponential (CV 1); gamma gaps have shape 1/cv^2 and scale cv^2/rate. Each gap
-    is rounded to whole picoseconds, so times are exact integers and never decrease.
-    """
-    mean_s = 1.0 / params.rate
-    now = 0
-    while True:
-        if params.arrival == "poisson":
-            gaps = rng.exponential(mean_s, _CHUNK)
-        else:
-            shape = 1.0 / params.cv**2
-            gaps = rng.gamma(shape, mean_s / shape, _CHUNK)
-        for gap_ps in np.rint(gaps * PS_PER_S).astype(np.int64).tolist():
-            yield now
-            now += gap_ps
-
-
-_DISTS = ("fixed", "uniform", "lognormal")
-
-
-@dataclass(frozen=True)
-class SyntheticParams(ParamSet):
-    """Synthetic request stream: arrival process and prompt / output length distributions.
-
-    Lengths: ``fixed`` is always ``*_tokens``; ``uniform`` is a whole number in ``[*_min, *_max]``;
-    ``lognormal`` has mean ``*_tokens`` and coefficient of variation ``*_cv`` before rounding and
-    clipping to ``[*_min, *_max]`` (so the realised mean is slightly lower for heavy tails).
-    """
-
-    count: int = param(1000, COUNT, "number of requests", check=positive)
-    rate: float = param(1.0, FREQUENCY, "mean arrival rate in requests per second", check=positive)
-    arrival: str = param("poisson", str, "inter-arrival distribution", check=one_of("poisson", "gamma"))
-    cv: float = param(1.0, RATIO, "coefficient of variation of inter-arrival times (gamma)", check=positive)
-    prompt_dist: str = param("lognormal", str, "prompt length distribution", check=one_of(*_DISTS))
-    prompt_tokens: int = param(1024, COUNT, "prompt length (fixed) or mean (lognormal)", check=positive)
-    prompt_cv: float = param(1.0, RATIO, "prompt length coefficient of variation (lognormal)", check=positive)
-    prompt_min: int = param(1, COUNT, "smallest prompt (uniform, lognormal clip)", check=positive)
-    prompt_max: int = param(8192, COUNT, "largest prompt (uniform, lognormal clip)", check=positive)
-    output_dist: str = param("lognormal", str, "output length distribution", check=one_of(*_DISTS))
-    output_tokens: int = param(256, COUNT, "output length (fixed) or mean (lognormal)", check=positive)
-    output_cv: float = param(1.0, RATIO, "output length coefficient of variation (lognormal)", check=positive)
-    output_min: int = param(1, COUNT, "smallest output (uniform, lognormal clip)", check=positive)
-    output_max: int = param(2048, COUNT, "largest output (uniform, lognormal clip)", check=positive)
-
-    def validate(self) -> None:
-        for side in ("prompt", "output"):
-            low, high = getattr(self, f"{side}_min"), getattr(self, f"{side}_max")
-            if low > high:
-                raise ConfigError(
-                    f"expected {side}_min <= {side}_max = {high}, found {low}", where=f"{side}_min"
-                )
-
-
-def _lengths(dist: str, mean: int, cv: float, low: int, high: int, rng: np.random.Generator) -> Iterator[int]:
-    sigma = math.sqrt(math.log1p(cv * cv))
-    mu = math.log(mean) - sigma * sigma / 2.0
-    while True:
-        if dist == "fixed":
-            draws = [mean] * _CHUNK
-        elif dist == "uniform":
-            draws = rng.integers(low, high + 1, _CHUNK).tolist()
-        else:
-            draws = np.clip(np.rint(rng.lognormal(mu, sigma, _CHUNK)), low, high).astype(np.int64).tolist()
-        yield from draws
-
-
-@register("request_generator", "synthetic")
-def synthetic_requests(
-    params: SyntheticParams | Mapping[str, Any] | None = None,
-    rng: np.random.Generator | int = 0,
-    *,
-    limit: int | None = None,
-) -> Iterator[Request]:
-    """Poisson or gamma arrivals with fixed, uniform or lognormal prompt and output lengths.
-
-    ``rng`` is a numpy Generator (e.g. ``sim.rng["workload.requests"]``) or an integer seed. The
-    arrival times, prompt lengths and output lengths come from three independent child streams, so
-    changing one distribution never changes the others' draws.
-    """
-    if params is None:
-        params = SyntheticParams()
-    elif not isinstance(params, SyntheticParams):
-        params = SyntheticParams.from_mapping(params, where="synthetic")
-    gen_arr, gen_prompt, gen_output = _as_generator(rng).spawn(3)
-    times = arrival_times(ArrivalParams(params.rate, params.arrival, params.cv), gen_arr)
-    p = params
-    prompts = _lengths(p.prompt_dist, p.prompt_tokens, p.prompt_cv, p.prompt_min, p.prompt_max, gen_prompt)
-    outputs = _lengths(p.output_dist, p.output_tokens, p.output_cv, p.output_min, p.output_max, gen_output)
-    count = p.count if limit is None else min(p.count, limit)
-    for rid in range(count):
-        yield Request(rid, next(times), next(prompts), next(outputs))
-
-
-synthetic_requests.Params = SyntheticParams  # type: ignore[attr-defined]  (for `memwall describe`)

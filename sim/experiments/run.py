@@ -17,12 +17,12 @@ from typing import Any
 from sim.core.errors import ConfigError, SimulationError
 from sim.core.simulation import Simulation
 from sim.core.units import PS_PER_S
+from sim.driver.token_driver import DriverParams, TokenDriver
+from sim.model.spec import ModelSpec
+from sim.requests.record import Request
+from sim.serving.batching import Batch, BatchEntry, make_policy
+from sim.serving.mapping import MappingParams, plan
 from sim.system.spec import SystemSpec
-from sim.workload.batching import Batch, BatchEntry, make_policy
-from sim.workload.driver import DriverParams, TokenDriver
-from sim.workload.mapping import MappingParams, plan
-from sim.workload.model import ModelSpec
-from sim.workload.requests import Request
 
 
 class FixedDecodeBatch:
@@ -233,7 +233,7 @@ def energy_by_component(driver: TokenDriver, sim_s: float) -> dict[str, float]:
 
 
 def energy_and_cost(driver: TokenDriver, sim_s: float, spec: RunSpec) -> dict[str, Any]:
-    from sim.workload.cost import cost_params, cost_summary
+    from sim.observe.cost import cost_params, cost_summary
 
     parts = energy_by_component(driver, sim_s)
     total = sum(parts.values())
@@ -298,7 +298,7 @@ def split_sets(sets: Mapping[str, Any]) -> Tables:
 
 
 def is_decode_trace(path: str) -> bool:
-    from sim.workload.decode_trace import FORMAT
+    from sim.serving.decode_trace import FORMAT
 
     try:
         opener = gzip.open if path.endswith(".gz") else open
@@ -315,11 +315,11 @@ def build_run(settings: Mapping[str, Any], where: str = "--set") -> tuple[RunSpe
     workload is a decode trace (replayed), a request trace (``limit`` requests; the built-in sample
     trace when none is given) or, when ``batch``, ``context`` or ``steps`` is given, a fixed batch.
     """
+    from sim.model.spec import load_model
+    from sim.requests.readers import open_trace
+    from sim.serving.decode_trace import ReplayScheduler, read_decode_trace, requests_in_order
+    from sim.serving.mapping import mapping_from
     from sim.system.spec import load_system
-    from sim.workload.decode_trace import ReplayScheduler, read_decode_trace, requests_in_order
-    from sim.workload.mapping import mapping_from
-    from sim.workload.model import load_model
-    from sim.workload.requests import open_trace
 
     s = dict(settings)
     sys_set, map_set, drv_set, batch_set = split_sets(s.get("set") or {})

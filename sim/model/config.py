@@ -1,7 +1,7 @@
 """Reading Hugging Face ``config.json`` files (and TOML tables keyed like them) into ModelSpecs.
 
 The architecture family is the config's ``model_type``; each family is a reader registered under
-kind ``model_family`` that turns the config keys into :class:`~sim.workload.model.ModelSpec`
+kind ``model_family`` that turns the config keys into :class:`~sim.model.spec.ModelSpec`
 fields. A new family is one decorated function::
 
     @register("model_family", "phi3")
@@ -26,8 +26,8 @@ from typing import Any
 from sim.core.errors import ConfigError, RegistryError, join_where
 from sim.core.registry import REGISTRY, lookup, register
 from sim.core.tomlfile import read_toml
-from sim.workload.model import FULL_ATTENTION, LAYER_TYPES, SLIDING_ATTENTION, ModelSpec
-from sim.workload.model_catalog import find_entry, known_names
+from sim.model.catalog import find_entry, known_names
+from sim.model.spec import FULL_ATTENTION, LAYER_TYPES, SLIDING_ATTENTION, ModelSpec
 
 _MISSING: Any = object()
 
@@ -401,7 +401,7 @@ def _toml_table(path: Path, key: str | None) -> tuple[dict[str, Any], str, str]:
 
 
 def load_model_config(name_or_path: str | Path, *, key: str | None = None) -> ModelSpec:
-    """See :func:`sim.workload.model.load_model`."""
+    """See :func:`sim.model.spec.load_model`."""
     if isinstance(name_or_path, str):
         entry = find_entry(name_or_path)
         if entry is not None:

@@ -49,8 +49,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from sim.core.errors import ConfigError
-from sim.workload.batching import Batch, BatchEntry
-from sim.workload.requests import Request
+from sim.requests.record import Request
+from sim.serving.batching import Batch, BatchEntry
 
 FORMAT = "memwall-decode-trace"
 VERSION = 1

@@ -12,7 +12,7 @@ From it come:
   matrices separately, ``expert`` = its index), named in the Llama/DeepSeek Hugging Face layout
   (other families' checkpoints use other names for the same tensors), shapes ``(out, in)``.
 * parameter counts (:attr:`ModelSpec.n_params`, :meth:`ModelSpec.active_params_per_token`) and
-  weight bytes in any :mod:`~sim.workload.dtype` or a per-tensor-class mix of them;
+  weight bytes in any :mod:`~sim.model.dtype` or a per-tensor-class mix of them;
 * KV-cache bytes (MLA stores one compressed latent + the shared RoPE key per layer; sliding layers
   keep at most ``window`` tokens);
 * FLOPs per token and a per-layer :class:`DecodeWork` (weights read, KV read and written, FLOPs) for
@@ -60,7 +60,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sim.core.errors import ConfigError
-from sim.workload.dtype import Dtype, DtypeLike, get_dtype
+from sim.model.dtype import Dtype, DtypeLike, get_dtype
 
 FULL_ATTENTION = "full_attention"
 SLIDING_ATTENTION = "sliding_attention"
@@ -735,6 +735,6 @@ def load_model(name_or_path: str | Path, *, key: str | None = None) -> ModelSpec
     An unknown name lists the known ones; a missing, mistyped or invalid key raises
     :class:`~sim.core.errors.ConfigError` naming the file and the key.
     """
-    from sim.workload.model_config import load_model_config
+    from sim.model.config import load_model_config
 
     return load_model_config(name_or_path, key=key)

@@ -22,9 +22,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from sim.workload.batching import BatchEntry
-from sim.workload.mapping import Plan
-from sim.workload.model import ModelSpec
+from sim.model.spec import ModelSpec
+from sim.serving.batching import BatchEntry
+from sim.serving.mapping import Plan
 
 
 def is_attention(kind: str) -> bool:

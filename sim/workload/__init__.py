@@ -1,1 +1,0 @@
-"""Workloads that drive the system: memory microbenchmarks now, decode traces later."""
