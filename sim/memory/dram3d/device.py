@@ -1,0 +1,244 @@
+"""The registered ``dram3d`` memory device: analytic twin, dispatch to the levels, stats and energy.
+
+The overview (organisation, the three levels, refresh, energy) is in the package docstring,
+:mod:`sim.memory.dram3d`. This module holds what is common to every level: the geometry, mapping
+and timing set, the analytic twin, the entry points the base class calls for each fidelity, and the
+flush of the internal event counts into stats, energy and the TSV buses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any, ClassVar
+
+import numpy as np
+import simpy
+
+from sim.core.params import ParamSet
+from sim.core.registry import register
+from sim.memory.address_mapping import AddressMapping, Geometry, get_mapping
+from sim.memory.device import MemoryDevice, MemRequest
+from sim.memory.dram3d.detailed import (
+    _ACT,
+    _CONFLICT,
+    _HIT,
+    _N_COUNTS,
+    _PRE,
+    _RD,
+    _REF,
+    _REFSB,
+    _WR,
+    DetailedRequest,
+    LaneController,
+    first_refresh_ps,
+)
+from sim.memory.dram3d.params import Dram3DParams
+from sim.memory.dram3d.transaction import TransactionModel
+from sim.memory.dram3d.tsv import TsvBus
+from sim.memory.dram_timing import DramTiming
+from sim.stats import counter
+
+
+@register("memory", "dram3d")
+class Dram3D(MemoryDevice):
+    """A 3D DRAM stack (HBM3/3E/4, logic-on-DRAM) or LPDDR5X package; see the module docstring."""
+
+    Params: ClassVar[type[ParamSet]] = Dram3DParams
+    STATS = (
+        counter("bursts_read", "bursts", "column reads"),
+        counter("bursts_written", "bursts", "column writes"),
+        counter("activates", "ACTs", "row activations"),
+        counter("precharges", "PREs", "precharges (detailed level)"),
+        counter("refreshes", "REFs", "refresh commands (all-bank and per-bank)"),
+        counter("row_hits", "bursts", "column accesses that needed no activation"),
+        counter("row_misses", "ACTs", "activations of a closed bank"),
+        counter("row_conflicts", "ACTs", "activations that first had to close another row"),
+        counter("energy_act_pj", "pJ", "activation + precharge energy"),
+        counter("energy_read_pj", "pJ", "read energy (array + I/O)"),
+        counter("energy_write_pj", "pJ", "write energy (array + I/O)"),
+        counter("energy_tsv_pj", "pJ", "energy of bits crossing the TSVs"),
+        counter("energy_refresh_pj", "pJ", "refresh energy"),
+    )
+
+    params: Dram3DParams
+
+    def build(self) -> None:
+        super().build()
+        p = self.params
+        self.geometry = Geometry(
+            channels=p.channels,
+            pseudo_channels=p.pseudo_channels,
+            bank_groups=p.bank_groups,
+            banks_per_group=p.banks_per_group,
+            rows=p.rows,
+            columns=p.row_bytes // p.burst_bytes,
+            burst_bytes=p.burst_bytes,
+        )
+        self.mapping: AddressMapping = get_mapping(p.address_mapping)(self.geometry)
+        self.timing = DramTiming.from_params(p)
+        self.tsv = [
+            TsvBus(
+                self.sim,
+                f"tsv{c}",
+                TsvBus.Params(width_bits=p.tsv_width_bits, rate=p.tsv_rate, lanes=p.pseudo_channels),
+                parent=self,
+            )
+            for c in range(p.channels)
+        ]
+        self.trace: list[tuple[int, int, int, int, int, str, int, int]] | None = (
+            [] if p.command_trace else None
+        )
+        g = self.geometry
+        self._burst_bits = p.burst_bytes * 8
+        self._n = [0] * _N_COUNTS
+        self._flushed = [0] * _N_COUNTS
+        self._lane_bursts = [0] * g.lanes  # data bursts per lane (TSV stats)
+        self._tsv_flushed = [0] * g.lanes
+        self._ref_counted = 0  # refreshes accounted in closed form (transaction / analytic)
+        self._ref_phases: tuple[np.ndarray, int, float] | None = None
+        t = self.timing
+        if t.refresh_mode != "off":
+            per_bank = t.refresh_mode == "per_bank"
+            period = t.tREFI // g.banks_per_lane if per_bank else t.tREFI
+            per_ref = p.refresh_energy / g.banks_per_lane if per_bank else p.refresh_energy
+            phases = np.array([first_refresh_ps(i, g.lanes, period) for i in range(g.lanes)], dtype=np.int64)
+            self._ref_phases = (phases, period, per_ref)
+        self._latency_cache: dict[tuple[int, bool], int] = {}
+        self._lanes: list[LaneController] | None = None
+        self._txn: TransactionModel | None = None
+        if p.fidelity == "detailed":
+            self._lanes = [LaneController(self, i) for i in range(g.lanes)]
+        elif p.fidelity == "transaction":
+            self._txn = TransactionModel(self, refresh=True)
+
+    # -- analytic twin ----------------------------------------------------------------------------
+    @property
+    def capacity_bytes(self) -> int:
+        return self.geometry.capacity_bytes
+
+    def peak_bandwidth_Bps(self, write: bool = False) -> float:
+        """channels x TSV width x per-pin rate (bytes/s): what the TSV buses can carry at most."""
+        p = self.params
+        return p.channels * p.tsv_width_bits * p.tsv_rate
+
+    def unloaded_latency_ps(self, size: int, write: bool = False) -> int:
+        """Latency of a ``size``-byte request at address 0 into an idle stack, refresh ignored.
+
+        Every bank starts precharged (closed), so each lane's first data arrives tRCD + CL (CWL for
+        writes) after the request; the lane then moves its bursts at the column interval, or as fast as
+        tRRD/tFAW let it open the rows it needs. For one burst this is exactly tRCD + tCL + tBURST.
+        """
+        key = (size, write)
+        cached = self._latency_cache.get(key)
+        if cached is None:
+            nbursts = -(-size // self.geometry.burst_bytes)
+            scratch = TransactionModel(self, refresh=False)
+            cached = scratch.serve(0, 0, nbursts, write)[0]
+            self._latency_cache[key] = cached
+        return cached
+
+    # -- levels -----------------------------------------------------------------------------------
+    def _burst_range(self, req: MemRequest) -> tuple[int, int]:
+        bb = self.geometry.burst_bytes
+        return req.addr // bb, -(-(req.addr + req.size) // bb)
+
+    def run(self) -> None:
+        self._start_controllers()
+
+    def _start_controllers(self) -> None:
+        if self._lanes is not None and self._lanes[0].proc is None:
+            for lane in self._lanes:
+                lane.proc = self.env.process(lane.loop())
+
+    def serve_detailed(self, req: MemRequest) -> Generator[simpy.Event, Any, None]:
+        self._start_controllers()
+        assert self._lanes is not None
+        env = self.env
+        b0, b1 = self._burst_range(req)
+        ctx = DetailedRequest(env.event(), b1 - b0)
+        for lane, (banks, rows, cols) in self.mapping.bursts_by_lane(b0, b1).items():
+            self._lanes[lane].enqueue(ctx, banks, rows, cols, req.write)
+        yield ctx.event
+        if ctx.done_at > env.now:
+            yield env.timeout(ctx.done_at - env.now)
+        self._flush()
+
+    def serve_transaction(self, req: MemRequest) -> Generator[simpy.Event, Any, None]:
+        assert self._txn is not None
+        env = self.env
+        b0, b1 = self._burst_range(req)
+        done, bursts, acts, conflicts = self._txn.serve(env.now, b0, b1, req.write)
+        n = self._n
+        n[_WR if req.write else _RD] += bursts
+        n[_ACT] += acts
+        n[_CONFLICT] += conflicts
+        n[_HIT] += bursts - acts
+        self._flush(refresh_by_time=True)
+        if done > env.now:
+            yield env.timeout(done - env.now)
+
+    def account_analytic(self, req: MemRequest) -> None:
+        """Base twin FIFO; energy as for a stream: one activation per row_bytes moved (at least one)."""
+        b0, b1 = self._burst_range(req)
+        n = self._n
+        acts = -(-(b1 - b0) // self.geometry.columns)
+        n[_WR if req.write else _RD] += b1 - b0
+        n[_ACT] += acts
+        n[_HIT] += b1 - b0 - acts
+        self._flush(refresh_by_time=True)
+
+    # -- stats and energy ---------------------------------------------------------------------------
+    def _flush(self, refresh_by_time: bool = False) -> None:
+        """Turn the internal event counts since the last flush into counters and energy."""
+        p, n, done, st = self.params, self._n, self._flushed, self.stat
+        d = [n[i] - done[i] for i in range(_N_COUNTS)]
+        self._flushed = list(n)
+        bits = self._burst_bits
+        e_act = d[_ACT] * p.act_energy
+        e_rd = d[_RD] * bits * p.read_energy_per_bit
+        e_wr = d[_WR] * bits * p.write_energy_per_bit
+        e_tsv = (d[_RD] + d[_WR]) * bits * p.tsv_energy_per_bit
+        e_ref = (d[_REF] + d[_REFSB] / self.geometry.banks_per_lane) * p.refresh_energy
+        refs = d[_REF] + d[_REFSB]
+        if refresh_by_time and self._ref_phases is not None:
+            due = self._refreshes_due(self.env.now)
+            refs += due - self._ref_counted
+            e_ref += (due - self._ref_counted) * self._ref_phases[2]
+            self._ref_counted = due
+        st.bursts_read.add(d[_RD])
+        st.bursts_written.add(d[_WR])
+        st.activates.add(d[_ACT])
+        st.precharges.add(d[_PRE])
+        st.refreshes.add(refs)
+        st.row_hits.add(d[_HIT])
+        st.row_misses.add(d[_ACT] - d[_CONFLICT])
+        st.row_conflicts.add(d[_CONFLICT])
+        st.energy_act_pj.add(e_act)
+        st.energy_read_pj.add(e_rd)
+        st.energy_write_pj.add(e_wr)
+        st.energy_tsv_pj.add(e_tsv)
+        st.energy_refresh_pj.add(e_ref)
+        st.energy_pj.add(e_act + e_rd + e_wr + e_tsv + e_ref)
+
+    def _refreshes_due(self, now: int) -> int:
+        """Refresh commands due in the whole stack up to ``now`` (closed form; lanes are staggered)."""
+        assert self._ref_phases is not None
+        phases, period, _ = self._ref_phases
+        due = now >= phases
+        return int(((now - phases[due]) // period + 1).sum())
+
+    def finalize(self) -> None:
+        if self._lanes is not None:
+            for lane in self._lanes:
+                lane.count_idle_refreshes(self.env.now)
+            self._flush()
+        else:
+            self._flush(refresh_by_time=True)
+        pc = self.geometry.pseudo_channels
+        counts = self._txn.lane_bursts.tolist() if self._txn is not None else list(self._lane_bursts)
+        tburst, bb = self.timing.tBURST, self.geometry.burst_bytes
+        for c, bus in enumerate(self.tsv):
+            lanes = slice(c * pc, (c + 1) * pc)
+            nb = sum(counts[lanes]) - sum(self._tsv_flushed[lanes])
+            bus.record(nb * tburst, nb * bb)
+        self._tsv_flushed = counts

@@ -1,0 +1,370 @@
+"""The ``transaction`` level of a 3D DRAM stack: closed-form timing of whole requests, no events.
+
+Apart from the detailed controller because it is a different model of the same rules (busy-until
+bookkeeping instead of command scheduling) that must stay exact under three evaluations (scalar,
+per row run, per bank); the device also runs it without refresh for the analytic twin's unloaded
+latency.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from sim.memory.address_mapping import AddressMapping
+from sim.memory.dram3d.detailed import first_refresh_ps
+
+if TYPE_CHECKING:
+    from sim.memory.dram3d.device import Dram3D
+
+_NEVER = np.iinfo(np.int64).max
+# The transaction model evaluates a request per bank (not per row run) once the banks it touches hold
+# at least _BANK_SWEEP_ROWS of its rows each on average and it has at least _BANK_MIN_RUNS row runs
+# (measured crossover: the per-run path costs ~70 us + ~0.1 us per run, the per-bank one ~120 us).
+_BANK_SWEEP_ROWS = 2
+_BANK_MIN_RUNS = 1024
+
+
+class TransactionModel:
+    """Closed-form timing of whole requests per lane (numpy over row runs, or over banks; no events).
+
+    Per request and lane: ``n`` bursts, ``a`` activations (row runs not hitting the open row; a
+    conflict adds tRP), ``g`` bank groups touched. The lane's ACT budget is a busy-until advanced by
+    ``max(tRRD_S, tFAW/4)`` per ACT (the long-run limit); within a request the ACTs go four tRRD_S
+    apart per tFAW, and the last one's row needs tRCD + CL plus its own bursts at tCCD_L. Each run's
+    data can start tRCD + CL after its ACT (CL alone on a hit); the lane's TSV share is a FIFO
+    busy-until holding ``tBURST + (n-1) x column interval`` where the interval is
+    ``max(tBURST, tCCD_S, tCCD_L/g)`` (``max(tBURST, tCCD_L)`` for one bank group).
+    All-bank refresh closes rows and blocks the lane for tRFC every tREFI; per-bank refresh is taken
+    as hidden (the detailed controller refreshes idle banks) and only its energy is counted.
+    """
+
+    def __init__(self, dev: Dram3D, refresh: bool) -> None:
+        g, t = dev.geometry, dev.timing
+        self.t = t
+        self.mapping = dev.mapping
+        self.nb = g.banks_per_lane
+        self.bpg = g.banks_per_group
+        self.ngroups = g.bank_groups
+        nl = self.nl = g.lanes
+        self.lanes = np.arange(nl, dtype=np.int64)
+        self.lane_busy = np.zeros(nl, dtype=np.int64)
+        self.act_busy = np.zeros(nl, dtype=np.int64)
+        self.lane_bursts = np.zeros(nl, dtype=np.int64)
+        self.open_row = np.full(nl * self.nb, -1, dtype=np.int64)
+        self.bank_free = np.zeros(nl * self.nb, dtype=np.int64)
+        self.last_use = np.zeros(nl * self.nb, dtype=np.int64)
+        self.act_int = max(t.tRRD_S, math.ceil(t.tFAW / 4))
+        self.faw4 = max(t.tFAW, 4 * t.tRRD_S)  # four ACTs tRRD_S apart, then the window
+        col = [max(t.tBURST, t.tCCD_L)] * 2
+        col += [max(t.tBURST, t.tCCD_S, math.ceil(t.tCCD_L / k)) for k in range(2, g.bank_groups + 1)]
+        self.col_int = np.array(col, dtype=np.int64)
+        self.closed_page = dev.params.page_policy == "closed"
+        self.all_bank = refresh and t.refresh_mode == "all_bank"
+        self.phase = np.array([first_refresh_ps(i, nl, t.tREFI) for i in range(nl)], dtype=np.int64)
+        # Requests of at most this many bursts take the scalar path (same formulas, no numpy overhead).
+        self.small_limit = 16
+        # Requests spanning at least this many high blocks take the per-bank path (same results; set
+        # fast_path False to always take the per-run one).
+        self.fast_path = True
+        self.bank_sweep_blocks = self._bank_sweep_blocks(dev.mapping)
+
+    @staticmethod
+    def _bank_sweep_blocks(mapping: AddressMapping) -> int:
+        """High blocks a request must span to take the per-bank path (:meth:`_serve_banks`).
+
+        ``k`` blocks hold about ``k x L`` row runs in at most ``min(k, distinct_blocks) x L`` banks
+        (per outer segment). From ``k = _BANK_SWEEP_ROWS x distinct_blocks`` on, each bank touched
+        holds that many of the request's rows on average, so per-bank arrays are that many times
+        shorter than per-run ones; and from ``_BANK_MIN_RUNS`` runs on, the per-run path's cost
+        (which grows with the runs) exceeds the per-bank path's fixed one. Both paths are exact:
+        this only picks the cheaper.
+        """
+        return max(_BANK_SWEEP_ROWS * mapping.distinct_blocks, -(-_BANK_MIN_RUNS // mapping.L))
+
+    def _last_refresh(self, now: int, lane: np.ndarray) -> np.ndarray:
+        ph = self.phase[lane]
+        return np.where(now >= ph, ph + ((now - ph) // self.t.tREFI) * self.t.tREFI, -1)
+
+    def _out_of_refresh(self, when: np.ndarray, lane: np.ndarray) -> np.ndarray:
+        t = self.t
+        ph = self.phase[lane]
+        start = ph + ((when - ph) // t.tREFI) * t.tREFI
+        inside = (when >= ph) & (when < start + t.tRFC)
+        return np.where(inside, start + t.tRFC, when)
+
+    def _stretch(self, start: np.ndarray, end: np.ndarray, lane: np.ndarray) -> np.ndarray:
+        t = self.t
+        ph = self.phase[lane]
+        nxt = ph + ((start - ph) // t.tREFI + 1) * t.tREFI
+        while True:
+            cross = nxt < end
+            if not cross.any():
+                return end
+            end = np.where(cross, end + t.tRFC, end)
+            nxt = np.where(cross, nxt + t.tREFI, nxt)
+
+    def serve(self, now: int, b0: int, b1: int, write: bool) -> tuple[int, int, int, int]:
+        """Reserve bursts ``[b0, b1)``; returns (completion ps, bursts, activations, conflicts).
+
+        Three exact evaluations of one closed form: Python scalars for small requests, per row run
+        (:meth:`_serve_runs`), and per bank (:meth:`_serve_banks`) once the request sweeps its banks
+        row after row, so that the cost no longer grows with the request.
+        """
+        if b1 - b0 <= self.small_limit:
+            return self._serve_small(now, b0, b1, write)
+        if self.fast_path and self.mapping.blocks_spanned(b0, b1) >= self.bank_sweep_blocks:
+            return self._serve_banks(now, b0, b1, write)
+        return self._serve_runs(now, b0, b1, write)
+
+    def _serve_runs(self, now: int, b0: int, b1: int, write: bool) -> tuple[int, int, int, int]:
+        """The closed form over the request's row runs (numpy, one entry per run)."""
+        t = self.t
+        lane, bank, row, count = self.mapping.runs(b0, b1)
+        key = lane * self.nb + bank
+        n = len(key)
+        tcas = t.tCWL if write else t.tCL
+        state = self.open_row[key]
+        if self.all_bank:
+            state = np.where(self.last_use[key] < self._last_refresh(now, lane), -1, state)
+        if n > 1 and self.mapping.blocks_spanned(b0, b1) > self.mapping.distinct_blocks:
+            order = np.argsort(key, kind="stable")
+            ks = key[order]
+            rs = row[order]
+            first = np.empty(n, dtype=bool)
+            first[0] = True
+            np.not_equal(ks[1:], ks[:-1], out=first[1:])
+            prev_s = np.empty(n, dtype=np.int64)
+            prev_s[0] = -1
+            prev_s[1:] = rs[:-1]
+            prev_s = np.where(first, state[order], prev_s)
+            if self.closed_page:
+                prev_s = np.where(first, prev_s, -1)
+            prev = np.empty(n, dtype=np.int64)
+            prev[order] = prev_s
+            last = np.empty(n, dtype=bool)
+            last[-1] = True
+            last[:-1] = first[1:]
+            last_keys, last_rows = ks[last], rs[last]
+        else:
+            prev = state
+            last_keys, last_rows = key, row
+        miss = prev != row
+        conflict = miss & (prev >= 0)
+        # Per-lane quantities as full-width vectors (lanes not touched have n == 0).
+        n_l = np.bincount(lane, weights=count, minlength=self.nl).astype(np.int64)
+        acts_l = np.bincount(lane[miss], minlength=self.nl)
+        runs_l = np.bincount(lane, minlength=self.nl)
+        a0 = np.maximum(self.act_busy, now)
+        pre_t = np.maximum(a0[lane], self.bank_free[key])
+        if self.all_bank:
+            pre_t = self._out_of_refresh(pre_t, lane)
+        act_t = pre_t + np.where(conflict, t.tRP, 0)
+        ready = np.where(miss, act_t + t.tRCD + tcas, now + tcas)
+        ready_l = np.full(self.nl, _NEVER, dtype=np.int64)
+        np.minimum.at(ready_l, lane, ready)
+        tail_l = np.zeros(self.nl, dtype=np.int64)
+        np.maximum.at(tail_l, lane, ready + t.tBURST + (count - 1) * t.tCCD_L)
+        end, touched = self._finish_lanes(now, tcas, lane, bank, a0, n_l, acts_l, runs_l, ready_l, tail_l)
+        if miss.any():
+            np.maximum.at(self.bank_free, key[miss], act_t[miss] + t.tRC)
+        if self.closed_page:
+            self.open_row[key] = -1
+        else:
+            self.open_row[last_keys] = last_rows
+        self.last_use[key] = end[lane]
+        n_conf = int(conflict.sum()) if not self.closed_page else 0
+        return int(end[touched].max()), int(n_l.sum()), int(miss.sum()), n_conf
+
+    def _serve_banks(self, now: int, b0: int, b1: int, write: bool) -> tuple[int, int, int, int]:
+        """The same closed form per bank touched (numpy, one entry per bank; exact).
+
+        A bank's row runs (:meth:`AddressMapping.bank_runs`) are on distinct rows, so after the first
+        each one misses (a conflict under open page; under closed page the row was closed). All its
+        runs share one precharge time ``max(a0, bank_free)`` (both fixed for the request), so every
+        run after the first has the same ready time and the largest of them ends last; per-lane
+        sums (bursts, ACTs, runs) and extremes (first ready, last tail) are then per-bank sums and
+        extremes, and the bank's free time is its latest ACT + tRC.
+        """
+        t = self.t
+        br = self.mapping.bank_runs(b0, b1)
+        lane, bank, m = br.lane, br.bank, br.runs
+        key = lane * self.nb + bank
+        tcas = t.tCWL if write else t.tCL
+        state = self.open_row[key]
+        if self.all_bank:
+            state = np.where(self.last_use[key] < self._last_refresh(now, lane), -1, state)
+        miss1 = state != br.first_row
+        conf1 = miss1 & (state >= 0)
+        more = m > 1
+        again = m - 1  # later runs: all activations; conflicts under open page
+        acts = again + miss1
+        nl = self.nl
+        n_l = np.bincount(lane, weights=br.bursts, minlength=nl).astype(np.int64)
+        acts_l = np.bincount(lane, weights=acts, minlength=nl).astype(np.int64)
+        runs_l = np.bincount(lane, weights=m, minlength=nl).astype(np.int64)
+        a0 = np.maximum(self.act_busy, now)
+        bank_free = self.bank_free[key]
+        pre_t = np.maximum(a0[lane], bank_free)
+        if self.all_bank:
+            pre_t = self._out_of_refresh(pre_t, lane)
+        act1 = pre_t + np.where(conf1, t.tRP, 0)
+        act2 = pre_t if self.closed_page else pre_t + t.tRP
+        to_data = t.tRCD + tcas
+        ready1 = np.where(miss1, act1 + to_data, now + tcas)
+        ready2 = act2 + to_data
+        ready = np.where(more, np.minimum(ready1, ready2), ready1)
+        tail1 = ready1 + (br.first_count * t.tCCD_L + (t.tBURST - t.tCCD_L))
+        tail2 = ready2 + (br.rest_max * t.tCCD_L + (t.tBURST - t.tCCD_L))
+        tail = np.where(more, np.maximum(tail1, tail2), tail1)
+        ready_l = np.full(nl, _NEVER, dtype=np.int64)
+        np.minimum.at(ready_l, lane, ready)
+        tail_l = np.zeros(nl, dtype=np.int64)
+        np.maximum.at(tail_l, lane, tail)
+        end, touched = self._finish_lanes(now, tcas, lane, bank, a0, n_l, acts_l, runs_l, ready_l, tail_l)
+        latest = np.where(more, np.maximum(act1, act2), act1)  # the bank's last ACT, if any
+        self.bank_free[key] = np.where(miss1 | more, np.maximum(bank_free, latest + t.tRC), bank_free)
+        self.open_row[key] = -1 if self.closed_page else br.last_row
+        self.last_use[key] = end[lane]
+        n_conf = 0 if self.closed_page else int(conf1.sum()) + int(again.sum())
+        return int(end[touched].max()), int(n_l.sum()), int(acts.sum()), n_conf
+
+    def _finish_lanes(
+        self,
+        now: int,
+        tcas: int,
+        lane: np.ndarray,
+        bank: np.ndarray,
+        a0: np.ndarray,
+        n_l: np.ndarray,
+        acts_l: np.ndarray,
+        runs_l: np.ndarray,
+        ready_l: np.ndarray,
+        tail_l: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per-lane part of the closed form: ACT budget, TSV busy-until and bursts; (ends, touched)."""
+        t = self.t
+        touched = n_l > 0
+        groups = np.zeros(self.nl * self.ngroups, dtype=bool)
+        groups[lane * self.ngroups + bank // self.bpg] = True
+        col = self.col_int[groups.reshape(self.nl, self.ngroups).sum(axis=1)]
+        has_act = acts_l > 0
+        self.act_busy = np.where(has_act, a0 + acts_l * self.act_int, self.act_busy)
+        start = np.maximum(ready_l, self.lane_busy)
+        if self.all_bank:
+            start = self._out_of_refresh(start, self.lanes)
+        end = start + t.tBURST + (n_l - 1) * col
+        last_act = a0 + ((acts_l - 1) // 4) * self.faw4 + ((acts_l - 1) % 4) * t.tRRD_S
+        per_run = -(-n_l // np.maximum(runs_l, 1))
+        act_tail = np.where(has_act, last_act + t.tRCD + tcas + t.tBURST + (per_run - 1) * t.tCCD_L, 0)
+        end = np.maximum(np.maximum(end, act_tail), tail_l)
+        if self.all_bank:
+            end = self._stretch(start, end, self.lanes)
+        self.lane_busy = np.where(touched, end, self.lane_busy)
+        self.lane_bursts += n_l
+        return end, touched
+
+    # -- the same closed form with Python scalars, for small requests ------------------------------
+    def _refresh_window(self, when: int, lane: int) -> tuple[int, int]:
+        """(start of the latest refresh window at or before ``when``, or -1; next window start)."""
+        ph, period = int(self.phase[lane]), self.t.tREFI
+        if when < ph:
+            return -1, ph
+        start = ph + ((when - ph) // period) * period
+        return start, start + period
+
+    def _serve_small(self, now: int, b0: int, b1: int, write: bool) -> tuple[int, int, int, int]:
+        t, nb, bpg = self.t, self.nb, self.bpg
+        all_bank, closed = self.all_bank, self.closed_page
+        tcas = t.tCWL if write else t.tCL
+        decode = self.mapping.decode_burst
+        runs: dict[tuple[int, int, int], list[int]] = {}
+        for b in range(b0, b1):
+            lane, bank, row, _ = decode(b)
+            run = runs.get((lane, bank, row))
+            if run is None:
+                runs[(lane, bank, row)] = [lane, lane * nb + bank, row, 1, bank // bpg]
+            else:
+                run[3] += 1
+        open_row, bank_free, last_use = self.open_row, self.bank_free, self.last_use
+        seen: dict[int, int] = {}
+        lanes: dict[int, list[Any]] = {}  # lane -> [bursts, acts, groups, first ready, last tail, runs]
+        info = []
+        for lane, key, row, count, group in runs.values():
+            if key in seen:
+                prev = -1 if closed else seen[key]
+            else:
+                prev = int(open_row[key])
+                if all_bank and int(last_use[key]) < self._refresh_window(now, lane)[0]:
+                    prev = -1
+            seen[key] = row
+            miss = prev != row
+            info.append((lane, key, count, miss, miss and prev >= 0))
+            acc = lanes.get(lane)
+            if acc is None:
+                acc = lanes[lane] = [0, 0, set(), _NEVER, 0, 0]
+            acc[0] += count
+            acc[1] += miss
+            acc[2].add(group)
+            acc[5] += 1
+        a0 = {}
+        for lane, acc in lanes.items():
+            a = int(self.act_busy[lane])
+            a0[lane] = a if a > now else now
+            if acc[1]:
+                self.act_busy[lane] = a0[lane] + acc[1] * self.act_int
+        frees = []
+        misses = conflicts = 0
+        for lane, key, count, miss, conflict in info:
+            if miss:
+                pre = max(a0[lane], int(bank_free[key]))
+                if all_bank:
+                    ws, _ = self._refresh_window(pre, lane)
+                    if ws >= 0 and pre < ws + t.tRFC:
+                        pre = ws + t.tRFC
+                act = pre + (t.tRP if conflict else 0)
+                ready = act + t.tRCD + tcas
+                frees.append((key, act + t.tRC))
+                misses += 1
+                conflicts += conflict
+            else:
+                ready = now + tcas
+            acc = lanes[lane]
+            if ready < acc[3]:
+                acc[3] = ready
+            tail = ready + t.tBURST + (count - 1) * t.tCCD_L
+            if tail > acc[4]:
+                acc[4] = tail
+        done = 0
+        ends = {}
+        for lane, (n, acts, groups, ready, tail, nruns) in lanes.items():
+            start = max(ready, int(self.lane_busy[lane]))
+            if all_bank:
+                ws, _ = self._refresh_window(start, lane)
+                if ws >= 0 and start < ws + t.tRFC:
+                    start = ws + t.tRFC
+            end = start + t.tBURST + (n - 1) * int(self.col_int[len(groups)])
+            if acts:
+                last_act = a0[lane] + ((acts - 1) // 4) * self.faw4 + ((acts - 1) % 4) * t.tRRD_S
+                per_run = -(-n // nruns)
+                end = max(end, last_act + t.tRCD + tcas + t.tBURST + (per_run - 1) * t.tCCD_L)
+            end = max(end, tail)
+            if all_bank:
+                _, nxt = self._refresh_window(start, lane)
+                while nxt < end:
+                    end += t.tRFC
+                    nxt += t.tREFI
+            self.lane_busy[lane] = end
+            self.lane_bursts[lane] += n
+            ends[lane] = end
+            done = max(done, end)
+        for key, free in frees:
+            if free > bank_free[key]:
+                bank_free[key] = free
+        for lane, key, _, _, _ in info:
+            last_use[key] = ends[lane]
+        for key, row in seen.items():
+            open_row[key] = -1 if closed else row
+        return done, b1 - b0, misses, 0 if closed else conflicts
