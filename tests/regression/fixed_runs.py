@@ -128,6 +128,11 @@ RUNS: tuple[FixedRun, ...] = (
         "run default --batch 2 --context 256 --steps 2 --set driver.collectives=simulated",
     ),
     _run(
+        "run-default-flit-collectives",
+        "run default --batch 1 --context 128 --steps 1 --set driver.collectives=simulated "
+        "--set fabric.fidelity=flit",
+    ),
+    _run(
         "run-default-mixtral-ep",
         "run default --model mixtral-8x7b --batch 4 --context 512 --steps 2 --set mapping.ep=8",
     ),
