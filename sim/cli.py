@@ -347,6 +347,8 @@ def _requests(args: argparse.Namespace, path: str) -> Any:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from sim.experiments.run import build_run, execute
+    from sim.observe.progress import RunProgress
+    from sim.observe.writers import write_run
 
     sets = _overrides(args.set)
     if (args.out or args.timeline) and not any(k.endswith("record_ops") for k in sets):
@@ -372,10 +374,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     }
     spec, scheduler = build_run(settings)
     show = not args.quiet and sys.stderr.isatty()
-    with _Progress(spec, enabled=show) as bar:
+    with RunProgress(spec, enabled=show) as bar:
         summary, drv, sim = execute(spec, scheduler=scheduler, progress=bar.update if show else None)
     if args.out:
-        _write_run(args.out, summary, drv, sim)
+        write_run(args.out, summary, drv, sim)
     if args.timeline:
         from sim.observe.timeline import write_timeline
 
@@ -387,139 +389,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     if "error" in summary:  # the results up to the stall are printed and written above
         raise SimulationError(f"run stopped early: {summary['error']}")
     return 0
-
-
-class _Progress:
-    """A progress bar on stderr while a run simulates: iterations, events/s, ETA (rich if present)."""
-
-    def __init__(self, spec: Any, enabled: bool) -> None:
-        self.enabled = enabled
-        self.total = spec.steps if spec.requests is None else None
-        self.bar: Any = None
-        self.t0 = 0.0
-
-    def __enter__(self) -> _Progress:
-        import time
-
-        self.t0 = time.perf_counter()
-        if self.enabled:
-            try:
-                from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-                self.bar = Progress(
-                    TextColumn("simulating"),
-                    BarColumn(),
-                    TextColumn("{task.completed} it"),
-                    TextColumn("{task.fields[rate]}"),
-                    TimeRemainingColumn(),
-                    transient=True,
-                )
-                self.bar.start()
-                self.task = self.bar.add_task("run", total=self.total, rate="")
-            except ImportError:
-                self.bar = None
-        return self
-
-    def update(self, driver: Any, sim: Any) -> None:
-        import time
-
-        done = len(driver.iterations)
-        wall = time.perf_counter() - self.t0
-        rate = f"{sim.env.events_processed / wall:,.0f} events/s" if wall > 0 else ""
-        if self.bar is not None:
-            self.bar.update(self.task, completed=done, rate=rate)
-        else:
-            total = f"/{self.total}" if self.total else ""
-            print(f"\rsimulating: {done}{total} iterations, {rate}", end="", file=sys.stderr, flush=True)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-        elif self.enabled:
-            print("\r", end="", file=sys.stderr, flush=True)
-
-
-def _write_run(out: str, summary: dict[str, Any], drv: Any, sim: Any) -> None:
-    import csv
-    from pathlib import Path
-
-    d = Path(out)
-    try:
-        d.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"cannot create output directory: {exc.strerror}", where="--out") from None
-    (d / "config.json").write_text(json.dumps(sim.config, indent=1, sort_keys=True, default=str) + "\n")
-    (d / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
-    (d / "stats.json").write_text(json.dumps(sim.stats.collect(sim.now), sort_keys=True, default=str) + "\n")
-    with (d / "requests.csv").open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(
-            [
-                "id",
-                "arrival_ms",
-                "prompt_tokens",
-                "output_tokens",
-                "generated",
-                "ttft_ms",
-                "tpot_ms",
-                "e2e_ms",
-            ]
-        )
-        for r in sorted(drv.records.values(), key=lambda r: r.request.id):
-            req = r.request
-            ttft = (r.first_token_ps - req.arrival_ps) / 1e9 if r.generated else ""
-            tpot = (r.last_token_ps - r.first_token_ps) / 1e9 / (r.generated - 1) if r.generated > 1 else ""
-            e2e = (r.last_token_ps - req.arrival_ps) / 1e9 if r.generated else ""
-            w.writerow(
-                [
-                    req.id,
-                    req.arrival_ps / 1e9,
-                    req.prompt_tokens,
-                    req.output_tokens,
-                    r.generated,
-                    ttft,
-                    tpot,
-                    e2e,
-                ]
-            )
-    if drv.op_log:
-        with (d / "ops.csv").open("w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["iteration", "where", "op", "layer", "start_us", "end_us", "blame"])
-            for it, where, op, layer, start, end, causes in drv.op_log:
-                blame = "; ".join(
-                    f"{k}={v / 1e6:.3f}us" for k, v in sorted(causes.items(), key=lambda kv: -kv[1])
-                )
-                w.writerow([it, where, op, layer, start / 1e6, end / 1e6, blame])
-    with (d / "iterations.csv").open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(
-            [
-                "index",
-                "start_ms",
-                "step_ms",
-                "requests",
-                "tokens",
-                "prefill_tokens",
-                "top_cause",
-                "top_cause_share",
-            ]
-        )
-        for it in drv.iterations:
-            top = it.blame.top(1)
-            share = top[0][1] / it.step_ps if top and it.step_ps else 0.0
-            w.writerow(
-                [
-                    it.index,
-                    it.start_ps / 1e9,
-                    it.step_ps / 1e9,
-                    it.requests,
-                    it.tokens,
-                    it.prefill_tokens,
-                    top[0][0] if top else "",
-                    share,
-                ]
-            )
 
 
 def _print_run(r: dict[str, Any]) -> None:

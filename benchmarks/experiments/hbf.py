@@ -43,6 +43,12 @@ def _decode(model: str, extra: dict, batch: int, context: int, steps: int) -> di
     )
 
 
+def _window(mib: int) -> dict[str, str]:
+    """A prefetch window of ``mib`` MiB per stack, with the stack's base-die SRAM sized to hold it
+    (the sweep explores the buffer size, so the SRAM grows with it)."""
+    return {"chip.memory.hbf.prefetch.window": f"{mib}MiB", "chip.memory.hbf.controller_sram": f"{mib}MiB"}
+
+
 def _fit(model, system, tp: int):
     """The plan of ``model`` on ``tp`` chips of ``system`` (pp 1), or None when it does not fit."""
     try:
@@ -62,7 +68,7 @@ def run(fast: bool, out: Path) -> Path:
     # (a) prefetch window and tR
     win_rows, tpot_w, stall_w = [], [], []
     for w in windows:
-        s = _decode(model_a, {"driver.prefetch_window": f"{w}MiB"}, batch_a, context_a, steps_a)
+        s = _decode(model_a, _window(w), batch_a, context_a, steps_a)
         stall = s["stall_breakdown"].get("prefetch stall (hbf)", 0.0)
         tpot_w.append(s["tpot_ms"]["mean"])
         stall_w.append(100 * stall)
@@ -73,7 +79,7 @@ def run(fast: bool, out: Path) -> Path:
         for tr in trs:
             s = _decode(
                 model_a,
-                {"driver.prefetch_window": f"{w}MiB", "chip.memory.hbf.tR": f"{tr}us"},
+                {**_window(w), "chip.memory.hbf.tR": f"{tr}us"},
                 batch_a,
                 context_a,
                 steps_a,
@@ -192,8 +198,9 @@ def run(fast: bool, out: Path) -> Path:
     }
     setup = (
         f"(a) `{model_a}` on `hbf-hybrid` with `mapping.tp=1` (weights on {stacks} HBF stacks, KV on HBM), "
-        f"fixed decode batch {batch_a}, context {context_a}, {steps_a} steps; swept `driver.prefetch_window` "
-        f"and `chip.memory.hbf.tR` (default window 32 MiB, tR 10 us). (b) `plan` with tp 1 (per chip) and "
+        f"fixed decode batch {batch_a}, context {context_a}, {steps_a} steps; swept "
+        "`chip.memory.hbf.prefetch.window` (with each stack's `controller_sram` sized to hold it) and "
+        f"`chip.memory.hbf.tR` (default window 32 MiB, tR 10 us). (b) `plan` with tp 1 (per chip) and "
         f"tp = all chips, pp 1 (per node), native dtypes, KV bf16; batch = `kv_capacity_tokens` // "
         f"{CONTEXT_B}. (c) KV write rate = `tokens_per_s` of a `gpu-hbm` tp-1 decode of `{model_c}` "
         f"(context {context_c}, {steps_c} steps; decode writes only, prefill would add more) "

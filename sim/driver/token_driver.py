@@ -1,48 +1,45 @@
-"""The token-generation driver: replays batches, iteration by iteration, through the hardware.
+"""The token-generation driver: replays batches, iteration by iteration, through built hardware.
 
-Each iteration's operations issue as their dependencies complete: per pipeline stage, per layer,
+The driver receives a built :class:`~sim.system.build.System` (chips, memories with their prefetch
+buffers and near-memory units, the fabric) and a :class:`~sim.serving.scheduler.Scheduler`. Each
+iteration's operations issue as their dependencies complete: per pipeline stage, per layer,
 ``attn`` (weights + KV cache reads overlapped with compute), a tensor-parallel all-reduce, MoE
 dispatch, ``ffn``, MoE combine and another all-reduce; then the activations move to the next stage.
-Weights stream from their memory (through prefetch windows on flash), the KV cache is read and
-written on its memory, GEMVs run on the compute die or the near-memory units, collectives run on the
-fabric. One chip per stage is simulated (every chip of a tensor-parallel group does the same work on
-its own shard); the fabric carries the whole group's collectives.
+Weights stream from their memory (through its prefetch buffer when it has one), the KV cache is read
+and written on its memory, GEMVs run on the compute die or the near-memory units, collectives run on
+the fabric. One chip per stage is simulated (every chip of a tensor-parallel group does the same
+work on its own shard); the fabric carries the whole group's collectives.
 
 The ops of one stage form a chain, so the critical path of an iteration is that chain. For every op
-the driver records what it waited for, the **blame**: the part of its time the slowest of its
-inputs needed at that input's peak (``memory bandwidth``, ``compute``), and the rest, by cause
-(``prefetch stall``, ``memory queueing``, ``bank conflict``, ``TSV busy``, ``MAC busy``,
-``collective``, ``pipeline transfer``). ``stall_breakdown`` is their share of critical-path time.
+the driver records what it waited for, its :mod:`blame <sim.driver.blame>`: the part of its time the
+slowest of its inputs needed at that input's peak, and the rest, by cause.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import simpy
 
-from sim.compute.die import ComputeDie
-from sim.compute.nearmem import NearMemoryUnits
 from sim.core.component import Component
 from sim.core.errors import SimulationError
 from sim.core.params import ParamSet, one_of, param, positive
-from sim.core.units import COUNT, PS_PER_S, SIZE
+from sim.core.units import COUNT, PS_PER_S
+from sim.driver import blame as causes
+from sim.driver.blame import Blame, Cause
 from sim.fabric.collectives import CollectiveCase, alpha_beta_cycles, run_algorithm
-from sim.fabric.message_network import MessageNetwork
-from sim.fabric.network import FlitNetwork
-from sim.memory.device import MemoryDevice, MemRequest
-from sim.memory.prefetch import Prefetcher, PrefetchParams
+from sim.memory.device import MemRequest
+from sim.memory.prefetch import Prefetcher
 from sim.model.spec import ModelSpec
 from sim.requests.record import Request
-from sim.serving.batching import Batch
 from sim.serving.lowering import Lowering, OpWork
 from sim.serving.mapping import Plan
+from sim.serving.scheduler import Batch, Scheduler
 from sim.stats import counter, tally
-from sim.system.spec import SystemSpec
+from sim.system.build import System
+from sim.system.chip import Chip, ChipMemory
 
 
 @dataclass(frozen=True)
@@ -56,20 +53,6 @@ class DriverParams(ParamSet):
         "no events) or simulated (message patterns on the system's fabric)",
         check=one_of("analytic", "simulated"),
     )
-    prefetch_policy: str = param("next_tensor", str, "prefetch policy for weights on flash")
-    prefetch_window: int = param(
-        "32MiB",
-        SIZE,
-        "prefetch window per flash stack (ASSUMPTION: > 2 x "
-        "bandwidth x latency, FlashAccel / H3's 40 MB buffer)",
-        check=positive,
-    )
-    prefetch_unit: int = param(
-        "1MiB",
-        SIZE,
-        "bytes per prefetch request (fewer, larger requests keep the event count low)",
-        check=positive,
-    )
     max_iterations: int = param(1_000_000, COUNT, "stop after this many iterations", check=positive)
     record_ops: bool = param(
         False,
@@ -77,28 +60,6 @@ class DriverParams(ParamSet):
         "keep every op of every iteration (start, end, blame) for "
         "ops.csv: the full blame chain of each iteration's critical path",
     )
-
-
-@dataclass
-class Blame:
-    """Critical-path time (ps) by cause, for one iteration or a whole run."""
-
-    by_cause: dict[str, float] = field(default_factory=dict)
-
-    def add(self, cause: str, ps: float) -> None:
-        if ps > 0:
-            self.by_cause[cause] = self.by_cause.get(cause, 0.0) + ps
-
-    def merge(self, other: Blame) -> None:
-        for cause, ps in other.by_cause.items():
-            self.add(cause, ps)
-
-    def fractions(self) -> dict[str, float]:
-        total = sum(self.by_cause.values())
-        return {k: v / total for k, v in sorted(self.by_cause.items())} if total else {}
-
-    def top(self, n: int = 3) -> list[tuple[str, float]]:
-        return sorted(self.by_cause.items(), key=lambda kv: -kv[1])[:n]
 
 
 @dataclass
@@ -118,71 +79,25 @@ class IterationRecord:
 
 @dataclass
 class RequestRecord:
+    """When a request's tokens came out (see :mod:`sim.requests.timing` for what they mean)."""
+
     request: Request
     first_token_ps: int = -1
     last_token_ps: int = -1
     generated: int = 0
 
 
-class ChipMemory:
-    """One named memory of a chip: ``stacks`` identical devices interleaving it.
+@dataclass(slots=True)
+class OpRecord:
+    """One op of one iteration's critical path, kept when ``record_ops`` is on."""
 
-    Every access is split evenly over the stacks, so each stack sees the same request stream; one
-    representative device (and, on flash, one prefetcher) is simulated with a stack's share and the
-    memory's bandwidth is ``stacks`` times that device's. This keeps contention between streams on
-    the same memory (weights against KV) and cuts the events by the stack count.
-    """
-
-    def __init__(
-        self,
-        name: str,
-        device: MemoryDevice,
-        stacks: int,
-        prefetcher: Prefetcher | None,
-        near: NearMemoryUnits | None,
-    ) -> None:
-        self.name = name
-        self.device = device
-        self.stacks = stacks
-        self.prefetcher = prefetcher
-        self.near = near
-        self.peak = stacks * device.peak_bandwidth_Bps()
-        self.cursor = 0  # next stream address (per stack), for streaming layouts
-        self.capacity = device.capacity_bytes
-
-    def share(self, nbytes: float) -> int:
-        """One stack's part of an access of ``nbytes``."""
-        return max(1, math.ceil(nbytes / self.stacks))
-
-
-class Chip(Component):
-    """The representative chip of one pipeline stage."""
-
-    def __init__(
-        self, sim: Any, name: str, system: SystemSpec, driver: DriverParams, parent: Component | None = None
-    ) -> None:
-        self.system = system
-        self.driver_params = driver
-        super().__init__(sim, name, None, parent)
-
-    def build(self) -> None:
-        self.die = ComputeDie(self.sim, "die", self.system.compute, parent=self)
-        self.memories: dict[str, ChipMemory] = {}
-        for name, spec in self.system.memories.items():
-            device = spec.cls(self.sim, name, params=spec.params, parent=self)
-            prefetcher = None
-            if spec.kind == "hbf":
-                dp = self.driver_params
-                unit = dp.prefetch_unit
-                pparams = PrefetchParams(
-                    policy=dp.prefetch_policy, unit=unit, window_pages=max(1, dp.prefetch_window // unit)
-                )
-                prefetcher = Prefetcher(self.sim, f"{name}_prefetch", device, pparams, parent=self)
-            near = None
-            if spec.near_memory is not None:
-                internal = spec.stacks * device.peak_bandwidth_Bps()
-                near = NearMemoryUnits(self.sim, f"{name}_mac", spec.near_memory, internal, parent=self)
-            self.memories[name] = ChipMemory(name, device, spec.stacks, prefetcher, near)
+    iteration: int
+    where: str  # a chip ("stage0") or "fabric"
+    op: str
+    layer: int
+    start_ps: int
+    end_ps: int
+    blame: dict[Cause, float] = field(default_factory=dict)
 
 
 class TokenDriver(Component):
@@ -211,41 +126,45 @@ class TokenDriver(Component):
         sim: Any,
         name: str,
         model: ModelSpec,
-        system: SystemSpec,
+        system: System,
         plan: Plan,
-        scheduler: Any,
+        scheduler: Scheduler,
         requests: Iterable[Request],
         params: DriverParams | None = None,
     ) -> None:
+        if len(system.chips) != plan.mapping.pp:
+            raise ValueError(
+                f"the built system has {len(system.chips)} chips, the plan {plan.mapping.pp} stages"
+            )
         self.model = model
-        self.system = system
+        self.hardware = system
+        self.system = system.spec
         self.plan = plan
         self.scheduler = scheduler
         self.requests: Iterator[Request] = iter(requests)
         super().__init__(sim, name, params or DriverParams())
 
     def build(self) -> None:
-        p: DriverParams = self.params  # type: ignore[assignment]
         self.lowering = Lowering(self.model, self.plan)
-        self.chips = [
-            Chip(self.sim, f"stage{s}", self.system, p, parent=self) for s in range(self.plan.mapping.pp)
-        ]
-        self.network: Any = None
-        if p.collectives == "simulated" or self.plan.mapping.pp > 1:
-            cls = FlitNetwork if self.system.fabric_fidelity == "flit" else MessageNetwork
-            self.network = cls(
-                self.sim, "fabric", self.system.topology, self.system.network, self.system.router, parent=self
+        self.chips: list[Chip] = self.hardware.chips
+        self.network: Any = self.hardware.network
+        if self.network is None and self.needs_network(self.params, self.plan):  # type: ignore[arg-type]
+            raise ValueError(
+                "simulated collectives and pipeline stages need the system built with its fabric"
             )
         self.iterations: list[IterationRecord] = []
         self.records: dict[int, RequestRecord] = {}
         self.blame = Blame()
-        # (iteration, chip or fabric, op, layer, start ps, end ps, {cause: ps}) when record_ops
-        self.op_log: list[tuple[int, str, str, int, int, int, dict[str, float]]] = []
+        self.op_log: list[OpRecord] = []  # every op of every iteration when record_ops
         self._collective_cache: dict[tuple[str, int], int] = {}
-        self._twin_net: Any = None
         self.done = self.env.event()
         self._tokens = 1  # tokens of the iteration in flight
         self.layout = self._layout()
+
+    @staticmethod
+    def needs_network(params: DriverParams, plan: Plan) -> bool:
+        """Whether the driver will move data over the simulated fabric (else the twin suffices)."""
+        return params.collectives == "simulated" or plan.mapping.pp > 1
 
     def run(self) -> None:
         self.env.process(self._main())
@@ -277,7 +196,7 @@ class TokenDriver(Component):
                 nxt = next(self.requests, None)
             batch = self.scheduler.next_batch(env.now)
             if batch is None:
-                wake = self.scheduler.wake_time(env.now) if hasattr(self.scheduler, "wake_time") else None
+                wake = self.scheduler.wake_time(env.now)
                 times = [t for t in (wake, nxt.arrival_ps if nxt else None) if t is not None and t > env.now]
                 if not times:
                     if self.scheduler.idle and nxt is None:
@@ -345,7 +264,7 @@ class TokenDriver(Component):
                 t0 = self.env.now
                 self.stat.fabric_link_bytes.add(act * 3)  # NIC link, switch or hop, NIC link (ASSUMPTION)
                 yield self.network.transfer(s * m.tp, (s + 1) * m.tp, act)
-                blame.add("pipeline transfer", self.env.now - t0)
+                blame.add(causes.PIPELINE_TRANSFER, self.env.now - t0)
         # LM head on the last stage
         head = OpWork(
             "head",
@@ -371,7 +290,7 @@ class TokenDriver(Component):
     def _log(self, where: str, op: str, layer: int, start: int, own: Blame) -> None:
         if self.params.record_ops:  # type: ignore[attr-defined]
             self.op_log.append(
-                (len(self.iterations), where, op, layer, start, self.env.now, dict(own.by_cause))
+                OpRecord(len(self.iterations), where, op, layer, start, self.env.now, dict(own.by_cause))
             )
 
     def _op_body(
@@ -416,29 +335,28 @@ class TokenDriver(Component):
             ideal_mem, mem_name = ideal_kv, plan.kv_memory
         if near:
             ideal_cmp = wmem.near.gemv_time_ps(work.weight_bytes, work.flops)
-            cmp_name = f"near-memory MACs ({plan.weights_memory})"
+            cmp_cause = causes.near_memory_macs(plan.weights_memory)
         else:
             ideal_cmp = chip.die.op_time_ps(work.flops)
-            cmp_name = "compute die"
+            cmp_cause = causes.COMPUTE_DIE
         if ideal_cmp >= ideal_mem:
             bound = min(duration, ideal_cmp)
-            blame.add(cmp_name, bound)
+            blame.add(cmp_cause, bound)
             rest = duration - bound
-            blame.add("MAC busy" if rest > 0 else "compute die", rest)
+            blame.add(causes.MAC_BUSY if rest > 0 else causes.COMPUTE_DIE, rest)
             return
         bound = min(duration, ideal_mem)
-        blame.add(f"memory bandwidth ({mem_name})", bound)
+        blame.add(causes.memory_bandwidth(mem_name), bound)
         rest = duration - bound
         if rest <= 0:
             return
         stall = sum(r.stall_ps for r in reports)
         late = min(rest, max(0, stall - ideal_mem))
         if late > 0:
-            blame.add(f"prefetch stall ({plan.weights_memory})", late)
+            blame.add(causes.prefetch_stall(plan.weights_memory), late)
             rest -= late
-        spec = self.system.memories[mem_name]
-        detailed_dram = spec.kind == "dram3d" and getattr(spec.params, "fidelity", "") != "analytic"
-        blame.add(f"{'TSV busy / bank conflict' if detailed_dram else 'memory queueing'} ({mem_name})", rest)
+        device = chip.memories[mem_name].device
+        blame.add(causes.memory_wait(device.queueing_cause(), mem_name), rest)
 
     def _read_weights(
         self, mem: ChipMemory, work: OpWork, hint: tuple[int, str] | None, reports: list[Any]
@@ -505,13 +423,14 @@ class TokenDriver(Component):
             key = (op, case.nbytes, group)
             ps = self._collective_cache.get(key)
             if ps is None:
-                net = self._twin()
+                net = self.hardware.fabric_twin()
                 ps = int(alpha_beta_cycles(net, case) * net.cycle_ps)
                 self._collective_cache[key] = ps
             yield env.timeout(ps)
-        blame.add(f"collective ({op})", env.now - t0)
+        cause = causes.collective(op)
+        blame.add(cause, env.now - t0)
         self.stat.fabric_link_bytes.add(self._collective_link_bytes(case))
-        self._log("fabric", op, -1, t0, Blame({f"collective ({op})": env.now - t0}))
+        self._log("fabric", op, -1, t0, Blame({cause: env.now - t0}))
 
     def _collective_link_bytes(self, case: CollectiveCase) -> float:
         """Bytes x link traversals: ring all-reduce sends 2(p-1) chunks of n/p per rank, direct
@@ -520,67 +439,10 @@ class TokenDriver(Component):
         key = ("links", p)
         hops = self._collective_cache.get(key)
         if hops is None:
-            net = self._twin()
+            net = self.hardware.fabric_twin()
             tr = net.terminal_router
             pairs = [(case.ranks[i], case.ranks[(i + 1) % p]) for i in range(p)]
             hops = sum(len(net.route_of(tr[a], tr[b])) - 1 + 2 for a, b in pairs) / p
             self._collective_cache[key] = hops
         chunks = 2 * (p - 1) if case.op == "allreduce" else p - 1
         return chunks * case.nbytes * hops
-
-    def _twin(self) -> Any:
-        """A message network used only for the collectives' closed forms (never run)."""
-        if self._twin_net is None:
-            from sim.core.simulation import Simulation
-
-            self._twin_net = MessageNetwork(
-                Simulation(), "twin", self.system.topology, self.system.network, self.system.router
-            )
-        return self._twin_net
-
-    # -- results ------------------------------------------------------------------------------------
-    def summary(self) -> dict[str, Any]:
-        """The figures ``memwall run`` reports (times in ms)."""
-        recs = [r for r in self.records.values() if r.generated > 0]
-        ttft = (
-            np.array([(r.first_token_ps - r.request.arrival_ps) / 1e9 for r in recs]) if recs else np.zeros(1)
-        )
-        tpot = (
-            np.array(
-                [
-                    (r.last_token_ps - r.first_token_ps) / 1e9 / (r.generated - 1)
-                    for r in recs
-                    if r.generated > 1
-                ]
-            )
-            if recs
-            else np.zeros(1)
-        )
-        e2e = (
-            np.array([(r.last_token_ps - r.request.arrival_ps) / 1e9 for r in recs]) if recs else np.zeros(1)
-        )
-        steps = np.array([it.step_ps / 1e9 for it in self.iterations]) if self.iterations else np.zeros(1)
-        tokens = int(self.stat.tokens.value)
-        span_s = self.env.now / PS_PER_S
-        return {
-            "requests": len(self.records),
-            "requests_finished": sum(1 for r in recs if r.generated >= r.request.output_tokens),
-            "iterations": len(self.iterations),
-            "tokens": tokens,
-            "ttft_ms": _dist(ttft),
-            "tpot_ms": _dist(tpot if tpot.size else np.zeros(1)),
-            "e2e_latency_ms": _dist(e2e),
-            "step_time_ms": _dist(steps),
-            "tokens_per_s": tokens / span_s if span_s > 0 else 0.0,
-            "memory_to_die_bytes_per_token": self.stat.memory_to_die_bytes.value / tokens if tokens else 0.0,
-            "stall_breakdown": self.blame.fractions(),
-        }
-
-
-def _dist(values: np.ndarray) -> dict[str, float]:
-    return {
-        "mean": float(values.mean()),
-        "p50": float(np.percentile(values, 50)),
-        "p90": float(np.percentile(values, 90)),
-        "p99": float(np.percentile(values, 99)),
-    }

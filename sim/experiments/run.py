@@ -19,52 +19,13 @@ from sim.core.simulation import Simulation
 from sim.core.units import PS_PER_S
 from sim.driver.token_driver import DriverParams, TokenDriver
 from sim.model.spec import ModelSpec
+from sim.observe.summary import energy_and_cost, queueing, token_figures, utilization
 from sim.requests.record import Request
-from sim.serving.batching import Batch, BatchEntry, make_policy
+from sim.serving.batching import make_policy
 from sim.serving.mapping import MappingParams, plan
+from sim.serving.scheduler import FixedDecodeBatch, Scheduler
+from sim.system.build import build_system
 from sim.system.spec import SystemSpec
-
-
-class FixedDecodeBatch:
-    """A scheduler for decode studies: the same ``batch`` sequences decode ``steps`` times.
-
-    Sequence ``i`` starts at ``context`` tokens (its KV already cached) and grows by one per step.
-    """
-
-    def __init__(self, batch: int, context: int, steps: int) -> None:
-        if batch < 1 or context < 1 or steps < 1:
-            raise ConfigError(
-                f"expected batch, context and steps >= 1, found {batch}, {context}, {steps}",
-                where="--batch/--context/--steps",
-            )
-        self.requests = [Request(i, 0, context, steps + 1) for i in range(batch)]
-        self.context = context
-        self.steps = steps
-        self.step = 0
-        self._out: Batch | None = None
-
-    def add(self, request: Request, now: int) -> None:  # requests are built in; nothing to add
-        pass
-
-    def next_batch(self, now: int) -> Batch | None:
-        if self.step >= self.steps:
-            return None
-        ctx = self.context + self.step + 1
-        entries = tuple(BatchEntry(r, "decode", 1, ctx, True) for r in self.requests)
-        self._out = Batch(self.step, now, entries)
-        return self._out
-
-    def complete(self, batch: Batch, now: int) -> list[Any]:
-        self.step += 1
-        return []
-
-    @property
-    def idle(self) -> bool:
-        return self.step >= self.steps
-
-    @property
-    def num_waiting(self) -> int:
-        return 0
 
 
 @dataclass
@@ -85,7 +46,7 @@ class RunSpec:
 
 
 def execute(
-    spec: RunSpec, scheduler: Any = None, progress: Any = None
+    spec: RunSpec, scheduler: Scheduler | None = None, progress: Any = None
 ) -> tuple[dict[str, Any], TokenDriver, Simulation]:
     """Simulate ``spec``; returns the summary, the driver (per-iteration records) and the sim.
 
@@ -117,7 +78,10 @@ def execute(
             ),
         },
     )
-    driver = TokenDriver(sim, "run", spec.model, spec.system, p, scheduler, _sorted(requests), spec.driver)
+    hardware = build_system(
+        sim, spec.system, chips=p.mapping.pp, network=TokenDriver.needs_network(spec.driver, p)
+    )
+    driver = TokenDriver(sim, "run", spec.model, hardware, p, scheduler, _sorted(requests), spec.driver)
     if progress is not None:  # called every few thousand events with (driver, sim); display only
         sim.env.on_tick = lambda: progress(driver, sim)
     t0 = time.perf_counter()
@@ -128,7 +92,7 @@ def execute(
         error = str(exc)
     wall = time.perf_counter() - t0
     sim.finalize()
-    summary = driver.summary()
+    summary = token_figures(driver)
     if error is not None:
         summary["error"] = error
     perf = sim.performance()
@@ -137,7 +101,7 @@ def execute(
         "model": spec.model.name,
         "mapping": {k: v for k, v in spec.mapping.as_dict().items()},
         **summary,
-        **energy_and_cost(driver, sim.now / PS_PER_S, spec),
+        **energy_and_cost(driver, sim.now / PS_PER_S),
         "utilization": utilization(driver),
         "queueing_us": queueing(driver),
         "capacity": {f"{n}": v for n, v in p.capacity_report().items()},
@@ -161,94 +125,6 @@ def _sorted(requests: Iterable[Request]) -> Iterator[Request]:
         yield r
 
 
-def utilization(driver: TokenDriver) -> dict[str, float]:
-    """Busy fraction of each component class on the simulated chips (mean over stacks)."""
-    now = driver.env.now
-    if now <= 0:
-        return {}
-    out: dict[str, float] = {}
-    for chip in driver.chips:
-        out[f"{chip.name}.compute_die"] = chip.die.timeline.busy_until_ps(now) / now
-        for name, mem in chip.memories.items():
-            dev = mem.device  # one stack stands for all (see ChipMemory)
-            moved = dev.stat.bytes_read.value + dev.stat.bytes_written.value
-            out[f"{chip.name}.{name}"] = moved / (dev.peak_bandwidth_Bps() * now / PS_PER_S)
-            if mem.near is not None:
-                out[f"{chip.name}.{name}_mac"] = mem.near.timeline.busy_until_ps(now) / now
-    return out
-
-
-def queueing(driver: TokenDriver) -> dict[str, float]:
-    """Mean wait per request (us) beyond the unloaded service, per component of the simulated chips.
-
-    Compute: time an op waited for the die (or MACs) to free up. Memory: mean request latency minus
-    the device's unloaded latency for the mean request size (the analytic twin).
-    """
-    out: dict[str, float] = {}
-    for chip in driver.chips:
-        out[f"{chip.name}.compute_die"] = chip.die.stat.queue_ns.mean / 1e3
-        for name, mem in chip.memories.items():
-            dev = mem.device
-            for kind, tally, count, nbytes in (
-                ("read", dev.stat.read_latency_ns, dev.stat.reads.value, dev.stat.bytes_read.value),
-                ("write", dev.stat.write_latency_ns, dev.stat.writes.value, dev.stat.bytes_written.value),
-            ):
-                if count:
-                    size = max(1, int(nbytes / count))
-                    unloaded = dev.unloaded_latency_ps(min(size, dev.capacity_bytes), kind == "write") / 1e3
-                    out[f"{chip.name}.{name}.{kind}"] = max(0.0, tally.mean - unloaded) / 1e3
-            if mem.near is not None:
-                out[f"{chip.name}.{name}_mac"] = mem.near.stat.queue_ns.mean / 1e3
-    return out
-
-
-def energy_by_component(driver: TokenDriver, sim_s: float) -> dict[str, float]:
-    """Joules of one replica by component class: dynamic energy by event plus static power.
-
-    The simulated chip of each stage stands for its ``tp`` chips and one device for all stacks of a
-    memory, so their energies are scaled up accordingly; the fabric is counted once.
-    """
-    tp = driver.plan.mapping.tp
-    out: dict[str, float] = {}
-
-    def add(key: str, joules: float) -> None:
-        out[key] = out.get(key, 0.0) + joules
-
-    for chip in driver.chips:
-        die = chip.die
-        add("compute_die", tp * (die.stat.energy_pj.value * 1e-12 + die.params.static_power * sim_s))
-        for name, mem in chip.memories.items():
-            spec = driver.system.memories[name]
-            dynamic = mem.device.stat.energy_pj.value * 1e-12 * mem.stacks
-            add(f"memory.{name}", tp * (dynamic + spec.static_power_w * mem.stacks * sim_s))
-            if mem.near is not None:
-                near = mem.near
-                add(
-                    f"near_memory.{name}",
-                    tp * (near.stat.energy_pj.value * 1e-12 + near.params.static_power * sim_s),
-                )
-    bits = driver.stat.fabric_link_bytes.value * 8
-    add("fabric", bits * driver.system.network.energy_per_bit * 1e-12)
-    return out
-
-
-def energy_and_cost(driver: TokenDriver, sim_s: float, spec: RunSpec) -> dict[str, Any]:
-    from sim.observe.cost import cost_params, cost_summary
-
-    parts = energy_by_component(driver, sim_s)
-    total = sum(parts.values())
-    tokens = int(driver.stat.tokens.value)
-    chips = driver.plan.mapping.tp * driver.plan.mapping.pp
-    out: dict[str, Any] = {
-        "energy_j": total,
-        "energy_by_component_j": parts,
-        "energy_j_per_token": total / tokens if tokens else 0.0,
-        "avg_power_w": total / sim_s if sim_s > 0 else 0.0,
-    }
-    out.update(cost_summary(spec.system, chips, total, sim_s, tokens, cost_params(spec.system)))
-    return out
-
-
 # -- building a run from plain settings (the CLI and sweeps share this) --------------------------------
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_TRACE = REPO / "traces" / "azure_conv_200.csv"
@@ -264,7 +140,26 @@ def _text(value: Any) -> str:
     return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
-def split_sets(sets: Mapping[str, Any]) -> Tables:
+MOVED_KEYS = {
+    "prefetch_window": "window",
+    "prefetch_unit": "unit",
+    "prefetch_policy": "policy",
+}
+"""Driver settings that became hardware: the prefetch buffer belongs to the memory it serves."""
+
+
+def _moved(key: str, where: str) -> None:
+    bare = key.removeprefix("driver.")
+    if bare in MOVED_KEYS:
+        raise ConfigError(
+            f"{key!r} moved to the system: the prefetch buffer is hardware on the memory it serves; "
+            f"use chip.memory.NAME.prefetch.{MOVED_KEYS[bare]} (NAME: a memory of the system, e.g. "
+            f"--set chip.memory.hbf.prefetch.{MOVED_KEYS[bare]}=...)",
+            where=f"{where}.{key}",
+        )
+
+
+def split_sets(sets: Mapping[str, Any], where: str = "--set") -> Tables:
     """``--set`` keys by destination: (system file, mapping, driver, batching), values as strings.
 
     Dotted keys under ``chip.``, ``fabric.`` and ``system.`` change the system file; ``mapping.``,
@@ -278,6 +173,7 @@ def split_sets(sets: Mapping[str, Any]) -> Tables:
     driver: dict[str, str] = {}
     batching: dict[str, str] = {}
     for key, raw in sets.items():
+        _moved(key, where)
         value = _text(raw)
         table, _, bare = key.partition(".")
         if key.startswith(SYSTEM_ROOTS):
@@ -322,7 +218,7 @@ def build_run(settings: Mapping[str, Any], where: str = "--set") -> tuple[RunSpe
     from sim.system.spec import load_system
 
     s = dict(settings)
-    sys_set, map_set, drv_set, batch_set = split_sets(s.get("set") or {})
+    sys_set, map_set, drv_set, batch_set = split_sets(s.get("set") or {}, where)
     system = load_system(str(s.get("system") or "default"), sys_set)
     driver = DriverParams.from_mapping(drv_set, where=where)
     seed = int(s.get("seed") or 0)

@@ -16,9 +16,9 @@ from typing import Any, ClassVar
 import simpy
 
 from sim.core.component import Component
-from sim.core.params import ParamSet, one_of, param
+from sim.core.params import ParamSet, non_negative, one_of, param
 from sim.core.reservation import Reservation
-from sim.core.units import PS_PER_NS, transfer_ps
+from sim.core.units import PS_PER_NS, SIZE, transfer_ps
 from sim.stats import counter, level, tally
 
 FIDELITIES = ("detailed", "transaction", "analytic")
@@ -52,12 +52,33 @@ class DeviceParams(ParamSet):
         "multi-burst requests timed in closed form, queueing as events) or analytic (twin only)",
         check=one_of(*FIDELITIES),
     )
+    controller_sram: int = param(
+        "0B",
+        SIZE,
+        "SRAM on the device's own controller / base die that can hold a prefetch buffer; default: 0 (none), "
+        "presets give the figure with its source",
+        check=non_negative,
+    )
 
 
 class MemoryDevice(Component):
-    """Base class of memory technologies (registered under kind ``memory``)."""
+    """Base class of memory technologies (registered under kind ``memory``).
+
+    Besides its timing, a memory kind declares on its class what the rest of memwall would otherwise
+    have to learn from its name: which price and embodied-carbon class the cost model charges it at,
+    whether it gets a prefetch buffer when the system file does not say, and (per instance, since
+    it depends on the fidelity) how the blame chain names the time its requests spent queueing.
+    Capacity and peak bandwidth follow from the parameters alone (:meth:`capacity_of`,
+    :meth:`peak_bandwidth_of`), so a system can be planned without simulating anything.
+    """
 
     Params: ClassVar[type[ParamSet]] = DeviceParams
+    price_class: ClassVar[str] = ""
+    """Cost-model class for USD per GB (a ``<class>_usd_per_gb`` coefficient): "dram", "flash"."""
+    carbon_class: ClassVar[str] = ""
+    """Cost-model class for embodied carbon (an ``embodied_kg_per_gb_<class>`` coefficient)."""
+    takes_prefetcher: ClassVar[bool] = False
+    """Whether the memory gets a prefetch buffer (default parameters) when the system file is silent."""
     STATS = (
         counter("reads", "requests", "read requests completed"),
         counter("writes", "requests", "write requests completed"),
@@ -73,13 +94,27 @@ class MemoryDevice(Component):
         self._analytic = Reservation()
 
     # -- interface -------------------------------------------------------------------------
+    @classmethod
+    def capacity_of(cls, params: ParamSet) -> int:
+        """Bytes a device with ``params`` holds (from the parameters alone)."""
+        raise NotImplementedError
+
+    @classmethod
+    def peak_bandwidth_of(cls, params: ParamSet, write: bool = False) -> float:
+        """Analytic twin: the most bytes per second a device with ``params`` can ever deliver."""
+        raise NotImplementedError
+
     @property
     def capacity_bytes(self) -> int:
-        raise NotImplementedError
+        return self.capacity_of(self.params)
 
     def peak_bandwidth_Bps(self, write: bool = False) -> float:
         """Analytic twin: the most bytes per second this device can ever deliver."""
-        raise NotImplementedError
+        return self.peak_bandwidth_of(self.params, write)
+
+    def queueing_cause(self) -> str:
+        """How the blame chain names time a request waited inside this device beyond its peak."""
+        return "memory queueing"
 
     def unloaded_latency_ps(self, size: int, write: bool = False) -> int:
         """Analytic twin: latency of one ``size``-byte request into an idle device."""

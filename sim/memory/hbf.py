@@ -73,7 +73,7 @@ from typing import Any, ClassVar, NamedTuple
 import simpy
 
 from sim.core.errors import ConfigError
-from sim.core.params import non_negative, param, positive
+from sim.core.params import ParamSet, non_negative, param, positive
 from sim.core.registry import register
 from sim.core.reservation import Timeline
 from sim.core.units import BANDWIDTH, COUNT, ENERGY, PS_PER_NS, PS_PER_S, SIZE, TIME, transfer_ps
@@ -293,6 +293,9 @@ class HighBandwidthFlash(MemoryDevice):
     )
 
     params: HBFParams
+    price_class = "flash"
+    carbon_class = "flash"
+    takes_prefetcher = True  # microsecond reads: only a window of requests in flight reaches the bandwidth
 
     # -- construction ------------------------------------------------------------------------
     def build(self) -> None:
@@ -342,9 +345,11 @@ class HighBandwidthFlash(MemoryDevice):
             self._if_busy = [0]
 
     # -- geometry and the analytic twin ------------------------------------------------------
-    @property
-    def capacity_bytes(self) -> int:
-        return self.n_blocks * self.block_bytes
+    @classmethod
+    def capacity_of(cls, params: ParamSet) -> int:
+        p: HBFParams = params  # type: ignore[assignment]
+        n_blocks = p.channels * p.dies_per_channel * p.planes_per_die * p.blocks_per_plane
+        return n_blocks * (p.pages_per_block * p.page_size)
 
     def locate(self, addr: int) -> FlashAddress:
         """Where the page holding byte ``addr`` lives (see the module docstring for the order)."""
@@ -355,16 +360,19 @@ class HighBandwidthFlash(MemoryDevice):
         block, page = divmod(row, self.params.pages_per_block)
         return FlashAddress(ch, die, plane, block, page)
 
-    def peak_bandwidth_Bps(self, write: bool = False) -> float:
+    @classmethod
+    def peak_bandwidth_of(cls, params: ParamSet, write: bool = False) -> float:
         """min(dies x multiplane x page / (tR or tPROG), channels x bus, interface).
 
         With every plane sensing at once (``multiplane`` 0 or = planes) the array term is the
         paper's dies x planes x page / tR.
         """
-        p = self.params
+        p: HBFParams = params  # type: ignore[assignment]
         t_ps = p.tPROG if write else p.tR
-        array = self.n_dies * self.multiplane * p.page_size * PS_PER_S / t_ps
-        return min(array, self._C * p.channel_rate, p.interface_rate)
+        n_dies = p.channels * p.dies_per_channel
+        multiplane = p.multiplane or p.planes_per_die
+        array = n_dies * multiplane * p.page_size * PS_PER_S / t_ps
+        return min(array, p.channels * p.channel_rate, p.interface_rate)
 
     def unloaded_latency_ps(self, size: int, write: bool = False) -> int:
         """Latency of a ``size``-byte request at address 0 into an idle, erased device.

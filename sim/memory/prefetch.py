@@ -28,7 +28,7 @@ import simpy
 
 from sim.core.component import Component
 from sim.core.errors import ConfigError, RegistryError, SimulationError
-from sim.core.params import ParamSet, non_negative, param, positive
+from sim.core.params import ParamSet, non_negative, one_of, param, positive
 from sim.core.registry import REGISTRY, lookup, register
 from sim.core.units import COUNT, PS_PER_NS, PS_PER_S, SIZE
 from sim.memory.device import MemoryDevice, MemRequest
@@ -118,6 +118,55 @@ class PrefetchParams(ParamSet):
         "bytes per prefetch request; 0 means the device's page_size parameter (4 KiB if it has none)",
         check=non_negative,
     )
+
+
+@dataclass(frozen=True)
+class PrefetchBufferParams(ParamSet):
+    """A weight-prefetch buffer as hardware: the ``[chip.memory.NAME.prefetch]`` table of a system file.
+
+    The buffer is SRAM that holds ``window`` bytes per stack of prefetched data, read from the memory
+    in ``unit``-byte requests in the order ``policy`` gives. It sits either on the memory's own
+    controller / base die (``buffer = "memory"``, counted against the device's ``controller_sram``)
+    or on the compute die (``"die"``, counted against ``chip.compute.sram``); a mapping whose buffers
+    do not fit is refused. Memory kinds that need one to reach their bandwidth (flash) get it when the
+    system file says nothing; any memory gets one with a ``prefetch`` table.
+    """
+
+    enabled: bool = param(True, bool, "whether the memory has a prefetch buffer")
+    window: int = param(
+        "32MiB",
+        SIZE,
+        "bytes requested ahead of the consumer, per stack (ASSUMPTION: FlashAccel sizes a flash stack's "
+        "buffer at >= 2 x peak bandwidth x read latency, 33.6 MB for hbf-gen1; H3's buffer is 40 MB)",
+        check=positive,
+    )
+    unit: int = param(
+        "1MiB",
+        SIZE,
+        "bytes per prefetch request (MODEL CHOICE: fewer, larger requests keep the event count low)",
+        check=positive,
+    )
+    policy: str = param(
+        "next_tensor",
+        str,
+        "prefetch policy, a name registered under prefetch_policy (on_demand, sequential, next_tensor)",
+    )
+    buffer: str = param(
+        "memory",
+        str,
+        "where the buffer's SRAM is: on the memory's controller / base die, or on the compute die",
+        check=one_of("memory", "die"),
+    )
+
+    def validate(self) -> None:
+        if self.unit > self.window:
+            raise ConfigError(f"expected unit <= window ({self.window} B), found {self.unit} B", where="unit")
+
+    def window_params(self) -> PrefetchParams:
+        """The :class:`Prefetcher`'s own parameters: the window in whole units."""
+        return PrefetchParams(
+            policy=self.policy, unit=self.unit, window_pages=max(1, self.window // self.unit)
+        )
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,12 @@ HBF_GEN1 = register_preset(
                 "(SanDisk Investor Day, paper-facts 2.3)",
             ),
             "endurance": (100_000, "SK hynix H3: HBF write endurance about 100k cycles (paper-facts 2.4)"),
+            "controller_sram": (
+                "32MiB",
+                "FlashAccel sizes a stack's base-die SRAM at >= 2 x peak bandwidth x read latency "
+                "(paper-facts 2.4): 2 x 1,638.4 GB/s x 10 us = 32.8 MB [DERIVED]; ASSUMPTION 32 MiB "
+                "(33.6 MB), just above it. It holds the weight-prefetch window",
+            ),
             "read_energy_per_bit": (
                 "4pJ",
                 "ASSUMPTION: array share of the read energy budget; Table 3's <80 W at 1,638 GB/s "
@@ -151,6 +157,11 @@ NAND_TLC = register_preset(
             ),
             "multiplane": (0, "ASSUMPTION: 0 = all 4 planes read together (multi-plane read)"),
             "endurance": (3000, "HP white paper TLC 1k-3k P/E cycles (paper-facts 8.2), upper end"),
+            "controller_sram": (
+                "0B",
+                "ASSUMPTION: none for prefetching; SSD and UFS controllers keep their SRAM / DRAM for "
+                "FTL maps and write buffering, so a prefetch buffer sits on the host (buffer = 'die')",
+            ),
             "read_energy_per_bit": ("5pJ", "ASSUMPTION: order of magnitude (no source)"),
             "program_energy_per_bit": ("200pJ", "ASSUMPTION: order of magnitude (no source)"),
             "erase_energy_per_block": ("500uJ", "ASSUMPTION: order of magnitude (no source)"),

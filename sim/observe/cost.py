@@ -95,24 +95,41 @@ class CostParams(ParamSet):
         check=non_negative,
     )
 
+    def usd_per_gb(self, price_class: str, where: str) -> float:
+        """USD per GB of a memory of ``price_class`` (``dram_usd_per_gb``, ``flash_usd_per_gb``)."""
+        return self._per_gb(f"{price_class}_usd_per_gb", "price_class", price_class, where)
+
+    def embodied_kg_per_gb(self, carbon_class: str, where: str) -> float:
+        """kgCO2e per GB of a memory of ``carbon_class`` (``embodied_kg_per_gb_dram``, ...)."""
+        return self._per_gb(f"embodied_kg_per_gb_{carbon_class}", "carbon_class", carbon_class, where)
+
+    def _per_gb(self, key: str, trait: str, value: str, where: str) -> float:
+        names = {n for n, _, _ in self.specs()}
+        if not value or key not in names:
+            known = sorted(n for n in names if "per_gb" in n)
+            raise ConfigError(
+                f"no cost coefficient {key!r} for a memory whose kind declares {trait} = {value!r}; "
+                f"expected a class with one of: {', '.join(known)}",
+                where=where,
+            )
+        return float(getattr(self, key))
+
 
 def cost_params(system: SystemSpec, overrides: Mapping[str, Any] | None = None) -> CostParams:
     return CostParams.from_mapping({**system.cost, **(overrides or {})}, where="cost")
 
 
 def replica_capital(system: SystemSpec, chips: int, c: CostParams) -> tuple[float, float]:
-    """(USD, kgCO2e embodied) of ``chips`` chips with all their memories."""
+    """(USD, kgCO2e embodied) of ``chips`` chips with all their memories.
+
+    Each memory is charged at the price and embodied-carbon class its kind declares
+    (:attr:`~sim.memory.device.MemoryDevice.price_class`, ``carbon_class``).
+    """
     usd, kg = c.chip_usd, c.embodied_kg_per_chip
     for mem in system.memories.values():
         gb = mem.capacity_bytes() / 1e9
-        if mem.kind == "hbf":
-            usd += gb * c.flash_usd_per_gb
-            kg += gb * c.embodied_kg_per_gb_flash
-        elif mem.kind == "dram3d":
-            usd += gb * c.dram_usd_per_gb
-            kg += gb * c.embodied_kg_per_gb_dram
-        else:  # pragma: no cover - a new memory kind must say how it is priced
-            raise ConfigError(f"no price for memory kind {mem.kind!r}", where=f"cost ({mem.name})")
+        usd += gb * c.usd_per_gb(mem.cls.price_class, f"cost ({mem.name})")
+        kg += gb * c.embodied_kg_per_gb(mem.cls.carbon_class, f"cost ({mem.name})")
     return usd * chips, kg * chips
 
 

@@ -32,7 +32,6 @@ from typing import Any
 
 MATPLOTLIB_MISSING = "memwall report needs matplotlib: pip install 'memwall[plots]'"
 
-_BLAME_RE = re.compile(r"^\s*(.+?)=([-+0-9.eE]+)us\s*$")
 _MAX_AREA_POINTS = 400  # the stall area plot bins iterations beyond this many
 
 
@@ -97,14 +96,18 @@ def _floats(rows: list[dict[str, str]] | None, key: str) -> list[float]:
     return out
 
 
-def parse_blame(text: str) -> dict[str, float]:
-    """``"cause=1.234us; other=5us"`` -> ``{"cause": 1.234, "other": 5.0}`` (microseconds)."""
-    out: dict[str, float] = {}
-    for part in (text or "").split(";"):
-        m = _BLAME_RE.match(part)
-        if m:
-            out[m.group(1)] = out.get(m.group(1), 0.0) + float(m.group(2))
-    return out
+def blame_by_op(rows: list[dict[str, str]] | None) -> dict[str, dict[str, float]]:
+    """``blame.csv`` rows as {op_id: {cause label: microseconds}}."""
+    out: dict[str, dict[str, float]] = defaultdict(dict)
+    for r in rows or ():
+        try:
+            us = float(r["us"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if math.isfinite(us):
+            label = r.get("label", "")
+            out[r.get("op_id", "")][label] = out[r.get("op_id", "")].get(label, 0.0) + us
+    return dict(out)
 
 
 # -- the report -------------------------------------------------------------------------------------
@@ -121,6 +124,7 @@ def build_report(d: Path) -> tuple[Path, list[str]]:
     iterations = _csv(d / "iterations.csv")
     requests = _csv(d / "requests.csv")
     ops_rows = _csv(d / "ops.csv")
+    op_blame = blame_by_op(_csv(d / "blame.csv"))
     noc = _json(d / "noc.json")
     mesh = _json(d / "mesh_links.json")
 
@@ -153,7 +157,7 @@ def build_report(d: Path) -> tuple[Path, list[str]]:
     else:
         notes.append("TPOT distribution skipped: no requests.csv with a TPOT (a fixed-batch study has none).")
 
-    per_iter = _blame_per_iteration(ops_rows) if ops_rows else {}
+    per_iter = _blame_per_iteration(ops_rows, op_blame) if ops_rows else {}
     if per_iter:
         save(
             _stall_area(plt, per_iter),
@@ -196,7 +200,7 @@ def build_report(d: Path) -> tuple[Path, list[str]]:
         notes.append(roof_note)
     if ops_rows:
         save(
-            _op_times(plt, ops_rows),
+            _op_times(plt, ops_rows, op_blame),
             "op_times.png",
             "Per-operation duration by operation type, coloured by the cause that blamed most of it.",
         )
@@ -251,14 +255,16 @@ def _distribution(plt: Any, values: list[float], xlabel: str, title: str) -> Any
     return fig
 
 
-def _blame_per_iteration(rows: list[dict[str, str]]) -> dict[int, dict[str, float]]:
+def _blame_per_iteration(
+    rows: list[dict[str, str]], op_blame: dict[str, dict[str, float]]
+) -> dict[int, dict[str, float]]:
     out: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for r in rows:
         try:
             it = int(r["iteration"])
         except (KeyError, ValueError):
             continue
-        for cause, us in parse_blame(r.get("blame", "")).items():
+        for cause, us in op_blame.get(r.get("op_id", ""), {}).items():
             out[it][cause] += us
     return {k: dict(v) for k, v in out.items() if sum(v.values()) > 0}
 
@@ -339,14 +345,13 @@ def _bars(plt: Any, data: dict[str, float], ylabel: str, title: str, pct: bool =
 
 
 def _peak_bandwidth(config: dict[str, Any]) -> float | None:
-    """Sum over memories of stacks x channels x TSV width x TSV rate (the dram3d peak formula); None
-    when a memory's parameters do not have that shape."""
+    """Sum over the chip's memories of their peak bandwidth (each memory records its own, from its
+    kind's analytic twin); None when a memory does not record one."""
     total = 0.0
     for mem in (config.get("system", {}).get("memories") or {}).values():
-        p = mem.get("params") or {}
         try:
-            total += int(mem.get("stacks", 1)) * p["channels"] * p["tsv_width_bits"] * p["tsv_rate"]
-        except (KeyError, TypeError):
+            total += float(mem["peak_bandwidth_Bps"])
+        except (KeyError, TypeError, ValueError):
             return None
     return total or None
 
@@ -421,18 +426,22 @@ def _roofline(
         "Roofline is approximate: per iteration, FLOPs = 2 x active parameters x tokens and bytes = bf16 "
         f"weights (KV cache, activations and attention-score FLOPs left out), split over {chips} chip(s); "
         f"time = {source}. Memory roof = "
-        + ("sum of stacks x channels x TSV width x TSV rate." if bw else "unknown for this memory kind.")
+        + (
+            "the sum of the memories' peak bandwidths in config.json."
+            if bw
+            else "not recorded in config.json."
+        )
     )
     return fig, note
 
 
-def _op_times(plt: Any, rows: list[dict[str, str]]) -> Any:
+def _op_times(plt: Any, rows: list[dict[str, str]], op_blame: dict[str, dict[str, float]]) -> Any:
     kinds: dict[str, int] = {}
     by_cause: dict[str, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
     for r in rows:
         key = f"{r.get('where', '?')}:{r.get('op', '?')}"
         x = kinds.setdefault(key, len(kinds))
-        blame = parse_blame(r.get("blame", ""))
+        blame = op_blame.get(r.get("op_id", ""), {})
         cause = max(blame, key=blame.get) if blame else "unblamed"  # type: ignore[arg-type]
         xs, ys = by_cause[cause]
         jitter = ((len(xs) * 0.618034) % 1.0 - 0.5) * 0.6  # deterministic spread

@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from sim.core.errors import ConfigError
+from sim.driver.blame import COMPUTE, COMPUTE_DIE, COMPUTE_WAIT, MEMORY, PIPELINE_TRANSFER, Cause
+from sim.requests import timing
 
 PS_PER_US = 1_000_000
 MAX_OPS = 200_000
@@ -45,11 +47,6 @@ PID_REQUESTS = 1
 PID_ITERATIONS = 2
 PID_CRITICAL = 3
 PID_UNITS = 4
-
-_MEMORY_CAUSE = re.compile(
-    r"^(memory bandwidth|memory queueing|TSV busy / bank conflict|prefetch stall) \((.+)\)$"
-)
-_NEAR = re.compile(r"^near-memory MACs \((.+)\)$")
 
 
 def _us(ps: float) -> float:
@@ -73,26 +70,25 @@ def _meta(name: str, pid: int, tid: int, args: dict[str, Any]) -> dict:
     return {"name": name, "ph": "M", "pid": pid, "tid": tid, "args": args}
 
 
-def _blame_us(causes: dict[str, float]) -> dict[str, float]:
-    return {k: _us(v) for k, v in sorted(causes.items(), key=lambda kv: -kv[1])}
+def _blame_us(blame: dict[Cause, float]) -> dict[str, float]:
+    return {c.label: _us(v) for c, v in sorted(blame.items(), key=lambda kv: -kv[1])}
 
 
-def _split(causes: dict[str, float]) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
-    """An op's blame as {memory: {cause: ps}} and {compute unit: {cause: ps}}."""
-    memory: dict[str, dict[str, float]] = {}
-    compute: dict[str, dict[str, float]] = {}
-    busy = 0.0
-    for cause, ps in causes.items():
-        m = _MEMORY_CAUSE.match(cause)
-        if m:
-            memory.setdefault(m.group(2), {})[cause] = ps
-        elif cause == "compute die" or _NEAR.match(cause):
-            compute.setdefault(cause, {})[cause] = ps
-        elif cause == "MAC busy":
-            busy += ps
-    if busy > 0:  # waiting for MACs: on whichever compute unit bounded the op
-        unit = next(iter(compute), "compute die")
-        compute.setdefault(unit, {})["MAC busy"] = busy
+def _split(blame: dict[Cause, float]) -> tuple[dict[str, dict[Cause, float]], dict[str, dict[Cause, float]]]:
+    """An op's blame as {memory: {cause: ps}} and {compute unit: {cause: ps}}, by each cause's unit."""
+    memory: dict[str, dict[Cause, float]] = {}
+    compute: dict[str, dict[Cause, float]] = {}
+    busy: dict[Cause, float] = {}
+    for cause, ps in blame.items():
+        if cause.unit == MEMORY:
+            memory.setdefault(cause.resource, {})[cause] = ps
+        elif cause.unit == COMPUTE:
+            compute.setdefault(cause.label, {})[cause] = ps
+        elif cause.unit == COMPUTE_WAIT:
+            busy[cause] = busy.get(cause, 0.0) + ps
+    if busy:  # waiting for MACs: on whichever compute unit bounded the op
+        unit = next(iter(compute), COMPUTE_DIE.label)
+        compute.setdefault(unit, {}).update(busy)
     return memory, compute
 
 
@@ -103,14 +99,14 @@ def _chip_order(where: str) -> tuple[int, int, str]:
     return (2, 0, where) if where == "fabric" else (1, 0, where)
 
 
-def _cut(op_log: list[tuple], max_ops: int) -> int:
+def _cut(op_log: list[Any], max_ops: int) -> int:
     """How many leading iterations' ops fit in ``max_ops`` (all of them if the log fits)."""
     if len(op_log) <= max_ops:
         return -1
     if max_ops <= 0:
         return 0
     # ops are logged in time order, iteration by iteration; keep whole iterations
-    last = op_log[max_ops][0]  # the iteration the cut falls into is dropped
+    last = op_log[max_ops].iteration  # the iteration the cut falls into is dropped
     return last
 
 
@@ -119,7 +115,7 @@ def _events(driver: Any, max_ops: int) -> Iterable[dict]:
     records = driver.records
     op_log = driver.op_log
     cut = _cut(op_log, max_ops)
-    ops = op_log if cut < 0 else [o for o in op_log if o[0] < cut]
+    ops = op_log if cut < 0 else [o for o in op_log if o.iteration < cut]
     end_ps = max([it.end_ps for it in iterations], default=0)
 
     yield _meta("process_name", PID_REQUESTS, 0, {"name": "requests"})
@@ -154,10 +150,10 @@ def _events(driver: Any, max_ops: int) -> Iterable[dict]:
                 "queued", "request", req.arrival_ps, max(req.arrival_ps, end_ps), PID_REQUESTS, rid, args
             )
             continue
-        ttft = {**args, "ttft_ms": (rec.first_token_ps - req.arrival_ps) / 1e9}
+        ttft = {**args, "ttft_ms": timing.ttft_ms(req.arrival_ps, rec.first_token_ps)}
         yield _x("prefill/TTFT", "request", req.arrival_ps, rec.first_token_ps, PID_REQUESTS, rid, ttft)
         if rec.last_token_ps > rec.first_token_ps:
-            tpot = (rec.last_token_ps - rec.first_token_ps) / 1e9 / max(1, rec.generated - 1)
+            tpot = timing.tpot_ms(rec.first_token_ps, rec.last_token_ps, rec.generated)
             yield _x(
                 "decode",
                 "request",
@@ -183,7 +179,7 @@ def _events(driver: Any, max_ops: int) -> Iterable[dict]:
         )
 
     # critical path: chips and fabric
-    threads = sorted({o[1] for o in ops} | {"fabric"}, key=_chip_order)
+    threads = sorted({o.where for o in ops} | {"fabric"}, key=_chip_order)
     tid_of = {w: i for i, w in enumerate(threads)}
     for w, tid in tid_of.items():
         yield _meta("thread_name", PID_CRITICAL, tid, {"name": w})
@@ -198,7 +194,8 @@ def _events(driver: Any, max_ops: int) -> Iterable[dict]:
             yield _meta("thread_sort_index", PID_UNITS, unit_tid[name], {"sort_index": unit_tid[name]})
 
     prev: tuple[int, int, str] | None = None  # (iteration, end ps, where) of the previous op
-    for iteration, where, op, layer, start, end, causes in ops:
+    for o in ops:
+        iteration, where, op, layer, start, end = o.iteration, o.where, o.op, o.layer, o.start_ps, o.end_ps
         if prev is not None and prev[0] == iteration and start > prev[1]:
             nxt = where
             yield _x(
@@ -212,18 +209,18 @@ def _events(driver: Any, max_ops: int) -> Iterable[dict]:
                     "iteration": iteration,
                     "from": prev[2],
                     "to": nxt,
-                    "blame_us": {"pipeline transfer": _us(start - prev[1])},
+                    "blame_us": {PIPELINE_TRANSFER.label: _us(start - prev[1])},
                 },
             )
         prev = (iteration, end, where)
         label = op if layer < 0 else f"{op} L{layer}"
-        args = {"iteration": iteration, "layer": layer, "blame_us": _blame_us(causes)}
+        args = {"iteration": iteration, "layer": layer, "blame_us": _blame_us(o.blame)}
         yield _x(
             label, "fabric" if where == "fabric" else "op", start, end, PID_CRITICAL, tid_of[where], args
         )
         if where == "fabric":
             continue
-        memory, compute = _split(causes)
+        memory, compute = _split(o.blame)
         for prefix, parts in (("memory: ", memory), ("", compute)):
             for name, part in parts.items():
                 thread = prefix + name

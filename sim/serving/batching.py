@@ -40,75 +40,15 @@ import heapq
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from sim.core.errors import CapacityError, ConfigError, SimulationError
 from sim.core.params import ParamSet, non_negative, one_of, param, positive
 from sim.core.registry import lookup, register
 from sim.core.units import COUNT, TIME, format_time
+from sim.requests import timing
 from sim.requests.record import Request
-
-Phase = Literal["prefill", "decode"]
-
-
-# -- what a policy hands the driver ----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class BatchEntry:
-    """One request's work in one iteration.
-
-    ``tokens`` new tokens are processed (a prefill chunk, or 1 for decode); they attend to
-    ``context_tokens`` tokens in all, the KV length after this iteration, so the tokens already
-    cached before it are :attr:`past_tokens`. ``emits_token`` says whether the iteration ends with a
-    new output token for this request (every decode; the last chunk of a prefill). A ``padding``
-    entry (static batching with ``pad``) is a finished request still occupying its batch slot: it
-    costs compute but emits nothing.
-    """
-
-    request: Request
-    phase: Phase
-    tokens: int
-    context_tokens: int
-    emits_token: bool
-    padding: bool = False
-
-    @property
-    def past_tokens(self) -> int:
-        return self.context_tokens - self.tokens
-
-
-@dataclass(frozen=True, slots=True)
-class Batch:
-    """The work of one iteration, in scheduling order (decodes first, then prefill chunks).
-
-    ``preempted`` are requests evicted while forming this batch (their KV is gone; they will be
-    re-prefilled). ``kv_used_tokens`` is the KV held by all admitted requests after the iteration
-    and ``kv_allocated_tokens`` what is reserved for them (whole blocks), both in tokens.
-    """
-
-    index: int
-    start_ps: int
-    entries: tuple[BatchEntry, ...]
-    preempted: tuple[Request, ...] = ()
-    kv_used_tokens: int = 0
-    kv_allocated_tokens: int = 0
-
-    @property
-    def size(self) -> int:
-        return len(self.entries)
-
-    @property
-    def num_tokens(self) -> int:
-        return sum(e.tokens for e in self.entries)
-
-    @property
-    def prefill_tokens(self) -> int:
-        return sum(e.tokens for e in self.entries if e.phase == "prefill")
-
-    @property
-    def num_decode(self) -> int:
-        return sum(1 for e in self.entries if e.phase == "decode" and not e.padding)
+from sim.serving.scheduler import Batch, BatchEntry, Scheduler
 
 
 @dataclass(slots=True, eq=False)
@@ -146,15 +86,19 @@ class RequestState:
 
     @property
     def ttft_ps(self) -> int | None:
-        """Time to first token, from the request's arrival."""
-        return None if self.first_token_ps is None else self.first_token_ps - self.request.arrival_ps
+        """Time to first token, from the request's arrival (:mod:`sim.requests.timing`)."""
+        return (
+            None
+            if self.first_token_ps is None
+            else timing.ttft_ps(self.request.arrival_ps, self.first_token_ps)
+        )
 
     @property
     def tpot_ps(self) -> float | None:
-        """Mean time per output token after the first (None for one-token requests)."""
-        if self.last_token_ps is None or self.first_token_ps is None or self.request.output_tokens < 2:
+        """Mean time per output token after the first (None before two tokens)."""
+        if self.last_token_ps is None or self.first_token_ps is None:
             return None
-        return (self.last_token_ps - self.first_token_ps) / (self.request.output_tokens - 1)
+        return timing.tpot_ps(self.first_token_ps, self.last_token_ps, self.generated)
 
     @property
     def latency_ps(self) -> int | None:
@@ -164,7 +108,7 @@ class RequestState:
 # -- the interface ---------------------------------------------------------------------------------
 
 
-class BatchingPolicy:
+class BatchingPolicy(Scheduler):
     """Base of the registered batching policies; see the module docstring for the protocol."""
 
     Params: ClassVar[type[ParamSet]]
@@ -268,10 +212,6 @@ class BatchingPolicy:
                 if s.first_token_ps is None:
                     s.first_token_ps = now
         return self._retire(now)
-
-    def wake_time(self, now: int) -> int | None:
-        """When the policy may have a batch without any new request (None: only an add helps)."""
-        return None
 
     # Introspection --------------------------------------------------------------------------------
 

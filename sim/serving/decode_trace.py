@@ -50,7 +50,7 @@ from typing import IO, Any
 
 from sim.core.errors import ConfigError
 from sim.requests.record import Request
-from sim.serving.batching import Batch, BatchEntry
+from sim.serving.scheduler import Batch, BatchEntry, Scheduler
 
 FORMAT = "memwall-decode-trace"
 VERSION = 1
@@ -227,7 +227,7 @@ def _batch(rec: dict[str, Any], requests: dict[int, Request], path: Path, n: int
     return Batch(index, start, tuple(entries))
 
 
-class ReplayScheduler:
+class ReplayScheduler(Scheduler):
     """Replays a decode trace's batches in order; a batch waits for its requests to arrive."""
 
     def __init__(self, trace: DecodeTrace) -> None:

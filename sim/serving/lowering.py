@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from sim.model.spec import ModelSpec
-from sim.serving.batching import BatchEntry
 from sim.serving.mapping import Plan
+from sim.serving.scheduler import BatchEntry
 
 
 def is_attention(kind: str) -> bool:

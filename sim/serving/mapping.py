@@ -17,7 +17,7 @@ how much it overflows.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sim.core.errors import CapacityError, ConfigError
@@ -72,6 +72,7 @@ class Plan:
     kv_capacity_tokens: int  # per replica (the binding stage)
     used: dict[str, int]  # memory -> bytes used per chip (weights + KV budget)
     total: dict[str, int]  # memory -> capacity per chip
+    buffers: dict[str, tuple[int, int]] = field(default_factory=dict)  # SRAM -> (used, total) per chip
 
     @property
     def chips(self) -> int:
@@ -79,10 +80,14 @@ class Plan:
         return m.dp * m.pp * m.tp
 
     def capacity_report(self) -> dict[str, dict[str, int]]:
-        return {
+        """Bytes used and available per chip: each memory, then the SRAM holding prefetch buffers."""
+        out = {
             name: {"used_bytes": self.used.get(name, 0), "total_bytes": self.total[name]}
             for name in self.total
         }
+        for name, (used, total) in self.buffers.items():
+            out[name] = {"used_bytes": used, "total_bytes": total}
+        return out
 
 
 def mapping_from(
@@ -165,7 +170,47 @@ def plan(model: ModelSpec, system: SystemSpec, mapping: MappingParams) -> Plan:
     used = {n: 0 for n in total}
     used[weights_mem] += worst_w
     used[kv_mem] += int(kv_tokens * worst_kv)
-    return Plan(m, weight_dtype, stages, weights_mem, kv_mem, worst_w, worst_kv, int(kv_tokens), used, total)
+    buffers = prefetch_buffers(system)
+    return Plan(
+        m, weight_dtype, stages, weights_mem, kv_mem, worst_w, worst_kv, int(kv_tokens), used, total, buffers
+    )
+
+
+def prefetch_buffers(system: SystemSpec) -> dict[str, tuple[int, int]]:
+    """SRAM the prefetch buffers take per chip, ``{sram: (used, total)}``; CapacityError if they do
+    not fit. A buffer on the compute die counts against ``chip.compute.sram`` (shared by every
+    memory's die-side buffer); one on a memory counts against that memory's ``controller_sram``."""
+    out: dict[str, tuple[int, int]] = {}
+    die_used = 0
+    for name, mem in system.memories.items():
+        pf = mem.prefetch
+        if pf is None:
+            continue
+        where = f"chip.memory.{name}.prefetch"
+        if pf.buffer == "die":
+            die_used += mem.prefetch_buffer_bytes()
+            if die_used > system.compute.sram:
+                raise CapacityError(
+                    f"prefetch buffers on the compute die need {format_size(die_used)} per chip "
+                    f"({format_size(pf.window)} x {mem.stacks} stacks of {name!r} included), more than "
+                    f"chip.compute.sram = {format_size(system.compute.sram)}; shrink the window or put "
+                    "the buffer on the memory (buffer = 'memory')",
+                    where=f"{where}.window",
+                )
+            continue
+        room = mem.params.controller_sram  # type: ignore[attr-defined]
+        if pf.window > room:
+            raise CapacityError(
+                f"a {format_size(pf.window)} prefetch window per stack does not fit {name!r}'s "
+                f"controller SRAM of {format_size(room)}; shrink the window, raise "
+                f"chip.memory.{name}.controller_sram, put the buffer on the die (buffer = 'die') or "
+                "turn it off (enabled = false)",
+                where=f"{where}.window",
+            )
+        out[f"{name}.controller_sram"] = (mem.prefetch_buffer_bytes(), mem.stacks * room)
+    if die_used:
+        out["sram"] = (die_used, system.compute.sram)
+    return out
 
 
 def _check_pim_shards(

@@ -19,10 +19,11 @@ from sim.core.units import PS_PER_S
 from sim.model.spec import ModelSpec
 from sim.requests.record import Request
 from sim.requests.synthetic import SyntheticParams, synthetic_requests
-from sim.serving.batching import Batch, make_policy
+from sim.serving.batching import make_policy
 from sim.serving.decode_trace import DecodeTraceWriter
 from sim.serving.lowering import Lowering
 from sim.serving.mapping import MappingParams, plan
+from sim.serving.scheduler import Batch
 from sim.system.spec import SystemSpec
 
 

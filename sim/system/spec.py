@@ -60,6 +60,7 @@ from sim.core.units import UnitError, parse_power
 from sim.fabric.network import NetworkParams
 from sim.fabric.router import RouterParams
 from sim.memory.device import MemoryDevice
+from sim.memory.prefetch import PrefetchBufferParams
 from sim.memory.preset import get_preset
 
 FABRIC_FIDELITIES = ("message", "flit", "analytic")
@@ -67,7 +68,8 @@ FABRIC_FIDELITIES = ("message", "flit", "analytic")
 
 @dataclass(frozen=True)
 class MemorySpec:
-    """One named memory of a chip: a device kind with resolved params, times ``stacks``."""
+    """One named memory of a chip: a device kind with resolved params, times ``stacks``, and the
+    parts it owns (a prefetch buffer, near-memory MAC units)."""
 
     name: str
     cls: type[MemoryDevice]
@@ -76,26 +78,25 @@ class MemorySpec:
     preset: str | None
     near_memory: NearMemoryParams | None
     static_power_w: float = 0.0  # per stack: background / refresh-idle power not counted by events
+    prefetch: PrefetchBufferParams | None = None
 
     @property
     def kind(self) -> str:
         return self.cls.registered_name  # type: ignore[attr-defined]
 
     def device_capacity(self) -> int:
-        """Capacity of one stack, from a throwaway instance (devices own their geometry)."""
-        return _probe(self).capacity_bytes
+        """Capacity of one stack, from its parameters."""
+        return self.cls.capacity_of(self.params)
 
     def capacity_bytes(self) -> int:
         return self.stacks * self.device_capacity()
 
     def peak_bandwidth_Bps(self) -> float:
-        return self.stacks * _probe(self).peak_bandwidth_Bps()
+        return self.stacks * self.cls.peak_bandwidth_of(self.params)
 
-
-def _probe(spec: MemorySpec) -> MemoryDevice:
-    from sim.core.simulation import Simulation
-
-    return spec.cls(Simulation(), "probe", params=spec.params)
+    def prefetch_buffer_bytes(self) -> int:
+        """SRAM the prefetch buffer of all stacks takes (0 without one)."""
+        return self.stacks * self.prefetch.window if self.prefetch is not None else 0
 
 
 @dataclass(frozen=True)
@@ -129,8 +130,10 @@ class SystemSpec:
                     "preset": m.preset,
                     "stacks": m.stacks,
                     "capacity_bytes": m.capacity_bytes(),
+                    "peak_bandwidth_Bps": m.peak_bandwidth_Bps(),
                     "params": m.params.as_dict(),
                     "near_memory": m.near_memory.as_dict() if m.near_memory else None,
+                    "prefetch": m.prefetch.as_dict() if m.prefetch else None,
                 }
                 for n, m in self.memories.items()
             },
@@ -149,7 +152,7 @@ class SystemSpec:
 
 TOP_KEYS = {"system", "chip", "fabric", "mapping", "batching", "cost"}
 SYSTEM_KEYS = {"name", "description", "chips"}
-MEMORY_KEYS = {"preset", "kind", "stacks", "params", "near_memory", "static_power"}
+MEMORY_KEYS = {"preset", "kind", "stacks", "params", "near_memory", "static_power", "prefetch"}
 FABRIC_KEYS = {"fidelity", "topology", "router"}
 
 
@@ -208,13 +211,26 @@ def _memory(name: str, table: Mapping[str, Any], where: str) -> MemorySpec:
         if not isinstance(near, Mapping):
             raise ConfigError(f"expected a table, found {near!r}", where=join_where(where, "near_memory"))
         near_params = NearMemoryParams.from_mapping(near, where=join_where(where, "near_memory"))
+    prefetch = _prefetch(cls, table.get("prefetch"), join_where(where, "prefetch"))
     try:
         static = parse_power(table.get("static_power", 0))
     except UnitError as exc:
         raise ConfigError(str(exc), where=join_where(where, "static_power")) from None
     if static < 0:
         raise ConfigError(f"expected a power >= 0, found {static}", where=join_where(where, "static_power"))
-    return MemorySpec(name, cls, params, stacks, preset.name if preset else None, near_params, static)
+    return MemorySpec(
+        name, cls, params, stacks, preset.name if preset else None, near_params, static, prefetch
+    )
+
+
+def _prefetch(cls: type[MemoryDevice], table: Any, where: str) -> PrefetchBufferParams | None:
+    """The memory's prefetch buffer: its ``prefetch`` table, or the kind's default when it has none."""
+    if table is None:
+        return PrefetchBufferParams() if cls.takes_prefetcher else None
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"expected a table, found {table!r}", where=where)
+    params = PrefetchBufferParams.from_mapping(table, where=where)
+    return params if params.enabled else None
 
 
 def system_from_mapping(data: Mapping[str, Any], where: str = "system") -> SystemSpec:

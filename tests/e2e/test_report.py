@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from sim.observe import report
 from sim.cli import _Parser, main
+from sim.observe import report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -127,9 +127,16 @@ def test_without_matplotlib_exit_2_one_line(tmp_path, capsys, monkeypatch):
     assert err == "memwall report needs matplotlib: pip install 'memwall[plots]'\n"
 
 
-def test_parse_blame():
-    assert report.parse_blame("compute die=5.872us; memory bandwidth (hbm)=1e1us") == {
-        "compute die": 5.872,
-        "memory bandwidth (hbm)": 10.0,
+def test_blame_by_op_sums_typed_rows_per_op():
+    rows = [
+        {"op_id": "0", "label": "compute die", "us": "5.872"},
+        {"op_id": "0", "label": "memory bandwidth (hbm)", "us": "1e1"},
+        {"op_id": "1", "label": "compute die", "us": "1"},
+        {"op_id": "1", "label": "compute die", "us": "2"},
+        {"op_id": "2", "label": "bad", "us": "nan"},
+    ]
+    assert report.blame_by_op(rows) == {
+        "0": {"compute die": 5.872, "memory bandwidth (hbm)": 10.0},
+        "1": {"compute die": 3.0},
     }
-    assert report.parse_blame("") == {}
+    assert report.blame_by_op(None) == {}

@@ -10,8 +10,8 @@ import pytest
 
 distributed = pytest.importorskip("dask.distributed")
 
-from sim.experiments import sweep  # noqa: E402
 from sim.core.errors import ConfigError  # noqa: E402
+from sim.experiments import sweep  # noqa: E402
 
 TINY = {"system": "default", "model": "llama-3.1-8b", "batch": 1, "context": 64, "steps": 2}
 

@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sim.requests.record import Request
-from sim.serving.batching import Batch, BatchingPolicy, ContinuousBatching, StaticBatching, replay
+from sim.serving.batching import BatchingPolicy, ContinuousBatching, StaticBatching, replay
+from sim.serving.scheduler import Batch
 
 FAST = settings(max_examples=150, deadline=None)
 

@@ -9,7 +9,6 @@ import pytest
 from sim.cli import main
 from sim.core.errors import ConfigError
 from sim.requests.record import Request
-from sim.serving.batching import Batch, BatchEntry
 from sim.serving.decode_trace import (
     FORMAT,
     VERSION,
@@ -18,6 +17,7 @@ from sim.serving.decode_trace import (
     read_decode_trace,
     requests_in_order,
 )
+from sim.serving.scheduler import Batch, BatchEntry
 
 WORK = {"tokens": 1.0, "weight_bytes": 1.0, "kv_read_bytes": 0.0, "kv_write_bytes": 0.0, "flops": 1.0}
 R0 = Request(0, 0, 4, 2)

@@ -171,19 +171,16 @@ def test_near_memory_macs_cut_the_bytes_crossing_to_the_die(llama8b):
 def test_wider_prefetch_windows_cut_flash_stalls_until_bandwidth_x_latency(llama8b):
     """Little's law on the flash: a window below peak x latency (1.64 TB/s x ~10 us = 16 MB per stack)
     cannot keep the stack busy; beyond it the step time flattens at weights / peak."""
-    system = gpu(
-        stacks=1,
-        extra={"flash": {"preset": "hbf-gen1", "stacks": 1}},
-        mapping={"tp": 1, "weights": "flash", "kv": "hbm"},
-    )
-    from sim.driver.token_driver import DriverParams
-
     steps = {}
     for window in ("2MiB", "8MiB", "32MiB", "64MiB"):
-        drv = DriverParams(prefetch_window=window, prefetch_policy="next_tensor")
-        s, _, _ = execute(
-            RunSpec(llama8b, system, mapping_from(system), None, batch=1, context=128, steps=2, driver=drv)
-        )
+        flash = {
+            "preset": "hbf-gen1",
+            "stacks": 1,
+            "params": {"controller_sram": "64MiB"},
+            "prefetch": {"window": window, "policy": "next_tensor"},
+        }
+        system = gpu(stacks=1, extra={"flash": flash}, mapping={"tp": 1, "weights": "flash", "kv": "hbm"})
+        s, _, _ = execute(RunSpec(llama8b, system, mapping_from(system), None, batch=1, context=128, steps=2))
         steps[window] = s["step_time_ms"]["mean"]
     peak_ms = decode_bytes(llama8b, 1, 0, 1) / system.memories["flash"].peak_bandwidth_Bps() * 1e3
     assert steps["2MiB"] > steps["8MiB"] > steps["32MiB"] * 1.02  # below the product: stalls shrink

@@ -10,7 +10,6 @@ import itertools
 
 import pytest
 
-from sim.driver.token_driver import DriverParams
 from sim.experiments.run import RunSpec, execute
 from sim.model.spec import load_model
 from sim.serving.mapping import mapping_from
@@ -22,14 +21,21 @@ def llama8b():
     return load_model("llama-3.1-8b")
 
 
-def flash_system(tR="10us"):
+def flash_system(tR="10us", window="32MiB", policy="next_tensor"):
+    """One HBM and one analytic HBF stack whose controller SRAM holds a ``window`` prefetch buffer."""
+    flash_params = {"fidelity": "analytic", "tR": tR, "controller_sram": window}
     data = {
         "system": {"name": "t", "chips": 1},
         "chip": {
             "compute": {},
             "memory": {
                 "hbm": {"preset": "hbm3", "stacks": 1},
-                "flash": {"preset": "hbf-gen1", "stacks": 1, "params": {"fidelity": "analytic", "tR": tR}},
+                "flash": {
+                    "preset": "hbf-gen1",
+                    "stacks": 1,
+                    "params": flash_params,
+                    "prefetch": {"window": window, "policy": policy},
+                },
             },
         },
         "fabric": {"topology": {"kind": "fully_connected", "k": 1}, "flit_bytes": "256B"},
@@ -38,10 +44,10 @@ def flash_system(tR="10us"):
     return system_from_mapping(data)
 
 
-def step(model, system, window, policy="next_tensor"):
-    drv = DriverParams(prefetch_window=window, prefetch_policy=policy)
+def step(model, tR, window, policy="next_tensor"):
+    system = flash_system(tR, window, policy)
     summary, driver, _ = execute(
-        RunSpec(model, system, mapping_from(system), None, batch=1, context=128, steps=2, driver=drv)
+        RunSpec(model, system, mapping_from(system), None, batch=1, context=128, steps=2)
     )
     pf = driver.chips[0].memories["flash"].prefetcher
     return summary["step_time_ms"]["mean"], pf.stat
@@ -59,7 +65,7 @@ def test_windows_above_bandwidth_x_latency_reach_peak_and_never_slow_down(llama8
     # B x L: 1.64 TB/s x 10.9 us = 18 MB at tR = 10 us; 0.41 TB/s x 40.9 us = 17 MB at 40 us (the
     # array's dies x planes x page / tR bounds the peak, so tR also lowers the bandwidth)
     for window in ("32MiB", "64MiB", "128MiB", "256MiB"):
-        ms, stat = step(llama8b, system, window)
+        ms, stat = step(llama8b, tR, window)
         steps[window] = ms
         assert stat.wasted_bytes.value == 0  # every hinted chunk is consumed
         assert stat.bytes_requested.value == stat.bytes.value  # nothing fetched twice
@@ -73,8 +79,8 @@ def test_next_tensor_hint_carries_the_window_across_tensors_of_different_sizes(l
     smaller tensor stays full, so next_tensor beats sequential and wastes nothing. (A hint sized like
     the current tensor threw away ~6 GB per 2 steps here and ran 24% slower than 64 MiB.)"""
     system = flash_system()
-    seq, _ = step(llama8b, system, "256MiB", policy="sequential")
-    nxt, stat = step(llama8b, system, "256MiB")
+    seq, _ = step(llama8b, "10us", "256MiB", policy="sequential")
+    nxt, stat = step(llama8b, "10us", "256MiB")
     assert stat.wasted_bytes.value == 0
     assert stat.misses.value <= 2 * 2  # cold starts only: first op of a step and the LM head
     assert nxt < seq

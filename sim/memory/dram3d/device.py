@@ -61,19 +61,13 @@ class Dram3D(MemoryDevice):
     )
 
     params: Dram3DParams
+    price_class = "dram"
+    carbon_class = "dram"
 
     def build(self) -> None:
         super().build()
         p = self.params
-        self.geometry = Geometry(
-            channels=p.channels,
-            pseudo_channels=p.pseudo_channels,
-            bank_groups=p.bank_groups,
-            banks_per_group=p.banks_per_group,
-            rows=p.rows,
-            columns=p.row_bytes // p.burst_bytes,
-            burst_bytes=p.burst_bytes,
-        )
+        self.geometry = _geometry(p)
         self.mapping: AddressMapping = get_mapping(p.address_mapping)(self.geometry)
         self.timing = DramTiming.from_params(p)
         self.tsv = [
@@ -112,14 +106,20 @@ class Dram3D(MemoryDevice):
             self._txn = TransactionModel(self, refresh=True)
 
     # -- analytic twin ----------------------------------------------------------------------------
-    @property
-    def capacity_bytes(self) -> int:
-        return self.geometry.capacity_bytes
+    @classmethod
+    def capacity_of(cls, params: ParamSet) -> int:
+        p: Dram3DParams = params  # type: ignore[assignment]
+        return _geometry(p).capacity_bytes
 
-    def peak_bandwidth_Bps(self, write: bool = False) -> float:
+    @classmethod
+    def peak_bandwidth_of(cls, params: ParamSet, write: bool = False) -> float:
         """channels x TSV width x per-pin rate (bytes/s): what the TSV buses can carry at most."""
-        p = self.params
+        p: Dram3DParams = params  # type: ignore[assignment]
         return p.channels * p.tsv_width_bits * p.tsv_rate
+
+    def queueing_cause(self) -> str:
+        """Above the analytic twin, waiting means a busy TSV bus or a bank not ready."""
+        return "memory queueing" if self.params.fidelity == "analytic" else "TSV busy / bank conflict"
 
     def unloaded_latency_ps(self, size: int, write: bool = False) -> int:
         """Latency of a ``size``-byte request at address 0 into an idle stack, refresh ignored.
@@ -242,3 +242,16 @@ class Dram3D(MemoryDevice):
             nb = sum(counts[lanes]) - sum(self._tsv_flushed[lanes])
             bus.record(nb * tburst, nb * bb)
         self._tsv_flushed = counts
+
+
+def _geometry(p: Dram3DParams) -> Geometry:
+    """The bank organisation a stack with parameters ``p`` has."""
+    return Geometry(
+        channels=p.channels,
+        pseudo_channels=p.pseudo_channels,
+        bank_groups=p.bank_groups,
+        banks_per_group=p.banks_per_group,
+        rows=p.rows,
+        columns=p.row_bytes // p.burst_bytes,
+        burst_bytes=p.burst_bytes,
+    )

@@ -1,0 +1,89 @@
+"""Blame: what each operation on an iteration's critical path waited for, as typed values.
+
+An op's time is split into what its slowest input needed at that input's peak (``memory bandwidth``,
+``compute die``, ``near-memory MACs``) and what the rest waited for (``prefetch stall``, a memory's
+queueing cause, ``MAC busy``, ``collective``, ``pipeline transfer``). Each part is a :class:`Cause`:
+what was waited for (``kind``), which one (``resource``: a memory's name, a collective's op) and the
+part of the hardware it belongs to (``unit``), so observers group and draw causes without parsing
+text. ``Cause.label`` (``"memory bandwidth (hbm)"``) is how results name it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MEMORY = "memory"
+COMPUTE = "compute"
+COMPUTE_WAIT = "compute wait"
+FABRIC = "fabric"
+
+
+@dataclass(frozen=True, slots=True)
+class Cause:
+    """One reason an op took time: ``kind`` of wait, on which ``resource``, in which ``unit``."""
+
+    kind: str
+    resource: str = ""
+    unit: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} ({self.resource})" if self.resource else self.kind
+
+
+def memory_bandwidth(memory: str) -> Cause:
+    return Cause("memory bandwidth", memory, MEMORY)
+
+
+def memory_wait(kind: str, memory: str) -> Cause:
+    """A memory's queueing cause, named by the device (``memory queueing``, ``TSV busy / ...``)."""
+    return Cause(kind, memory, MEMORY)
+
+
+def prefetch_stall(memory: str) -> Cause:
+    return Cause("prefetch stall", memory, MEMORY)
+
+
+COMPUTE_DIE = Cause("compute die", "", COMPUTE)
+MAC_BUSY = Cause("MAC busy", "", COMPUTE_WAIT)
+PIPELINE_TRANSFER = Cause("pipeline transfer", "", FABRIC)
+
+
+def near_memory_macs(memory: str) -> Cause:
+    return Cause("near-memory MACs", memory, COMPUTE)
+
+
+def collective(op: str) -> Cause:
+    return Cause("collective", op, FABRIC)
+
+
+@dataclass
+class Blame:
+    """Critical-path time (ps) by :class:`Cause`, for one op, one iteration or a whole run."""
+
+    by_cause: dict[Cause, float] = field(default_factory=dict)
+
+    def add(self, cause: Cause, ps: float) -> None:
+        if ps > 0:
+            self.by_cause[cause] = self.by_cause.get(cause, 0.0) + ps
+
+    def merge(self, other: Blame) -> None:
+        for cause, ps in other.by_cause.items():
+            self.add(cause, ps)
+
+    def by_label(self) -> dict[str, float]:
+        """Time (ps) by label, in the order causes were first seen."""
+        out: dict[str, float] = {}
+        for cause, ps in self.by_cause.items():
+            out[cause.label] = out.get(cause.label, 0.0) + ps
+        return out
+
+    def fractions(self) -> dict[str, float]:
+        """Share of the blamed time by label, sorted by label."""
+        labels = self.by_label()
+        total = sum(labels.values())
+        return {k: v / total for k, v in sorted(labels.items())} if total else {}
+
+    def top(self, n: int = 3) -> list[tuple[str, float]]:
+        """The ``n`` largest causes as (label, ps)."""
+        return sorted(self.by_label().items(), key=lambda kv: -kv[1])[:n]

@@ -1,0 +1,114 @@
+"""What ``memwall run --out DIR`` writes: the run's results as JSON and CSV files.
+
+* ``config.json``: the resolved configuration (every parameter in internal units);
+* ``summary.json``: the figures ``memwall run --json`` prints;
+* ``stats.json``: the whole stats tree;
+* ``requests.csv``: per request, its arrival, lengths and TTFT / TPOT / end-to-end latency
+  (:mod:`sim.requests.timing`);
+* ``iterations.csv``: per iteration, its step time, batch and top blame cause;
+* ``ops.csv`` and ``blame.csv`` (with ``record_ops``): every op of every iteration's critical path,
+  one row per op, and what it waited for, one row per (op, cause), joined on ``op_id``. The blame is
+  typed (``cause``, ``resource``, ``unit``), so readers never parse labels.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from sim.core.errors import ConfigError
+from sim.requests import timing
+
+REQUEST_COLUMNS = (
+    "id",
+    "arrival_ms",
+    "prompt_tokens",
+    "output_tokens",
+    "generated",
+    "ttft_ms",
+    "tpot_ms",
+    "e2e_ms",
+)
+ITERATION_COLUMNS = (
+    "index",
+    "start_ms",
+    "step_ms",
+    "requests",
+    "tokens",
+    "prefill_tokens",
+    "top_cause",
+    "top_cause_share",
+)
+OP_COLUMNS = ("op_id", "iteration", "where", "op", "layer", "start_us", "end_us")
+BLAME_COLUMNS = ("op_id", "iteration", "cause", "resource", "unit", "label", "us")
+
+
+def write_run(out: str | Path, summary: dict[str, Any], driver: Any, sim: Any) -> Path:
+    """Write a finished run's files into ``out`` (created if needed); returns the directory."""
+    d = Path(out)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create output directory: {exc.strerror}", where="--out") from None
+    (d / "config.json").write_text(json.dumps(sim.config, indent=1, sort_keys=True, default=str) + "\n")
+    (d / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
+    (d / "stats.json").write_text(json.dumps(sim.stats.collect(sim.now), sort_keys=True, default=str) + "\n")
+    _csv(d / "requests.csv", REQUEST_COLUMNS, _request_rows(driver))
+    if driver.op_log:
+        _csv(d / "ops.csv", OP_COLUMNS, _op_rows(driver.op_log))
+        _csv(d / "blame.csv", BLAME_COLUMNS, _blame_rows(driver.op_log))
+    _csv(d / "iterations.csv", ITERATION_COLUMNS, _iteration_rows(driver.iterations))
+    return d
+
+
+def _csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
+
+
+def _request_rows(driver: Any) -> Iterable[list[Any]]:
+    for r in sorted(driver.records.values(), key=lambda r: r.request.id):
+        req = r.request
+        tpot = timing.tpot_ms(r.first_token_ps, r.last_token_ps, r.generated)
+        yield [
+            req.id,
+            req.arrival_ps / 1e9,
+            req.prompt_tokens,
+            req.output_tokens,
+            r.generated,
+            timing.ttft_ms(req.arrival_ps, r.first_token_ps) if r.generated else "",
+            "" if tpot is None else tpot,
+            timing.e2e_ms(req.arrival_ps, r.last_token_ps) if r.generated else "",
+        ]
+
+
+def _op_rows(op_log: Sequence[Any]) -> Iterable[list[Any]]:
+    for op_id, o in enumerate(op_log):
+        yield [op_id, o.iteration, o.where, o.op, o.layer, o.start_ps / 1e6, o.end_ps / 1e6]
+
+
+def _blame_rows(op_log: Sequence[Any]) -> Iterable[list[Any]]:
+    for op_id, o in enumerate(op_log):
+        for cause, ps in sorted(o.blame.items(), key=lambda kv: -kv[1]):
+            yield [op_id, o.iteration, cause.kind, cause.resource, cause.unit, cause.label, ps / 1e6]
+
+
+def _iteration_rows(iterations: Sequence[Any]) -> Iterable[list[Any]]:
+    for it in iterations:
+        top = it.blame.top(1)
+        share = top[0][1] / it.step_ps if top and it.step_ps else 0.0
+        yield [
+            it.index,
+            it.start_ps / 1e9,
+            it.step_ps / 1e9,
+            it.requests,
+            it.tokens,
+            it.prefill_tokens,
+            top[0][0] if top else "",
+            share,
+        ]
