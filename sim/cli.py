@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+from sim import __version__
 from sim.core.errors import ConfigError, MemwallError, SimulationError
 from sim.core.params import parse_override
 from sim.core.units import UnitError, format_bandwidth, format_size, parse_size
@@ -505,7 +506,7 @@ def cmd_mappings(args: argparse.Namespace) -> int:
 # -- entry point ------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="memwall", description="Simulator of LLM-inference hardware.")
-    parser.add_argument("--version", action="version", version="memwall 0.1.0")
+    parser.add_argument("--version", action="version", version=f"memwall {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
 
     mb = sub.add_parser("membench", help="memory microbenchmark against a device preset or TOML file")

@@ -21,6 +21,7 @@ from sim.core.simulation import Simulation
 from sim.core.units import COUNT, PS_PER_NS, PS_PER_S, RATIO, SIZE
 from sim.memory.device import MemoryDevice, MemRequest
 from sim.memory.factory import DeviceSpec
+from sim.stats.percentiles import percentile
 
 PATTERNS = ("seq", "random")
 
@@ -123,8 +124,8 @@ def summarize(
         "peak_bandwidth_Bps": peak,
         "fraction_of_peak": achieved / peak if peak else 0.0,
         "mean_latency_ns": float(lat_ns.mean()),
-        "p50_latency_ns": float(np.percentile(lat_ns, 50)),
-        "p99_latency_ns": float(np.percentile(lat_ns, 99)),
+        "p50_latency_ns": percentile(lat_ns, 50),
+        "p99_latency_ns": percentile(lat_ns, 99),
         "unloaded_latency_ns": device.unloaded_latency_ps(params.request_size) / PS_PER_NS,
         "capacity_bytes": device.capacity_bytes,
         "energy_pj_per_byte": device.stat.energy_pj.value / moved if moved else 0.0,

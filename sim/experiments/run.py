@@ -11,7 +11,6 @@ import gzip
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from sim.core.errors import ConfigError, SimulationError
@@ -24,6 +23,7 @@ from sim.requests.record import Request
 from sim.serving.batching import make_policy
 from sim.serving.mapping import MappingParams, plan
 from sim.serving.scheduler import FixedDecodeBatch, Scheduler
+from sim.shipped import shipped_dir
 from sim.system.build import build_system
 from sim.system.spec import SystemSpec
 
@@ -126,8 +126,7 @@ def _sorted(requests: Iterable[Request]) -> Iterator[Request]:
 
 
 # -- building a run from plain settings (the CLI and sweeps share this) --------------------------------
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_TRACE = REPO / "traces" / "azure_conv_200.csv"
+DEFAULT_TRACE = shipped_dir("traces") / "azure_conv_200.csv"
 DEFAULT_MODEL = "llama-3.1-8b"
 DEFAULT_LIMIT = 24  # requests of the built-in sample trace: a quick look at a real trace
 SYSTEM_ROOTS = ("system.", "chip.", "fabric.")
@@ -207,32 +206,31 @@ def is_decode_trace(path: str) -> bool:
 def build_run(settings: Mapping[str, Any], where: str = "--set") -> tuple[RunSpec, Any]:
     """A :class:`RunSpec` (and a replay scheduler, or None) from ``memwall run`` settings.
 
-    ``settings`` holds any of :data:`RUN_SETTINGS` plus ``set``, a mapping of ``--set`` keys. The
+    ``settings`` holds any of :data:`RUN_SETTINGS` plus ``set``, a mapping of ``--set`` keys;
+    ``system`` and ``model`` may be names, paths or already resolved specs. The
     workload is a decode trace (replayed), a request trace (``limit`` requests; the built-in sample
     trace when none is given) or, when ``batch``, ``context`` or ``steps`` is given, a fixed batch.
     """
-    from sim.model.spec import load_model
     from sim.requests.readers import open_trace
     from sim.serving.decode_trace import ReplayScheduler, read_decode_trace, requests_in_order
     from sim.serving.mapping import mapping_from
-    from sim.system.spec import load_system
 
     s = dict(settings)
     sys_set, map_set, drv_set, batch_set = split_sets(s.get("set") or {}, where)
-    system = load_system(str(s.get("system") or "default"), sys_set)
+    system = _system(s.get("system"), sys_set, where)
     driver = DriverParams.from_mapping(drv_set, where=where)
     seed = int(s.get("seed") or 0)
     trace_path = s.get("trace")
     if trace_path and is_decode_trace(str(trace_path)):
         trace = read_decode_trace(str(trace_path))
-        model = load_model(str(s.get("model") or trace.header.get("model", DEFAULT_MODEL)))
+        model = _model(s.get("model") or trace.header.get("model", DEFAULT_MODEL))
         map_set = {**{k: _text(v) for k, v in trace.header.get("mapping", {}).items()}, **map_set}
         mapping = mapping_from(system, map_set, where=where)
         spec = RunSpec(
             model, system, mapping, requests_in_order(trace), driver=driver, seed=seed, label=str(trace_path)
         )
         return spec, ReplayScheduler(trace)
-    model = load_model(str(s.get("model") or DEFAULT_MODEL))
+    model = _model(s.get("model") or DEFAULT_MODEL)
     mapping = mapping_from(system, map_set, where=where)
     if any(s.get(k) is not None for k in ("batch", "context", "steps")):
         spec = RunSpec(
@@ -246,6 +244,18 @@ def build_run(settings: Mapping[str, Any], where: str = "--set") -> tuple[RunSpe
             driver=driver,
             seed=seed,
             label="fixed batch",
+        )
+        return spec, None
+    if s.get("requests") is not None:  # from Python: request records in arrival order
+        spec = RunSpec(
+            model,
+            system,
+            mapping,
+            s["requests"],
+            batching=batch_set,
+            driver=driver,
+            seed=seed,
+            label="requests (Python)",
         )
         return spec, None
     path = str(trace_path or DEFAULT_TRACE)
@@ -263,3 +273,24 @@ def build_run(settings: Mapping[str, Any], where: str = "--set") -> tuple[RunSpe
         label=f"{path} (limit {limit})",
     )
     return spec, None
+
+
+def _system(system: Any, overrides: Mapping[str, str], where: str) -> SystemSpec:
+    """A system by name or path (with ``--set`` overrides of its file), or a resolved spec as is."""
+    from sim.system.spec import load_system
+
+    if isinstance(system, SystemSpec):
+        if overrides:
+            raise ConfigError(
+                f"cannot apply {', '.join(sorted(overrides))} to an already resolved system; pass its "
+                "name or file, or build the SystemSpec with those values",
+                where=where,
+            )
+        return system
+    return load_system(str(system or "default"), overrides)
+
+
+def _model(model: Any) -> ModelSpec:
+    from sim.model.spec import load_model
+
+    return model if isinstance(model, ModelSpec) else load_model(str(model))

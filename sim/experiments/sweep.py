@@ -9,7 +9,7 @@ A sweep spec is a TOML file::
     model = "llama-3.1-8b"
     batch = 1
     [grid]                          # cartesian product over these values
-    "driver.prefetch_window" = ["2MiB", "8MiB"]
+    "chip.memory.hbf.prefetch.window" = ["2MiB", "8MiB"]
     "mapping.tp" = [1, 2]
     [[cells]]                       # and/or an explicit list (each crossed with [grid])
     context = 512

@@ -1,10 +1,11 @@
 """``memwall report DIR``: PNG plots and a Markdown page from a run's output directory.
 
-Reads what ``memwall run ... --out DIR`` writes (``summary.json``, ``iterations.csv``, ``requests.csv``,
-``ops.csv``, ``config.json``) and, when present, a NoC sweep (``noc.json``: the list printed by
-``memwall noc --sweep ... --json``) and mesh link utilisation (``mesh_links.json``:
-``{"k": 8, "links": {"a-b": utilisation}}``). Every plot is drawn only when its input is there; a
-missing input becomes a note on the page, never an error. Writes ``DIR/*.png`` and ``DIR/report.md``.
+Reads what ``memwall run ... --out DIR`` writes (``summary.json``, ``iterations.csv``,
+``requests.csv``, ``ops.csv`` with ``blame.csv``, ``config.json``) and, when present, a NoC sweep
+(``noc.json``: the list printed by ``memwall noc --sweep ... --json``) and mesh link utilisation
+(``mesh_links.json``: ``{"k": 8, "links": {"a-b": utilisation}}``). Every plot is drawn only when
+its input is there; a missing input becomes a note on the page, never an error. Writes
+``DIR/*.png`` and ``DIR/report.md``.
 
 matplotlib is an optional extra (``memwall[plots]``); it is imported only when the command runs, with
 the non-interactive Agg backend.

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from sim.stats.percentiles import QUANTILES, percentile
+
 
 @dataclass
 class Stat:
@@ -80,9 +82,7 @@ class Tally(Stat):
         return self.total / self.n if self.n else 0.0
 
     def percentile(self, q: float) -> float:
-        if not self.samples:
-            return 0.0
-        return float(np.percentile(np.asarray(self.samples), q, method="linear"))
+        return percentile(self.samples, q)
 
     def summary(self, now_ps: int) -> dict[str, float]:
         if self.n == 0:
@@ -96,9 +96,7 @@ class Tally(Stat):
             "max": self.hi,
         }
         if self.samples:
-            arr = np.asarray(self.samples)
-            p50, p90, p99 = np.percentile(arr, [50, 90, 99])
-            out.update(p50=float(p50), p90=float(p90), p99=float(p99))
+            out.update({f"p{q}": percentile(self.samples, q) for q in QUANTILES})
         return out
 
 

@@ -12,12 +12,16 @@ Schema (every key is checked; unknown keys are errors naming the file and key pa
     peak_bf16 = "989TFLOPS"
 
     [chip.memory.hbm]               # a memory named "hbm" on every chip
-    preset = "hbm3"                 # a memory preset, or kind = "dram3d" / "hbf"
+    preset = "hbm3"                 # a memory preset, or kind = a registered memory kind
     stacks = 5                      # identical devices (stacks) that interleave the memory
+    static_power = "0W"             # optional: background power per stack
     [chip.memory.hbm.params]        # device parameter overrides (units accepted)
-    rate = "5.24Gb/s"
+    tsv_rate = "5.24Gb/s"
     [chip.memory.hbm.near_memory]   # optional: MAC units beside this memory (NearMemoryParams)
     units = 32
+    [chip.memory.hbm.prefetch]      # optional: a weight-prefetch buffer (PrefetchBufferParams);
+    window = "8MiB"                 # flash kinds get one by default, enabled = false removes it
+    buffer = "die"                  # its SRAM: "memory" (controller_sram) or "die" (chip.compute.sram)
 
     [fabric]                        # NetworkParams + fidelity; the topology's terminals are chips
     fidelity = "message"
@@ -298,13 +302,12 @@ def system_from_mapping(data: Mapping[str, Any], where: str = "system") -> Syste
     )
 
 
-TOPOLOGIES_DIR = Path(__file__).resolve().parents[2] / "topologies"
-
-
 def system_files() -> dict[str, Path]:
     """Systems shipped in ``topologies/`` (files with a [system] table), by name."""
+    from sim.shipped import shipped_dir
+
     out = {}
-    for path in sorted(TOPOLOGIES_DIR.glob("*.toml")):
+    for path in sorted(shipped_dir("topologies").glob("*.toml")):
         try:
             data = read_toml(path)
         except ConfigError:

@@ -54,7 +54,7 @@ def test_spec_grid_cells_and_stable_ids():
         {
             "base": {"model": "llama-3.1-8b", "batch": 1, "set": {"mapping.kv": "hbm"}},
             "grid": {"mapping.tp": [1, 2], "context": [64, 128]},
-            "cells": [{"steps": 2}, {"steps": 2}, {"steps": 3, "driver.prefetch_window": "2MiB"}],
+            "cells": [{"steps": 2}, {"steps": 2}, {"steps": 3, "chip.memory.hbf.prefetch.window": "2MiB"}],
         }
     )
     assert len(spec.cells) == 8  # the duplicate explicit cell collapses

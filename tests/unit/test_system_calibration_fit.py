@@ -6,9 +6,7 @@ import math
 
 import pytest
 
-from sim.core.errors import ConfigError
-from sim.fabric.router import RouterParams
-from sim.system.calibration import (
+from sim.calibration.fabric import (
     WEIGHTINGS,
     Sample,
     fabric_parameters,
@@ -20,6 +18,8 @@ from sim.system.calibration import (
     ring_allreduce_seconds,
     send_recv_seconds,
 )
+from sim.core.errors import ConfigError
+from sim.fabric.router import RouterParams
 from sim.system.spec import load_system
 
 ALPHA, BETA = 2.5e-6, 1 / 300e9

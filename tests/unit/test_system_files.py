@@ -18,7 +18,8 @@ from sim.fabric.message_network import MessageNetwork
 from sim.model.spec import load_model
 from sim.serving.batching import make_policy
 from sim.serving.mapping import mapping_from, plan
-from sim.system.spec import TOPOLOGIES_DIR, load_system, system_files
+from sim.shipped import shipped_dir
+from sim.system.spec import load_system, system_files
 
 GiB = 1 << 30
 SYSTEMS = ("gpu-hbm", "hbf-hybrid", "pnm-3d", "mobile", "default")
@@ -177,7 +178,7 @@ def test_batching_table_is_accepted(name):
 @pytest.mark.parametrize("name", SYSTEMS)
 def test_every_number_has_a_source_comment(name):
     """A line assigning a number carries a comment, or follows a comment line that explains it."""
-    lines = (TOPOLOGIES_DIR / f"{name}.toml").read_text().splitlines()
+    lines = (shipped_dir("topologies") / f"{name}.toml").read_text().splitlines()
     missing = []
     for i, line in enumerate(lines):
         text = line.strip()

@@ -1,7 +1,7 @@
 """The gpu-hbm fabric against measured NCCL timings on a DGX-H100 (Vidur; tests/data/SOURCES.md).
 
 Calibration: a ring all-reduce alpha-beta model, t = 2(p-1) alpha' + 2(p-1)/p n beta, is fitted to
-the 8-GPU all_reduce medians (octave-weighted least squares, sim.system.calibration) and turned into
+the 8-GPU all_reduce medians (octave-weighted least squares, sim.calibration.fabric) and turned into
 fabric parameters; gpu-hbm.toml must hold exactly those. The simulator then runs its ring
 all-reduce on the gpu-hbm fabric (message level, as the system file says) at sizes from 2 KiB to
 256 MiB and is compared with the measured local median at each size.
@@ -31,9 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from sim.experiments.collective import run_collective
-from sim.fabric.collectives import CollectiveCase
-from sim.system.calibration import (
+from sim.calibration.fabric import (
     compare_allreduce,
     compare_send_recv,
     fabric_parameters,
@@ -44,6 +42,8 @@ from sim.system.calibration import (
     read_vidur_csv,
     simulate_allreduce_seconds,
 )
+from sim.experiments.collective import run_collective
+from sim.fabric.collectives import CollectiveCase
 from sim.system.spec import load_system
 
 DATA = Path(__file__).resolve().parents[1] / "data"
