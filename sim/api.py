@@ -8,7 +8,8 @@
                          set={"chip.memory.hbf.prefetch.window": "8MiB"})
     result.summary["tpot_ms"]["mean"]           # the figures `memwall run --json` prints, as a dict
     result.summary["stall_breakdown"]           # where the critical path waited
-    result.write("out/hbf")                     # the files `memwall run --out` writes
+    result.write("out/hbf")                     # the files of `memwall run --out` (ops.csv and
+                                                # blame.csv need run(..., record_ops=True))
 
     system = memwall.load_system("gpu-hbm", {"chip.memory.hbm.stacks": 6})
     model = memwall.load_model("llama-3.1-8b")
@@ -69,7 +70,8 @@ class RunResult:
     sim: Simulation
 
     def write(self, out: str | Path) -> Path:
-        """Write the run's files (``summary.json``, ``requests.csv``, ...) into ``out``."""
+        """Write the run's files (``summary.json``, ``requests.csv``, ...) into ``out``; the op log
+        (``ops.csv``, ``blame.csv``) only when the run had ``record_ops=True``, as ``--out`` does."""
         from sim.observe.writers import write_run
 
         return write_run(out, self.summary, self.driver, self.sim)

@@ -1,7 +1,10 @@
-"""The ``memwall`` command line. The only layer that prints, reads files for the user and exits.
+"""The ``memwall`` command line: parses arguments, calls the runners and prints their results.
 
-Every :class:`MemwallError` (bad input, unknown names, a stalled run) becomes one line on stderr and
-exit code 2; so do argparse's usage errors.
+Simulation components never print; the commands here (and the ``report`` and ``sweep`` commands,
+whose parsers live beside their runners in :mod:`sim.observe.report` and
+:mod:`sim.experiments.sweep`, and the progress display of :mod:`sim.observe.progress`) are what
+writes to the terminal. Every :class:`MemwallError` (bad input, unknown names, a stalled run)
+becomes one line on stderr and exit code 2; so do argparse's usage errors.
 """
 
 from __future__ import annotations

@@ -176,7 +176,7 @@ class TokenDriver(Component):
         offset: dict[str, int] = {}
         wmem = self.plan.weights_memory
         mem = self.chips[0].memories[wmem]
-        work = self.lowering._weights(1)
+        work = self.lowering.layer_weight_bytes(1)
         for layer, (attn, ffn) in enumerate(work):
             for op, nbytes in (("attn", attn), ("ffn", ffn)):
                 per_stack = mem.share(nbytes / self.plan.mapping.tp)
@@ -379,7 +379,7 @@ class TokenDriver(Component):
     def _weight_share(self, mem: ChipMemory, key: tuple[int, str]) -> int:
         """One stack's share of the weights op ``key`` = (layer, op) reads in this iteration."""
         layer, op = key
-        attn, ffn = self.lowering._weights(max(1, min(self._tokens, 4096)))[layer]
+        attn, ffn = self.lowering.layer_weight_bytes(self._tokens)[layer]
         return mem.share((attn if op == "attn" else ffn) / self.plan.mapping.tp)
 
     @staticmethod

@@ -77,6 +77,10 @@ class MemoryDevice(Component):
     """Cost-model class for USD per GB (a ``<class>_usd_per_gb`` coefficient): "dram", "flash"."""
     carbon_class: ClassVar[str] = ""
     """Cost-model class for embodied carbon (an ``embodied_kg_per_gb_<class>`` coefficient)."""
+    usd_per_gb: ClassVar[float | None] = None
+    """The kind's own USD per GB, used when the cost model has no coefficient for its class."""
+    embodied_kg_per_gb: ClassVar[float | None] = None
+    """The kind's own kgCO2e per GB, likewise."""
     takes_prefetcher: ClassVar[bool] = False
     """Whether the memory gets a prefetch buffer (default parameters) when the system file is silent."""
     STATS = (

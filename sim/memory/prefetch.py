@@ -29,7 +29,7 @@ import simpy
 from sim.core.component import Component
 from sim.core.errors import ConfigError, RegistryError, SimulationError
 from sim.core.params import ParamSet, non_negative, one_of, param, positive
-from sim.core.registry import REGISTRY, lookup, register
+from sim.core.registry import REGISTRY, lookup, names, register
 from sim.core.units import COUNT, PS_PER_NS, PS_PER_S, SIZE
 from sim.memory.device import MemoryDevice, MemRequest
 from sim.stats import counter, gauge, level, tally
@@ -137,7 +137,7 @@ class PrefetchBufferParams(ParamSet):
         "32MiB",
         SIZE,
         "bytes requested ahead of the consumer, per stack (ASSUMPTION: FlashAccel sizes a flash stack's "
-        "buffer at >= 2 x peak bandwidth x read latency, 33.6 MB for hbf-gen1; H3's buffer is 40 MB)",
+        "buffer at >= 2 x peak bandwidth x read latency, 32.8 MB for hbf-gen1; H3's buffer is 40 MB)",
         check=positive,
     )
     unit: int = param(
@@ -150,6 +150,9 @@ class PrefetchBufferParams(ParamSet):
         "next_tensor",
         str,
         "prefetch policy, a name registered under prefetch_policy (on_demand, sequential, next_tensor)",
+        check=lambda v: (
+            None if v in names("prefetch_policy") else f"one of {', '.join(names('prefetch_policy'))}"
+        ),
     )
     buffer: str = param(
         "memory",
@@ -159,14 +162,22 @@ class PrefetchBufferParams(ParamSet):
     )
 
     def validate(self) -> None:
-        if self.unit > self.window:
-            raise ConfigError(f"expected unit <= window ({self.window} B), found {self.unit} B", where="unit")
+        if self.window % self.unit:
+            raise ConfigError(
+                f"expected a window of whole units ({self.unit} B each), found {self.window} B",
+                where="window",
+            )
 
     def window_params(self) -> PrefetchParams:
         """The :class:`Prefetcher`'s own parameters: the window in whole units."""
-        return PrefetchParams(
-            policy=self.policy, unit=self.unit, window_pages=max(1, self.window // self.unit)
-        )
+        return PrefetchParams(policy=self.policy, unit=self.unit, window_pages=self.window // self.unit)
+
+
+@register("prefetcher", "buffer")
+class PrefetchBuffer:
+    """A weight-prefetch buffer as a system file declares it: [chip.memory.NAME.prefetch]."""
+
+    Params = PrefetchBufferParams
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,10 @@ Every default below is a parameter with its source or marked ASSUMPTION.
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sim.core.errors import ConfigError
@@ -95,49 +97,120 @@ class CostParams(ParamSet):
         check=non_negative,
     )
 
-    def usd_per_gb(self, price_class: str, where: str) -> float:
-        """USD per GB of a memory of ``price_class`` (``dram_usd_per_gb``, ``flash_usd_per_gb``)."""
-        return self._per_gb(f"{price_class}_usd_per_gb", "price_class", price_class, where)
 
-    def embodied_kg_per_gb(self, carbon_class: str, where: str) -> float:
-        """kgCO2e per GB of a memory of ``carbon_class`` (``embodied_kg_per_gb_dram``, ...)."""
-        return self._per_gb(f"embodied_kg_per_gb_{carbon_class}", "carbon_class", carbon_class, where)
+PRICE_KEY = re.compile(r"^([a-z][a-z0-9_]*)_usd_per_gb$")
+CARBON_KEY = re.compile(r"^embodied_kg_per_gb_([a-z][a-z0-9_]*)$")
 
-    def _per_gb(self, key: str, trait: str, value: str, where: str) -> float:
-        names = {n for n, _, _ in self.specs()}
-        if not value or key not in names:
-            known = sorted(n for n in names if "per_gb" in n)
-            raise ConfigError(
-                f"no cost coefficient {key!r} for a memory whose kind declares {trait} = {value!r}; "
-                f"expected a class with one of: {', '.join(known)}",
-                where=where,
-            )
-        return float(getattr(self, key))
+
+@dataclass(frozen=True)
+class MemoryPrices:
+    """USD and embodied kgCO2e per GB by memory class, for classes beyond the built-in coefficients:
+    from ``[cost]`` keys ``<class>_usd_per_gb`` / ``embodied_kg_per_gb_<class>``, else from the
+    memory kind's own ``usd_per_gb`` / ``embodied_kg_per_gb`` class attributes."""
+
+    usd: Mapping[str, float] = field(default_factory=dict)
+    kg: Mapping[str, float] = field(default_factory=dict)
 
 
 def cost_params(system: SystemSpec, overrides: Mapping[str, Any] | None = None) -> CostParams:
-    return CostParams.from_mapping({**system.cost, **(overrides or {})}, where="cost")
+    """The built-in coefficients of the system's ``[cost]`` table (per-class prices excluded)."""
+    table, _ = _split_cost_table({**system.cost, **(overrides or {})})
+    return CostParams.from_mapping(table, where="cost")
 
 
-def replica_capital(system: SystemSpec, chips: int, c: CostParams) -> tuple[float, float]:
+def memory_prices(system: SystemSpec, overrides: Mapping[str, Any] | None = None) -> MemoryPrices:
+    """Per-class memory prices from the ``[cost]`` table (see :class:`MemoryPrices`)."""
+    return _split_cost_table({**system.cost, **(overrides or {})})[1]
+
+
+def _split_cost_table(table: Mapping[str, Any]) -> tuple[dict[str, Any], MemoryPrices]:
+    known = {n for n, _, _ in CostParams.specs()}
+    base: dict[str, Any] = {}
+    usd: dict[str, float] = {}
+    kg: dict[str, float] = {}
+    for key, value in table.items():
+        price, carbon = PRICE_KEY.match(key), CARBON_KEY.match(key)
+        if key in known or not (price or carbon):
+            base[key] = value  # unknown keys are refused by CostParams with the list of known ones
+            continue
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value < 0
+        ):
+            raise ConfigError(f"expected a number >= 0, found {value!r}", where=f"cost.{key}")
+        if price:
+            usd[price.group(1)] = float(value)
+        else:
+            assert carbon is not None
+            kg[carbon.group(1)] = float(value)
+    return base, MemoryPrices(usd, kg)
+
+
+def _per_gb(
+    c: CostParams,
+    prices: Mapping[str, float],
+    key: str,
+    cls: str,
+    trait: str,
+    default: float | None,
+    where: str,
+) -> float:
+    if cls in prices:
+        return prices[cls]
+    if cls and hasattr(c, key.format(cls)):
+        return float(getattr(c, key.format(cls)))
+    if default is not None:
+        return float(default)
+    raise ConfigError(
+        f"no cost coefficient for a memory whose kind declares {trait} = {cls!r}; set "
+        f"[cost] {key.format(cls or 'CLASS')} = ..., or declare it on the memory kind",
+        where=where,
+    )
+
+
+def replica_capital(
+    system: SystemSpec, chips: int, c: CostParams, prices: MemoryPrices | None = None
+) -> tuple[float, float]:
     """(USD, kgCO2e embodied) of ``chips`` chips with all their memories.
 
     Each memory is charged at the price and embodied-carbon class its kind declares
-    (:attr:`~sim.memory.device.MemoryDevice.price_class`, ``carbon_class``).
+    (:attr:`~sim.memory.device.MemoryDevice.price_class`, ``carbon_class``): a ``[cost]`` coefficient
+    for that class, else a built-in one (``dram``, ``flash``), else the kind's own default.
     """
+    prices = prices or MemoryPrices()
     usd, kg = c.chip_usd, c.embodied_kg_per_chip
     for mem in system.memories.values():
         gb = mem.capacity_bytes() / 1e9
-        usd += gb * c.usd_per_gb(mem.cls.price_class, f"cost ({mem.name})")
-        kg += gb * c.embodied_kg_per_gb(mem.cls.carbon_class, f"cost ({mem.name})")
+        where = f"cost ({mem.name})"
+        kind = mem.cls
+        usd += gb * _per_gb(
+            c, prices.usd, "{}_usd_per_gb", kind.price_class, "price_class", kind.usd_per_gb, where
+        )
+        kg += gb * _per_gb(
+            c,
+            prices.kg,
+            "embodied_kg_per_gb_{}",
+            kind.carbon_class,
+            "carbon_class",
+            kind.embodied_kg_per_gb,
+            where,
+        )
     return usd * chips, kg * chips
 
 
 def cost_summary(
-    system: SystemSpec, chips: int, energy_j: float, sim_s: float, tokens: int, c: CostParams
+    system: SystemSpec,
+    chips: int,
+    energy_j: float,
+    sim_s: float,
+    tokens: int,
+    c: CostParams,
+    prices: MemoryPrices | None = None,
 ) -> dict[str, float]:
     """TCO and CO2e per million tokens, and the paper's perf-per-X figures."""
-    capex_usd, embodied_kg = replica_capital(system, chips, c)
+    capex_usd, embodied_kg = replica_capital(system, chips, c, prices)
     life_s = c.amortization_years * SECONDS_PER_YEAR
     kwh = energy_j / J_PER_KWH * c.pue
     usd = capex_usd / life_s * sim_s + kwh * c.usd_per_kwh

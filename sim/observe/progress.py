@@ -57,4 +57,4 @@ class RunProgress:
         if self.bar is not None:
             self.bar.stop()
         elif self.enabled:
-            print("\r", end="", file=sys.stderr, flush=True)
+            print("\r\033[K", end="", file=sys.stderr, flush=True)  # clear the status line

@@ -11,7 +11,7 @@ from typing import Any
 
 from sim.core.units import PS_PER_S
 from sim.driver.token_driver import TokenDriver
-from sim.observe.cost import cost_params, cost_summary
+from sim.observe.cost import cost_params, cost_summary, memory_prices
 from sim.requests import timing
 from sim.stats.percentiles import distribution
 
@@ -127,5 +127,6 @@ def energy_and_cost(driver: TokenDriver, sim_s: float) -> dict[str, Any]:
         "energy_j_per_token": total / tokens if tokens else 0.0,
         "avg_power_w": total / sim_s if sim_s > 0 else 0.0,
     }
-    out.update(cost_summary(driver.system, chips, total, sim_s, tokens, cost_params(driver.system)))
+    system = driver.system
+    out.update(cost_summary(system, chips, total, sim_s, tokens, cost_params(system), memory_prices(system)))
     return out

@@ -71,6 +71,10 @@ class Lowering:
             out.append((attn, part.weight_bytes - attn))
         return tuple(out)
 
+    def layer_weight_bytes(self, tokens: int) -> tuple[tuple[float, float], ...]:
+        """(attention, ffn) weight bytes per layer (all chips) for a batch of ``tokens`` tokens."""
+        return self._weights(max(1, min(tokens, 4096)))
+
     def head_weight_bytes(self) -> float:
         """LM head (+ final norm) weights read per step, per chip."""
         return self.head_bytes / self.tp

@@ -170,47 +170,10 @@ def plan(model: ModelSpec, system: SystemSpec, mapping: MappingParams) -> Plan:
     used = {n: 0 for n in total}
     used[weights_mem] += worst_w
     used[kv_mem] += int(kv_tokens * worst_kv)
-    buffers = prefetch_buffers(system)
+    buffers = system.prefetch_buffers()
     return Plan(
         m, weight_dtype, stages, weights_mem, kv_mem, worst_w, worst_kv, int(kv_tokens), used, total, buffers
     )
-
-
-def prefetch_buffers(system: SystemSpec) -> dict[str, tuple[int, int]]:
-    """SRAM the prefetch buffers take per chip, ``{sram: (used, total)}``; CapacityError if they do
-    not fit. A buffer on the compute die counts against ``chip.compute.sram`` (shared by every
-    memory's die-side buffer); one on a memory counts against that memory's ``controller_sram``."""
-    out: dict[str, tuple[int, int]] = {}
-    die_used = 0
-    for name, mem in system.memories.items():
-        pf = mem.prefetch
-        if pf is None:
-            continue
-        where = f"chip.memory.{name}.prefetch"
-        if pf.buffer == "die":
-            die_used += mem.prefetch_buffer_bytes()
-            if die_used > system.compute.sram:
-                raise CapacityError(
-                    f"prefetch buffers on the compute die need {format_size(die_used)} per chip "
-                    f"({format_size(pf.window)} x {mem.stacks} stacks of {name!r} included), more than "
-                    f"chip.compute.sram = {format_size(system.compute.sram)}; shrink the window or put "
-                    "the buffer on the memory (buffer = 'memory')",
-                    where=f"{where}.window",
-                )
-            continue
-        room = mem.params.controller_sram  # type: ignore[attr-defined]
-        if pf.window > room:
-            raise CapacityError(
-                f"a {format_size(pf.window)} prefetch window per stack does not fit {name!r}'s "
-                f"controller SRAM of {format_size(room)}; shrink the window, raise "
-                f"chip.memory.{name}.controller_sram, put the buffer on the die (buffer = 'die') or "
-                "turn it off (enabled = false)",
-                where=f"{where}.window",
-            )
-        out[f"{name}.controller_sram"] = (mem.prefetch_buffer_bytes(), mem.stacks * room)
-    if die_used:
-        out["sram"] = (die_used, system.compute.sram)
-    return out
 
 
 def _check_pim_shards(

@@ -56,11 +56,11 @@ import networkx as nx
 
 from sim.compute.die import ComputeDieParams
 from sim.compute.nearmem import NearMemoryParams
-from sim.core.errors import ConfigError, MemwallError, join_where
+from sim.core.errors import CapacityError, ConfigError, MemwallError, join_where
 from sim.core.params import ParamSet
 from sim.core.registry import lookup, names
 from sim.core.tomlfile import read_toml
-from sim.core.units import UnitError, parse_power
+from sim.core.units import UnitError, format_size, parse_power
 from sim.fabric.network import NetworkParams
 from sim.fabric.router import RouterParams
 from sim.memory.device import MemoryDevice
@@ -120,6 +120,43 @@ class SystemSpec:
     batching: dict[str, Any] = field(default_factory=dict)
     cost: dict[str, Any] = field(default_factory=dict)
     source: str = ""
+
+    def prefetch_buffers(self, where: str | None = None) -> dict[str, tuple[int, int]]:
+        """SRAM the prefetch buffers take per chip, ``{sram: (used, total)}``; CapacityError if they do
+        not fit. A buffer on the compute die counts against ``chip.compute.sram`` (shared by every
+        memory's die-side buffer); one on a memory counts against that memory's ``controller_sram``."""
+        where = self.source if where is None else where
+        out: dict[str, tuple[int, int]] = {}
+        die_used = 0
+        for name, mem in self.memories.items():
+            pf = mem.prefetch
+            if pf is None:
+                continue
+            key = join_where(where, f"chip.memory.{name}.prefetch.window")
+            if pf.buffer == "die":
+                die_used += mem.prefetch_buffer_bytes()
+                if die_used > self.compute.sram:
+                    raise CapacityError(
+                        f"prefetch buffers on the compute die need {format_size(die_used)} per chip "
+                        f"({format_size(pf.window)} x {mem.stacks} stacks of memory {name!r} included), "
+                        f"more than chip.compute.sram = {format_size(self.compute.sram)}; shrink the window "
+                        "or put the buffer on the memory (buffer = 'memory')",
+                        where=key,
+                    )
+                continue
+            room = mem.params.controller_sram  # type: ignore[attr-defined]
+            if pf.window > room:
+                raise CapacityError(
+                    f"a {format_size(pf.window)} prefetch window per stack does not fit the controller "
+                    f"SRAM of memory {name!r} ({format_size(room)} per stack); shrink the window, raise "
+                    f"chip.memory.{name}.controller_sram, put the buffer on the die (buffer = 'die') or "
+                    "turn it off (enabled = false)",
+                    where=key,
+                )
+            out[f"{name}.controller_sram"] = (mem.prefetch_buffer_bytes(), mem.stacks * room)
+        if die_used:
+            out["sram"] = (die_used, self.compute.sram)
+        return out
 
     def resolved(self) -> dict[str, Any]:
         """Everything in internal units, for the resolved configuration written beside results."""
@@ -215,7 +252,7 @@ def _memory(name: str, table: Mapping[str, Any], where: str) -> MemorySpec:
         if not isinstance(near, Mapping):
             raise ConfigError(f"expected a table, found {near!r}", where=join_where(where, "near_memory"))
         near_params = NearMemoryParams.from_mapping(near, where=join_where(where, "near_memory"))
-    prefetch = _prefetch(cls, table.get("prefetch"), join_where(where, "prefetch"))
+    prefetch = _prefetch(cls, params, table.get("prefetch"), join_where(where, "prefetch"))
     try:
         static = parse_power(table.get("static_power", 0))
     except UnitError as exc:
@@ -227,10 +264,17 @@ def _memory(name: str, table: Mapping[str, Any], where: str) -> MemorySpec:
     )
 
 
-def _prefetch(cls: type[MemoryDevice], table: Any, where: str) -> PrefetchBufferParams | None:
-    """The memory's prefetch buffer: its ``prefetch`` table, or the kind's default when it has none."""
+def _prefetch(
+    cls: type[MemoryDevice], params: ParamSet, table: Any, where: str
+) -> PrefetchBufferParams | None:
+    """The memory's prefetch buffer: its ``prefetch`` table; without one, the kind's default buffer
+    when the kind takes one and its controller SRAM holds the default window (else none)."""
     if table is None:
-        return PrefetchBufferParams() if cls.takes_prefetcher else None
+        if not cls.takes_prefetcher:
+            return None
+        default = PrefetchBufferParams()
+        fits = default.window <= getattr(params, "controller_sram", 0)
+        return default if fits else None
     if not isinstance(table, Mapping):
         raise ConfigError(f"expected a table, found {table!r}", where=where)
     params = PrefetchBufferParams.from_mapping(table, where=where)
@@ -285,7 +329,7 @@ def system_from_mapping(data: Mapping[str, Any], where: str = "system") -> Syste
             f"expected a topology with one terminal per chip ({chips}), found {terminals}",
             where=join_where(w_fab, "topology"),
         )
-    return SystemSpec(
+    spec = SystemSpec(
         name=str(system.get("name", "system")),
         description=str(system.get("description", "")),
         chips=chips,
@@ -300,6 +344,8 @@ def system_from_mapping(data: Mapping[str, Any], where: str = "system") -> Syste
         cost=_table(data, "cost", where),
         source=where,
     )
+    spec.prefetch_buffers()  # refuse buffers that do not fit their SRAM, whatever the mapping
+    return spec
 
 
 def system_files() -> dict[str, Path]:

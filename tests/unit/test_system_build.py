@@ -81,19 +81,33 @@ def test_prefetch_buffers_count_against_sram_and_overflow_is_refused():
     )
     p = plan(model, die, mapping_from(die))
     assert p.capacity_report()["sram"] == {"used_bytes": 32 * 2**20, "total_bytes": 50 * 2**20}
-    too_big = one_chip(
-        {"preset": "hbm3", "stacks": 4, "prefetch": {"window": "16MiB", "buffer": "die"}},
-        compute={"sram": "50MiB"},
-    )
-    with pytest.raises(CapacityError) as err:
-        plan(model, too_big, mapping_from(too_big))
-    assert err.value.where == "chip.memory.m.prefetch.window" and "64MiB" in str(err.value)
+    with pytest.raises(CapacityError) as err:  # refused when the system is read, whatever the mapping
+        one_chip(
+            {"preset": "hbm3", "stacks": 4, "prefetch": {"window": "16MiB", "buffer": "die"}},
+            compute={"sram": "50MiB"},
+        )
+    assert err.value.where.endswith("chip.memory.m.prefetch.window") and "64MiB" in str(err.value)
     flash = one_chip({"preset": "hbf-gen1", "stacks": 3})
     report = plan(model, flash, mapping_from(flash)).capacity_report()
     assert report["m.controller_sram"] == {"used_bytes": 3 * 32 * 2**20, "total_bytes": 3 * 32 * 2**20}
-    no_room = one_chip({"preset": "nand-tlc"})  # an SSD controller keeps no prefetch buffer
-    with pytest.raises(CapacityError, match="controller SRAM"):
-        plan(model, no_room, mapping_from(no_room))
+    with pytest.raises(CapacityError, match="controller SRAM"):  # an explicit buffer that cannot fit
+        one_chip({"preset": "hbf-gen1", "prefetch": {"window": "64MiB"}})
+
+
+def test_a_flash_kind_gets_its_default_buffer_only_where_it_fits():
+    assert one_chip({"preset": "hbf-gen1"}).memories["m"].prefetch is not None
+    assert one_chip({"preset": "nand-tlc"}).memories["m"].prefetch is None  # an SSD keeps no buffer
+    assert one_chip({"kind": "hbf"}).memories["m"].prefetch is None  # no controller SRAM declared
+    with_sram = one_chip({"kind": "hbf", "params": {"controller_sram": "32MiB"}})
+    assert with_sram.memories["m"].prefetch.window == 32 * 2**20
+
+
+def test_prefetch_table_values_are_checked_where_they_are_written():
+    with pytest.raises(ConfigError) as err:
+        one_chip({"preset": "hbf-gen1", "prefetch": {"policy": "psychic"}})
+    assert err.value.where.endswith("chip.memory.m.prefetch.policy")
+    with pytest.raises(ConfigError, match="whole units"):
+        one_chip({"preset": "hbf-gen1", "prefetch": {"window": "1536KiB"}})
 
 
 def test_prefetch_window_is_a_system_setting_and_changes_results():

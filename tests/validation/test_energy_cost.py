@@ -2,11 +2,12 @@
 
 import pytest
 
+from sim.core.errors import ConfigError
 from sim.experiments.run import RunSpec, execute
 from sim.model.spec import load_model
 from sim.observe.cost import SECONDS_PER_YEAR, CostParams, cost_summary, replica_capital
 from sim.serving.mapping import mapping_from
-from sim.system.spec import system_from_mapping
+from sim.system.spec import SystemSpec, system_from_mapping
 
 
 def system(cost=None, static="0W"):
@@ -81,3 +82,33 @@ def test_cost_table_is_validated():
         cost_params(system({"pue": 0.5}))
     with pytest.raises(ConfigError, match="unknown parameter 'price'"):
         cost_params(system({"price": 3}))
+
+
+def test_a_new_memory_class_is_priced_from_the_cost_table_or_its_kind():
+    """A kind with its own price class needs no edit of the cost model: a [cost] coefficient for the
+    class, else the kind's own default; neither gives a clear error."""
+    from sim.memory.dram3d import Dram3D
+    from sim.observe.cost import memory_prices, replica_capital
+    from sim.system.spec import MemorySpec
+
+    class Mram(Dram3D):
+        price_class = "mram"
+        carbon_class = "mram"
+
+    base = system({})
+    mem = MemorySpec("m", Mram, Dram3D.Params(), 1, None, None)
+    sys_ = SystemSpec(**{**base.__dict__, "memories": {"m": mem}})
+    gb = mem.capacity_bytes() / 1e9
+    c = CostParams()
+    with pytest.raises(ConfigError, match="mram_usd_per_gb"):
+        replica_capital(sys_, 1, c)
+    priced = SystemSpec(**{**sys_.__dict__, "cost": {"mram_usd_per_gb": 4.0, "embodied_kg_per_gb_mram": 0.1}})
+    usd, kg = replica_capital(priced, 1, c, memory_prices(priced))
+    assert usd == pytest.approx(c.chip_usd + 4.0 * gb) and kg == pytest.approx(
+        c.embodied_kg_per_chip + 0.1 * gb
+    )
+    Mram.usd_per_gb, Mram.embodied_kg_per_gb = 2.0, 0.2
+    usd, kg = replica_capital(sys_, 1, c)
+    assert usd == pytest.approx(c.chip_usd + 2.0 * gb) and kg == pytest.approx(
+        c.embodied_kg_per_chip + 0.2 * gb
+    )
