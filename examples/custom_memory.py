@@ -15,8 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 import sim.api as memwall
+from sim.core.preset import Preset, register_preset
 from sim.memory.dram3d import Dram3D
-from sim.memory.preset import Preset, register_preset
 
 
 @memwall.register("memory", "mram3d")

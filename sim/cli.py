@@ -156,7 +156,7 @@ def _first_line(obj: Any) -> str:
 
 
 def _describe_one(kind: str, name: str, obj: Any) -> None:
-    from sim.memory.preset import Preset
+    from sim.core.preset import Preset
 
     print(f"{kind} {name}: {_first_line(obj)}")
     if isinstance(obj, Preset):
@@ -506,6 +506,69 @@ def cmd_mappings(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_validate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from sim.experiments.validate import default_data_dir, run_validation
+
+    data = Path(args.data) if args.data else default_data_dir()
+    result = run_validation(data, Path(args.out), decode=not args.no_decode)
+    worst = max(max(e["median"] for e in dev["operators"].values()) for dev in result["kernels"].values())
+    coll = max(max(e["median"] for e in c["allreduce"].values()) for c in result["collectives"].values())
+    print(
+        f"wrote {Path(args.out) / 'validation.md'}: worst per-operator median error {100 * worst:.1f}%, "
+        f"worst all-reduce median error {100 * coll:.1f}%"
+    )
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Refit the calibrated presets from the measured data and print the values and their error."""
+    from pathlib import Path
+
+    from sim.calibration import compute as cc
+    from sim.calibration.fabric import (
+        fabric_parameters,
+        fit_allreduce_groups,
+        fit_transfer_launch,
+        read_vidur_csv,
+    )
+    from sim.compute.die import ComputeDieParams
+    from sim.experiments.validate import DEVICES, default_data_dir
+
+    data = (Path(args.data) if args.data else default_data_dir()) / "vidur" / "profiling"
+    out: dict[str, Any] = {}
+    for device, (preset, bandwidth, system, table) in DEVICES.items():
+        if args.what in ("compute", "all"):
+            from sim.core.preset import get_preset
+
+            base_values = get_preset(preset).raw_values()
+            base = ComputeDieParams(peak_bf16=base_values["peak_bf16"], units=base_values["units"])
+            _, fits = cc.fit_die(base, bandwidth, cc.read_profiles(data / "compute", device))
+            out[f"{preset} kernels"] = {f.kernel_class: {"values": f.values, "error": f.error} for f in fits}
+        if args.what in ("fabric", "all"):
+            root = data / "network" / table
+            groups = {
+                p: read_vidur_csv(root / "all_reduce.csv", num_workers=p, devices_per_node=p)
+                for p in (2, 4, 8)
+            }
+            fit = fit_allreduce_groups(groups)
+            launch, p2p = fit_transfer_launch(
+                read_vidur_csv(root / "send_recv.csv", num_workers=2, devices_per_node=2),
+                fit.alpha_s,
+                fit.bandwidth_Bps,
+            )
+            out[f"{system} fabric"] = {
+                "fabric": fabric_parameters(fit.alpha_s, 1 / fit.bandwidth_Bps, 1e9),
+                "collective_launch": {p: f"{v * 1e9:.0f}ns" for p, v in fit.launch_s.items()},
+                "transfer_launch": f"{launch * 1e9:.0f}ns",
+                "allreduce_error": fit.error,
+                "send_recv_error": p2p,
+            }
+    print(json.dumps(out, indent=1, sort_keys=True, default=str))
+    return 0
+
+
 # -- entry point ------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="memwall", description="Simulator of LLM-inference hardware.")
@@ -637,6 +700,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_report_parser(sub, _Parser)
     add_sweep_parser(sub, _Parser)
+
+    va = sub.add_parser(
+        "validate", help="calibrated kernels, collectives and decode steps against the measured data"
+    )
+    va.add_argument("--data", help="the validation data (default: ../shared/data/validation beside the repo)")
+    va.add_argument("--out", default="benchmarks/results/validation", help="output directory")
+    va.add_argument("--no-decode", action="store_true", help="skip the decode-step table (faster)")
+    va.set_defaults(func=cmd_validate)
+
+    ca = sub.add_parser(
+        "calibrate", help="refit the calibrated presets (compute dies, fabrics) from the measured data"
+    )
+    ca.add_argument("what", nargs="?", choices=("compute", "fabric", "all"), default="all")
+    ca.add_argument("--data", help="the validation data (default: ../shared/data/validation beside the repo)")
+    ca.set_defaults(func=cmd_calibrate)
 
     ds = sub.add_parser("describe", help="list registered kinds, or describe one by name")
     ds.add_argument("name", nargs="?", help="a kind (memory, preset, ...) or a registered name")

@@ -13,8 +13,8 @@ from typing import Any
 
 from common import plot, simulate, table, write_markdown
 
+from sim.core.preset import get_preset
 from sim.memory.dram3d import Dram3D
-from sim.memory.preset import get_preset
 
 NAME = "stacking"
 TITLE = "3D stacking: TSV count against TPOT and energy per token"

@@ -41,6 +41,7 @@ from typing import Any
 
 from sim.core.errors import ConfigError
 from sim.fabric.router import RouterParams
+from sim.system.spec import launch_for
 
 WEIGHTINGS = ("octave", "relative", "absolute")
 STATS = ("min", "max", "mean", "median")
@@ -332,3 +333,104 @@ def format_comparison(rows: Iterable[Comparison]) -> str:
             f"{r.nbytes:>11} {r.measured_s * 1e6:>12.1f} {r.simulated_s * 1e6:>13.1f} {r.rel_error:>+7.0%}"
         )
     return "\n".join(lines)
+
+
+# -- all-reduce over every group size: a launch per group size, one hop latency, one link bandwidth --
+GROUP_SIZES = (2, 4, 8)
+
+
+def group_allreduce_seconds(
+    nbytes: float, ranks: int, launch_s: float, alpha_s: float, bandwidth: float
+) -> float:
+    """``launch + 2(p-1) alpha + 2(p-1)/p n / bandwidth``: what the simulator charges a ring
+    all-reduce on a single-switch fabric whose transfers cost ``alpha`` plus bytes over the link,
+    after the collective's launch (:func:`launch_for`)."""
+    steps = 2 * (ranks - 1)
+    return launch_s + steps * alpha_s + steps / ranks * nbytes / bandwidth
+
+
+@dataclass(frozen=True)
+class GroupFit:
+    """A launch latency per group size, a per-transfer alpha and a link bandwidth, with the error
+    they leave per group size (median and 90th percentile of |relative error| over the rows)."""
+
+    launch_s: dict[int, float]
+    alpha_s: float
+    bandwidth_Bps: float
+    error: dict[int, dict[str, float]]
+
+    def predict(self, nbytes: float, ranks: int) -> float:
+        return group_allreduce_seconds(
+            nbytes, ranks, launch_for(self.launch_s, ranks), self.alpha_s, self.bandwidth_Bps
+        )
+
+
+def _abs_rel(predicted: list[float], measured: list[float]) -> tuple[float, float]:
+    from sim.stats.percentiles import percentile
+
+    err = [abs(p / m - 1) for p, m in zip(predicted, measured, strict=True)]
+    return percentile(err, 50), percentile(err, 90)
+
+
+def fit_allreduce_groups(samples: dict[int, Sequence[Sample]]) -> GroupFit:
+    """Fit launches, alpha and bandwidth to all-reduce samples of several group sizes at once,
+    minimising the sum over group sizes of (median + p90) |relative error| (deterministic search)."""
+    from sim.calibration.search import pattern_search
+
+    if not samples or any(len(s) < 2 for s in samples.values()):
+        raise ConfigError("need at least 2 samples for every group size", where="fit")
+
+    def unpack(x: dict[str, float]) -> tuple[dict[int, float], float, float]:
+        return {p: x[f"launch{p}"] for p in samples}, x["alpha"], x["bandwidth"]
+
+    def objective(x: dict[str, float]) -> float:
+        launch, alpha, bw = unpack(x)
+        total = 0.0
+        for p, rows in samples.items():
+            pred = [group_allreduce_seconds(r.nbytes, p, launch[p], alpha, bw) for r in rows]
+            med, p90 = _abs_rel(pred, [r.seconds for r in rows])
+            total += med + p90
+        return total
+
+    x0 = {**{f"launch{p}": 20e-6 for p in samples}, "alpha": 1e-6, "bandwidth": 300e9}
+    bounds = {
+        **{f"launch{p}": (0.0, 200e-6) for p in samples},
+        "alpha": (0.0, 20e-6),
+        "bandwidth": (1e9, 5e12),
+    }
+    steps = {
+        **{f"launch{p}": ("add", 4e-6) for p in samples},
+        "alpha": ("add", 0.5e-6),
+        "bandwidth": ("scale", 0.5),
+    }
+    x, _ = pattern_search(objective, x0, bounds, steps, rounds=12)
+    launch, alpha, bw = unpack(x)
+    error = {}
+    for p, rows in samples.items():
+        med, p90 = _abs_rel(
+            [group_allreduce_seconds(r.nbytes, p, launch[p], alpha, bw) for r in rows],
+            [r.seconds for r in rows],
+        )
+        error[p] = {"n": len(rows), "median": med, "p90": p90}
+    return GroupFit(launch, alpha, bw, error)
+
+
+def fit_transfer_launch(
+    samples: Sequence[Sample], alpha_s: float, bandwidth: float
+) -> tuple[float, dict[str, float]]:
+    """The launch of a point-to-point transfer (``send_recv``) on a fabric whose transfers cost
+    ``alpha + n / bandwidth``: minimises (median + p90) |relative error|; returns it and the error."""
+    from sim.calibration.search import pattern_search
+
+    def pred(launch: float) -> list[float]:
+        return [launch + alpha_s + s.nbytes / bandwidth for s in samples]
+
+    def objective(x: dict[str, float]) -> float:
+        med, p90 = _abs_rel(pred(x["launch"]), [s.seconds for s in samples])
+        return med + p90
+
+    x, _ = pattern_search(
+        objective, {"launch": 5e-6}, {"launch": (0.0, 200e-6)}, {"launch": ("add", 2e-6)}, 12
+    )
+    med, p90 = _abs_rel(pred(x["launch"]), [s.seconds for s in samples])
+    return x["launch"], {"n": len(samples), "median": med, "p90": p90}

@@ -1,30 +1,47 @@
-"""The compute die: a roofline (peak FLOP/s per dtype x achievable fraction) with on-chip SRAM.
+"""The compute die: peak FLOP/s per precision, on-chip SRAM, and a kernel model calibrated on
+measured kernels.
 
-An operation occupies the die's matrix units for ``flops / (peak[dtype] x achievable)``; operations
-on one die run one after another (one stream), so a busy die queues work and the wait is reported.
-Memory time is *not* folded in here: the driver overlaps an operation's compute with the memory
-streams that feed it, so the roofline emerges from the simulation rather than being assumed.
+An op on the die is a chain of kernels (:mod:`sim.compute.kernels`) that run one after another: each
+takes ``max(floor, fixed + soft(memory leg, compute leg))`` with its class's calibrated parameters,
+so small GEMMs lose to tile quantisation and launch costs, elementwise kernels are the memory-bound
+kernels they are, and large GEMMs reach the measured fraction of peak. Operations on one die run
+one after another (one stream); a busy die queues work and the wait is reported. The memory streams
+that feed an op are simulated by the memories themselves; the driver overlaps them with the die's
+kernels, so the roofline emerges from the simulation rather than being assumed.
+
+The defaults are an *ideal* die (no fixed costs, full efficiency: a pure roofline); the presets
+``h100-sxm`` and ``a100-sxm`` (:mod:`sim.compute.presets`) carry the values fitted on measured
+kernels by :mod:`sim.calibration.compute`, with their fit error.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import simpy
 
+from sim.compute.kernels import Kernel, KernelModel, KernelTime, Sources
 from sim.compute.unit import QueuedUnit
 from sim.core.params import ParamSet, fraction, non_negative, param, positive
 from sim.core.registry import register
-from sim.core.units import COMPUTE_RATE, ENERGY, POWER, PS_PER_S, RATIO, SIZE
+from sim.core.units import BANDWIDTH, COMPUTE_RATE, COUNT, ENERGY, POWER, PS_PER_S, RATIO, SIZE, TIME
+from sim.stats import counter
 
 DTYPES = ("bf16", "fp8", "fp4")
+
+_IDEAL = "default: 0 (ideal); presets give fitted values"
+
+
+def _efficiency(doc: str) -> Any:
+    return param(1.0, RATIO, doc + " (default: 1.0, ideal; presets give fitted values)", check=positive)
 
 
 @dataclass(frozen=True)
 class ComputeDieParams(ParamSet):
-    """Defaults: an H100 SXM5 class die (NVIDIA H100 datasheet, dense, no sparsity)."""
+    """A compute die. Peaks default to an H100 SXM (datasheet, dense); the kernel model defaults to
+    an ideal die, and the presets carry calibrated values."""
 
     peak_bf16: float = param(
         "989TFLOPS", COMPUTE_RATE, "dense BF16 peak, FLOP/s (H100 SXM datasheet: 989 TFLOPS)", check=positive
@@ -40,13 +57,6 @@ class ComputeDieParams(ParamSet):
         COMPUTE_RATE,
         "dense FP4 peak, FLOP/s (ASSUMPTION: H100 has no FP4 units; FP4 weights run at the FP8 rate)",
         check=positive,
-    )
-    achievable: float = param(
-        0.7,
-        RATIO,
-        "fraction of peak real kernels reach (ASSUMPTION: ~70% for "
-        "large GEMMs; decode GEMVs are memory-bound anyway)",
-        check=fraction,
     )
     sram: int = param(
         "50MiB", SIZE, "on-chip SRAM for activations and staging (H100: 50 MB L2)", check=positive
@@ -76,6 +86,71 @@ class ComputeDieParams(ParamSet):
         "dynamic energy per FP4 FLOP (ASSUMPTION: half of FP8)",
         check=non_negative,
     )
+    sram_bandwidth: float = param(
+        "0B/s",
+        BANDWIDTH,
+        "bandwidth kernels read on-die SRAM at (a prefetch buffer on the die); 0 = as fast as the "
+        "memory the data came from (no gain)",
+        check=non_negative,
+    )
+    # -- the kernel model (sim.compute.kernels) -------------------------------------------------
+    units: int = param(1, COUNT, "parallel compute units (SMs) GEMM tiles are spread over", check=positive)
+    gemm_tile_m: int = param(
+        1, COUNT, "GEMM output tile rows (tokens); 1 = no tile quantisation", check=positive
+    )
+    gemm_tile_n: int = param(1, COUNT, "GEMM output tile columns; 1 = no tile quantisation", check=positive)
+    gemm_fixed: int = param(
+        0, TIME, "fixed time of every GEMM (launch, ramp, tail); " + _IDEAL, check=non_negative
+    )
+    gemm_floor: int = param(0, TIME, "shortest GEMM; " + _IDEAL, check=non_negative)
+    gemm_bw_efficiency: float = _efficiency("fraction of the source's peak bandwidth a GEMM streams at")
+    gemm_compute_efficiency: float = _efficiency("fraction of peak FLOP/s a full wave of GEMM tiles reaches")
+    gemm_overlap: float = param(
+        64.0,
+        RATIO,
+        "p of the soft maximum (t_mem^p + t_cmp^p)^(1/p) of a GEMM's legs; >= 64 is max() (default: "
+        "64, perfect overlap)",
+        check=lambda v: None if v >= 1 else "a value >= 1",
+    )
+    norm_fixed: int = param(
+        0, TIME, "fixed time of a norm kernel (RMSNorm / LayerNorm); " + _IDEAL, check=non_negative
+    )
+    norm_floor: int = param(0, TIME, "shortest norm kernel; " + _IDEAL, check=non_negative)
+    norm_bw_efficiency: float = _efficiency("fraction of peak bandwidth a norm kernel streams at")
+    rope_fixed: int = param(0, TIME, "fixed time of a rotary-embedding kernel; " + _IDEAL, check=non_negative)
+    rope_floor: int = param(0, TIME, "shortest rotary-embedding kernel; " + _IDEAL, check=non_negative)
+    rope_bw_efficiency: float = _efficiency("fraction of peak bandwidth a rotary-embedding kernel streams at")
+    act_fixed: int = param(
+        0, TIME, "fixed time of an activation kernel (SiLU-and-mul); " + _IDEAL, check=non_negative
+    )
+    act_floor: int = param(0, TIME, "shortest activation kernel; " + _IDEAL, check=non_negative)
+    act_bw_efficiency: float = _efficiency("fraction of peak bandwidth an activation kernel streams at")
+    add_fixed: int = param(0, TIME, "fixed time of a residual add; " + _IDEAL, check=non_negative)
+    add_floor: int = param(0, TIME, "shortest residual add; " + _IDEAL, check=non_negative)
+    add_bw_efficiency: float = _efficiency("fraction of peak bandwidth a residual add streams at")
+    emb_fixed: int = param(0, TIME, "fixed time of the embedding gather; " + _IDEAL, check=non_negative)
+    emb_floor: int = param(0, TIME, "shortest embedding gather; " + _IDEAL, check=non_negative)
+    emb_bw_efficiency: float = _efficiency("fraction of peak bandwidth the embedding gather streams at")
+    attn_decode_fixed: int = param(
+        0, TIME, "fixed time of a decode-attention kernel; " + _IDEAL, check=non_negative
+    )
+    attn_decode_floor: int = param(0, TIME, "shortest decode-attention kernel; " + _IDEAL, check=non_negative)
+    attn_decode_bw_efficiency: float = _efficiency(
+        "fraction of peak bandwidth decode attention (FlashDecoding-style) streams the KV cache at"
+    )
+    attn_prefill_fixed: int = param(
+        0, TIME, "fixed time of a prefill-attention kernel; " + _IDEAL, check=non_negative
+    )
+    attn_prefill_floor: int = param(
+        0, TIME, "shortest prefill-attention kernel; " + _IDEAL, check=non_negative
+    )
+    attn_prefill_bw_efficiency: float = _efficiency("fraction of peak bandwidth prefill attention streams at")
+    attn_prefill_compute_efficiency: float = param(
+        1.0,
+        RATIO,
+        "fraction of peak FLOP/s prefill attention reaches on the causal-mask FLOPs (default: 1.0, ideal)",
+        check=fraction,
+    )
 
     def peak(self, dtype: str) -> float:
         return {"bf16": self.peak_bf16, "fp8": self.peak_fp8, "fp4": self.peak_fp4}[dtype]
@@ -90,13 +165,34 @@ class ComputeDieParams(ParamSet):
 
 @register("compute", "die")
 class ComputeDie(QueuedUnit):
-    """Roofline compute die (see module docstring)."""
+    """A compute die with a calibrated kernel model (see module docstring)."""
 
     Params = ComputeDieParams
+    STATS = (counter("kernels", "kernels", "kernels executed"),)
+
+    def build(self) -> None:
+        super().build()
+        self.kernels = KernelModel(self.params)
+
+    def kernel_times(self, kernels: Sequence[Kernel], src: Sources) -> list[KernelTime]:
+        """Each kernel's time on this die reading its bytes from ``src`` (no booking)."""
+        return [self.kernels.time(k, src) for k in kernels]
+
+    def book_kernels(
+        self, kernels: Sequence[Kernel], times: Sequence[KernelTime], ready_ps: int | None = None
+    ) -> int:
+        """Queue ``kernels`` (already timed) back to back; returns the finish time (ps)."""
+        p: ComputeDieParams = self.params  # type: ignore[assignment]
+        flops = sum(k.flops for k in kernels)
+        energy = sum(k.flops * p.energy_per_flop(k.precision) for k in kernels)
+        duration = sum(t.total_ps for t in times)
+        self.stat.kernels.add(len(kernels))
+        return self._book(duration, flops, ready_ps, energy)
 
     def op_time_ps(self, flops: float, dtype: str = "bf16") -> int:
+        """Pure compute time of ``flops`` at the GEMM efficiency (a full wave of tiles)."""
         p: ComputeDieParams = self.params  # type: ignore[assignment]
-        return int(flops * PS_PER_S / (p.peak(dtype) * p.achievable) + 0.5)
+        return int(flops * PS_PER_S / (p.peak(dtype) * p.gemm_compute_efficiency) + 0.5)
 
     def book(self, flops: float, dtype: str = "bf16", ready_ps: int | None = None) -> int:
         """Queue ``flops`` no earlier than ``ready_ps`` without a process; returns the finish (ps)."""

@@ -6,10 +6,18 @@ memory at its internal bandwidth and lets the model be split into shards of 16-3
 small units beside each DRAM bank on the memory die itself: more bandwidth per watt, but every
 weight shard must fit one bank (32-64 MB), which is what makes software sharding hard.
 
-A unit executes a GEMV whose weights live in its memory. Its time is the larger of reading the
-weights at ``local_bandwidth`` and doing the MACs at ``units x macs_per_cycle x clock``; only the
-(small) result vector leaves over the fabric. Work on one memory's units queues (one GEMV at a
-time per memory), and the waits are reported.
+The units run the GEMMs whose weights live in their memory; only the (small) result vectors leave.
+Where they read the weights decides the time and the energy:
+
+* ``local_bandwidth = 0`` (PNM on a logic die under the stack): through the memory's own interface,
+  the same TSVs every other read of the stack uses, so the weights are a stream on the memory
+  device and share its bandwidth with the KV cache; the units' time is their MACs.
+* ``local_bandwidth > 0`` (PIM at the banks; near-flash units ahead of a slower host link): on an
+  internal path that does not cross the interface. The GEMMs take at least the weights, plus the
+  op's other reads of that memory (the same banks or channels), over that bandwidth; the memory
+  counts their array energy but no interface energy.
+
+Work on one memory's units queues (one GEMM chain at a time per memory) and the waits are reported.
 """
 
 from __future__ import annotations
@@ -55,7 +63,8 @@ class NearMemoryParams(ParamSet):
     local_bandwidth: float = param(
         "0B/s",
         BANDWIDTH,
-        "bandwidth the units read their memory at; 0 = the memory's own internal bandwidth",
+        "bandwidth of the units' internal read path (PIM: the banks; near-flash: the NAND channels); "
+        "0 = they read through the memory's own interface, sharing it with every other read",
         check=non_negative,
     )
     energy_per_flop: float = param(
@@ -83,6 +92,12 @@ class NearMemoryParams(ParamSet):
             raise ConfigError(
                 "processing-in-memory needs shard_limit (one bank's capacity, e.g. '64MiB')",
                 where="shard_limit",
+            )
+        if self.placement == "in" and self.local_bandwidth == 0:
+            raise ConfigError(
+                "processing-in-memory reads at the banks: it needs local_bandwidth (the bank-level "
+                "internal bandwidth, with its source)",
+                where="local_bandwidth",
             )
 
 
@@ -119,7 +134,28 @@ class NearMemoryUnits(QueuedUnit):
         p: NearMemoryParams = self.params  # type: ignore[assignment]
         return 2.0 * p.units * p.macs_per_cycle * p.clock
 
+    @property
+    def internal(self) -> bool:
+        """Whether the units read weights on an internal path rather than the memory's interface."""
+        return self.params.local_bandwidth > 0  # type: ignore[attr-defined]
+
+    def gemm_time_ps(self, flops: float, weight_bytes: float, shared_bytes: float = 0.0) -> int:
+        """The GEMMs of one op: MACs at the units' rate; on an internal path at least the weights and
+        ``shared_bytes`` (the op's other reads of the same memory) over its bandwidth."""
+        t = flops / self.peak_flops
+        if self.internal:
+            t = max(t, (weight_bytes + shared_bytes) / self.bandwidth)
+        return int(t * PS_PER_S + 0.5)
+
+    def book_gemms(self, duration_ps: int, flops: float, weight_bytes: float, ready_ps: int | None) -> int:
+        """Queue an op's GEMMs of ``duration_ps`` no earlier than ``ready_ps``; their finish (ps)."""
+        if self.internal:
+            self.stat.bytes_read.add(weight_bytes)
+        p: NearMemoryParams = self.params  # type: ignore[assignment]
+        return self._book(duration_ps, flops, ready_ps, flops * p.energy_per_flop)
+
     def gemv_time_ps(self, weight_bytes: float, flops: float) -> int:
+        """A GEMV reading its weights at the units' bandwidth (internal or the memory's own)."""
         t = max(weight_bytes / self.bandwidth, flops / self.peak_flops)
         return int(t * PS_PER_S + 0.5)
 

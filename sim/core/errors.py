@@ -50,3 +50,8 @@ class SimulationError(MemwallError):
 
 class TimingViolation(SimulationError):
     """A device command trace broke a timing rule (raised by the independent checkers)."""
+
+
+class BoundViolation(MemwallError):
+    """An op finished faster than a physical bound allows (raised only in strict mode, e.g. tests;
+    otherwise counted in the summary's ``bound_violations``)."""

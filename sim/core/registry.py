@@ -42,6 +42,8 @@ BUILTIN_MODULES = (
     "sim.fabric.collectives",
     "sim.fabric.router",
     "sim.compute.die",
+    "sim.compute.presets",
+    "sim.system.software",
     "sim.compute.nearmem",
     "sim.model.dtype",
     "sim.model.config",

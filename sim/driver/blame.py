@@ -1,8 +1,10 @@
 """Blame: what each operation on an iteration's critical path waited for, as typed values.
 
-An op's time is split into what its slowest input needed at that input's peak (``memory bandwidth``,
-``compute die``, ``near-memory MACs``) and what the rest waited for (``prefetch stall``, a memory's
-queueing cause, ``MAC busy``, ``collective``, ``pipeline transfer``). Each part is a :class:`Cause`:
+An op's time is split into what its kernels needed (``memory bandwidth`` of the memory a kernel's
+bytes came from, ``compute die``, ``kernel overhead``: the fixed cost of every kernel,
+``near-memory MACs``), what the memory streams added beyond the kernels (``prefetch stall``, a
+memory's queueing cause), and the time between ops (``collective``, ``pipeline transfer``,
+``software overhead``: the serving engine's host time). Each part is a :class:`Cause`:
 what was waited for (``kind``), which one (``resource``: a memory's name, a collective's op) and the
 part of the hardware it belongs to (``unit``), so observers group and draw causes without parsing
 text. ``Cause.label`` (``"memory bandwidth (hbm)"``) is how results name it.
@@ -11,15 +13,16 @@ text. ``Cause.label`` (``"memory bandwidth (hbm)"``) is how results name it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 MEMORY = "memory"
 COMPUTE = "compute"
 COMPUTE_WAIT = "compute wait"
 FABRIC = "fabric"
+SOFTWARE_UNIT = "software"
 
 
-@dataclass(frozen=True, slots=True)
-class Cause:
+class Cause(NamedTuple):
     """One reason an op took time: ``kind`` of wait, on which ``resource``, in which ``unit``."""
 
     kind: str
@@ -45,7 +48,8 @@ def prefetch_stall(memory: str) -> Cause:
 
 
 COMPUTE_DIE = Cause("compute die", "", COMPUTE)
-MAC_BUSY = Cause("MAC busy", "", COMPUTE_WAIT)
+KERNEL_OVERHEAD = Cause("kernel overhead", "", COMPUTE)
+SOFTWARE = Cause("software overhead", "", SOFTWARE_UNIT)
 PIPELINE_TRANSFER = Cause("pipeline transfer", "", FABRIC)
 
 
@@ -55,6 +59,11 @@ def near_memory_macs(memory: str) -> Cause:
 
 def collective(op: str) -> Cause:
     return Cause("collective", op, FABRIC)
+
+
+def collective_launch(op: str) -> Cause:
+    """A collective's fixed start-up (library and kernel launch, synchronisation) before its transfers."""
+    return Cause("collective launch", op, FABRIC)
 
 
 @dataclass

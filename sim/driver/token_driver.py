@@ -17,19 +17,21 @@ slowest of its inputs needed at that input's peak, and the rest, by cause.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import simpy
 
+from sim.compute.kernels import Kernel, KernelTime, Sources
 from sim.core.component import Component
-from sim.core.errors import SimulationError
+from sim.core.errors import BoundViolation, SimulationError
 from sim.core.params import ParamSet, one_of, param, positive
 from sim.core.units import COUNT, PS_PER_S
 from sim.driver import blame as causes
 from sim.driver.blame import Blame, Cause
-from sim.fabric.collectives import CollectiveCase, alpha_beta_cycles, run_algorithm
+from sim.fabric.collectives import CollectiveCase, run_algorithm
 from sim.memory.device import MemRequest
 from sim.memory.prefetch import Prefetcher
 from sim.model.spec import ModelSpec
@@ -38,8 +40,9 @@ from sim.serving.lowering import Lowering, OpWork
 from sim.serving.mapping import Plan
 from sim.serving.scheduler import Batch, Scheduler
 from sim.stats import counter, tally
-from sim.system.build import System
+from sim.system.build import System, collective_ps
 from sim.system.chip import Chip, ChipMemory
+from sim.system.spec import launch_for
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,7 @@ class TokenDriver(Component):
             "fabric energy is charged on",
         ),
         tally("step_time_ms", "ms", "iteration time"),
+        counter("bound_violations", "ops", "ops that finished faster than a physical bound allows"),
     )
 
     def __init__(
@@ -159,6 +163,10 @@ class TokenDriver(Component):
         self._collective_cache: dict[tuple[str, int], int] = {}
         self.done = self.env.event()
         self._tokens = 1  # tokens of the iteration in flight
+        self._device_step_ps = 0  # the previous iteration's time on the chips (after the host's)
+        self.violations: list[str] = []  # the first few bound violations, described
+        self._causes: dict[tuple[str, str], Cause] = {}
+        self._strict = os.environ.get("MEMWALL_STRICT_BOUNDS", "") not in ("", "0")  # the test suite sets it
         self.layout = self._layout()
 
     @staticmethod
@@ -241,8 +249,11 @@ class TokenDriver(Component):
         entries = batch.entries
         tokens = batch.num_tokens
         self._tokens = tokens
+        yield from self._host(batch, blame)
+        device_start = self.env.now
         act = self.lowering.activation_bytes(tokens)
         moe = self.model.is_moe
+        yield from self._op(self.chips[0], self.lowering.embed_op(tokens), blame, hint=None)
         for s, (a, b) in enumerate(self.plan.stage_layers):
             chip = self.chips[s]
             for layer in range(a, b):
@@ -263,18 +274,24 @@ class TokenDriver(Component):
             if s + 1 < m.pp:
                 t0 = self.env.now
                 self.stat.fabric_link_bytes.add(act * 3)  # NIC link, switch or hop, NIC link (ASSUMPTION)
+                if self.system.transfer_launch:
+                    yield self.env.timeout(self.system.transfer_launch)
                 yield self.network.transfer(s * m.tp, (s + 1) * m.tp, act)
                 blame.add(causes.PIPELINE_TRANSFER, self.env.now - t0)
-        # LM head on the last stage
-        head = OpWork(
-            "head",
-            -1,
-            self.lowering.head_weight_bytes(),
-            0.0,
-            0.0,
-            self.lowering.head_flops(sum(1 for e in entries if e.emits_token)),
-        )
+        head = self.lowering.head_op(sum(1 for e in entries if e.emits_token))
         yield from self._op(self.chips[-1], head, blame, hint=None)
+        self._device_step_ps = self.env.now - device_start
+
+    def _host(self, batch: Batch, blame: Blame) -> Generator[simpy.Event, Any, None]:
+        """The serving software's host time before the iteration (scheduling, inputs, sampling)."""
+        sw = self.hardware.software
+        ps = sw.iteration_ps(batch.size, self._device_step_ps)
+        if ps > 0:
+            t0 = self.env.now
+            yield self.env.timeout(ps)
+            sw.charge(ps)
+            blame.add(causes.SOFTWARE, ps)
+            self._log("host", "software", -1, t0, Blame({causes.SOFTWARE: ps}))
 
     # -- operations ---------------------------------------------------------------------------------
     def _op(
@@ -296,27 +313,42 @@ class TokenDriver(Component):
     def _op_body(
         self, chip: Chip, work: OpWork, blame: Blame, hint: tuple[int, str] | None
     ) -> Generator[simpy.Event, Any, None]:
-        """Memory streams and compute of one op, overlapped; blame its time."""
+        """One op: its memory streams overlapped with its kernels on the die (and, with near-memory
+        compute, its GEMMs on the memory's MAC units after them); blame its time, check its bounds."""
         env = self.env
         start = env.now
         plan = self.plan
         waits: list[Any] = []  # events to wait for, or completion times (ps) booked without events
         wmem = chip.memories[plan.weights_memory]
         kvmem = chip.memories[plan.kv_memory]
-        near = plan.mapping.compute == "near_memory" and wmem.near is not None
+        near = wmem.near if plan.mapping.compute == "near_memory" else None
+        internal = near is not None and near.internal  # weights read on the memory's internal path
         reports: list[Any] = []
-        if work.weight_bytes > 0 and not near:
+        kv_bytes = work.kv_read_bytes + work.kv_write_bytes
+        if work.weight_bytes > 0 and not internal:
             waits.append(self._read_weights(wmem, work, hint, reports))
         if work.kv_read_bytes > 0:
             waits.append(self._access(kvmem, work.kv_read_bytes, False))
         if work.kv_write_bytes > 0:
             waits.append(self._access(kvmem, work.kv_write_bytes, True))
-        crossing = work.kv_read_bytes + work.kv_write_bytes
-        crossing += self.lowering.activation_bytes(self._tokens) if near else work.weight_bytes
+        die_kernels = work.kernels if near is None else tuple(k for k in work.kernels if k.kind != "gemm")
+        near_flops = work.flops - sum(k.flops for k in die_kernels)
+        src = self._sources(chip, wmem, kvmem)
+        times = chip.die.kernel_times(die_kernels, src)
+        gap = self.hardware.software.kernels_ps(len(work.kernels))
+        die_end = chip.die.book_kernels(die_kernels, times, env.now + gap)
+        if gap:
+            self.hardware.software.charge(gap)
+        waits.append(die_end)
+        near_ps = 0
+        if near is not None and (near_flops > 0 or internal):
+            shared = kv_bytes if (internal and plan.kv_memory == plan.weights_memory) else 0.0
+            near_ps = near.gemm_time_ps(near_flops, work.weight_bytes, shared)
+            waits.append(near.book_gemms(near_ps, near_flops, work.weight_bytes, die_end))
+            if internal and work.weight_bytes > 0:
+                wmem.device.account_internal_read(wmem.share(work.weight_bytes))
+        crossing = kv_bytes + (self.lowering.activation_bytes(self._tokens) if near else work.weight_bytes)
         self.stat.memory_to_die_bytes.add(crossing)
-        waits.append(
-            wmem.near.book(work.weight_bytes, work.flops) if near else chip.die.book(work.flops, "bf16")
-        )
         events = [w for w in waits if not isinstance(w, int)]
         booked = max((w for w in waits if isinstance(w, int)), default=env.now)
         if booked > env.now:
@@ -324,39 +356,126 @@ class TokenDriver(Component):
         if events:
             yield env.all_of(events) if len(events) > 1 else events[0]
         duration = env.now - start
-        # blame: what the op needed at peak, by input, and what the rest waited for
-        ideal_w = 0 if near else work.weight_bytes / wmem.peak * PS_PER_S
-        ideal_kv = (work.kv_read_bytes + work.kv_write_bytes) / kvmem.peak * PS_PER_S
-        if plan.weights_memory == plan.kv_memory:
-            ideal_mem, mem_name = ideal_w + ideal_kv, plan.weights_memory
-        elif ideal_w >= ideal_kv:
-            ideal_mem, mem_name = ideal_w, plan.weights_memory
+        chain = self._blame_chain(work, die_kernels, times, src, gap, near_ps, wmem, kvmem, blame)
+        rest = duration - chain
+        if rest > 0:  # the memory streams ended after the kernels: what they waited for
+            stall = sum(r.stall_ps for r in reports)
+            late = min(rest, stall)
+            if late > 0:
+                blame.add(causes.prefetch_stall(plan.weights_memory), late)
+                rest -= late
+            mem = wmem if work.weight_bytes / wmem.peak >= kv_bytes / kvmem.peak and not internal else kvmem
+            blame.add(causes.memory_wait(mem.device.queueing_cause(), mem.name), rest)
+        self._check_bounds(chip, work, die_kernels, near_flops, duration, wmem, kvmem, near, internal)
+
+    def _sources(self, chip: Chip, wmem: ChipMemory, kvmem: ChipMemory) -> Sources:
+        """Where the die's kernels read their bytes: weights from their memory (or a die-side prefetch
+        buffer at the die's SRAM bandwidth), KV cache and activations from the KV memory."""
+        weights = wmem.peak
+        pf = wmem.spec.prefetch
+        sram_bw = chip.die.params.sram_bandwidth  # type: ignore[attr-defined]
+        if pf is not None and pf.buffer == "die" and sram_bw > 0:
+            weights = sram_bw
+        return Sources(weights, kvmem.peak, kvmem.peak)
+
+    def _blame_chain(
+        self,
+        work: OpWork,
+        kernels: tuple[Kernel, ...],
+        times: list[KernelTime],
+        src: Sources,
+        gap: int,
+        near_ps: int,
+        wmem: ChipMemory,
+        kvmem: ChipMemory,
+        blame: Blame,
+    ) -> int:
+        """Blame the op's kernels (fixed costs, memory legs by source, compute legs), its launch gaps
+        and its near-memory GEMMs; returns their total (ps)."""
+        total = gap + near_ps
+        fixed = compute = w_mem = other_mem = 0
+        w_bw, other_bw = src.weights, src.kv
+        for k, t in zip(kernels, times, strict=True):
+            total += t.total_ps
+            fixed += t.fixed_ps
+            compute += t.compute_ps
+            if t.memory_ps:
+                w = k.weight_bytes / w_bw
+                other = (k.kv_bytes + k.act_bytes) / other_bw
+                part = round(t.memory_ps * w / (w + other)) if w + other > 0 else 0
+                w_mem += part
+                other_mem += t.memory_ps - part
+        if gap:
+            blame.add(causes.SOFTWARE, gap)
+        blame.add(causes.KERNEL_OVERHEAD, fixed)
+        blame.add(causes.COMPUTE_DIE, compute)
+        blame.add(self._cause("bw", wmem.name), w_mem)
+        blame.add(self._cause("bw", kvmem.name), other_mem)
+        if near_ps:
+            blame.add(self._cause("near", wmem.name), near_ps)
+        return total
+
+    def _cause(self, what: str, memory: str) -> Cause:
+        """The cause objects of one memory, made once."""
+        key = (what, memory)
+        cause = self._causes.get(key)
+        if cause is None:
+            make = {
+                "bw": causes.memory_bandwidth,
+                "near": causes.near_memory_macs,
+                "stall": causes.prefetch_stall,
+                "launch": causes.collective_launch,
+            }
+            cause = self._causes[key] = make[what](memory)
+        return cause
+
+    def _check_bounds(
+        self,
+        chip: Chip,
+        work: OpWork,
+        die_kernels: tuple[Kernel, ...],
+        near_flops: float,
+        duration: int,
+        wmem: ChipMemory,
+        kvmem: ChipMemory,
+        near: Any,
+        internal: bool,
+    ) -> None:
+        """No op beats its physical bound: bytes over the peak bandwidth of every memory or path they
+        cross during the op, FLOPs over the peak rate of the unit that computes them."""
+        bounds: list[tuple[str, float]] = []
+        kv = work.kv_read_bytes + work.kv_write_bytes
+        w_stream = work.weight_bytes if not internal and wmem.prefetcher is None else 0.0
+        if wmem is kvmem:
+            bounds.append((f"memory {wmem.name}", (w_stream + kv) / wmem.peak))
         else:
-            ideal_mem, mem_name = ideal_kv, plan.kv_memory
-        if near:
-            ideal_cmp = wmem.near.gemv_time_ps(work.weight_bytes, work.flops)
-            cmp_cause = causes.near_memory_macs(plan.weights_memory)
-        else:
-            ideal_cmp = chip.die.op_time_ps(work.flops)
-            cmp_cause = causes.COMPUTE_DIE
-        if ideal_cmp >= ideal_mem:
-            bound = min(duration, ideal_cmp)
-            blame.add(cmp_cause, bound)
-            rest = duration - bound
-            blame.add(causes.MAC_BUSY if rest > 0 else causes.COMPUTE_DIE, rest)
-            return
-        bound = min(duration, ideal_mem)
-        blame.add(causes.memory_bandwidth(mem_name), bound)
-        rest = duration - bound
-        if rest <= 0:
-            return
-        stall = sum(r.stall_ps for r in reports)
-        late = min(rest, max(0, stall - ideal_mem))
-        if late > 0:
-            blame.add(causes.prefetch_stall(plan.weights_memory), late)
-            rest -= late
-        device = chip.memories[mem_name].device
-        blame.add(causes.memory_wait(device.queueing_cause(), mem_name), rest)
+            bounds.append((f"memory {wmem.name}", w_stream / wmem.peak))
+            bounds.append((f"memory {kvmem.name}", kv / kvmem.peak))
+        if wmem.prefetcher is not None and not internal:
+            src = self._sources(chip, wmem, kvmem)
+            bounds.append((f"prefetch buffer of {wmem.name}", work.weight_bytes / src.weights))
+        die = chip.die.params
+        die_flops = {}
+        for k in die_kernels:
+            die_flops[k.precision] = die_flops.get(k.precision, 0.0) + k.flops
+        bounds.append(("compute die", sum(f / die.peak(d) for d, f in die_flops.items())))  # type: ignore[attr-defined]
+        if near is not None:
+            bounds.append((f"near-memory MACs of {wmem.name}", near_flops / near.peak_flops))
+            if internal:
+                bounds.append((f"internal path of {wmem.name}", work.weight_bytes / near.bandwidth))
+        slack = 1 + len(work.kernels)  # integer-ps rounding
+        for what, seconds in bounds:
+            need = seconds * PS_PER_S
+            if duration + slack < need:
+                self.stat.bound_violations.add()
+                text = (
+                    f"iteration {len(self.iterations)} {chip.name} {work.name} layer {work.layer}: "
+                    f"{duration} ps < {need:.0f} ps needed by {what}"
+                )
+                if len(self.violations) < 20:
+                    self.violations.append(text)
+                if self._strict:
+                    raise BoundViolation(f"physical bound violated: {text}")
 
     def _read_weights(
         self, mem: ChipMemory, work: OpWork, hint: tuple[int, str] | None, reports: list[Any]
@@ -414,19 +533,25 @@ class TokenDriver(Component):
         env = self.env
         t0 = env.now
         p: DriverParams = self.params  # type: ignore[assignment]
+        launch = launch_for(self.system.collective_launch, group)
         case = CollectiveCase(
             op, "ring" if op == "allreduce" else "direct", max(1, nbytes), tuple(range(group))
         )
         if p.collectives == "simulated":
+            if launch:
+                yield env.timeout(launch)
             yield run_algorithm(self.network, case)
         else:
             key = (op, case.nbytes, group)
             ps = self._collective_cache.get(key)
             if ps is None:
-                net = self.hardware.fabric_twin()
-                ps = int(alpha_beta_cycles(net, case) * net.cycle_ps)
-                self._collective_cache[key] = ps
+                ps = self._collective_cache[key] = collective_ps(
+                    self.system, self.hardware.fabric_twin(), case
+                )
             yield env.timeout(ps)
+        if launch:
+            blame.add(self._cause("launch", op), launch)
+        t0 += launch
         cause = causes.collective(op)
         blame.add(cause, env.now - t0)
         self.stat.fabric_link_bytes.add(self._collective_link_bytes(case))

@@ -129,7 +129,8 @@ def _sorted(requests: Iterable[Request]) -> Iterator[Request]:
 DEFAULT_TRACE = shipped_dir("traces") / "azure_conv_200.csv"
 DEFAULT_MODEL = "llama-3.1-8b"
 DEFAULT_LIMIT = 24  # requests of the built-in sample trace: a quick look at a real trace
-SYSTEM_ROOTS = ("system.", "chip.", "fabric.")
+SYSTEM_ROOTS = ("system.", "chip.", "fabric.", "software.", "cost.")
+SYSTEM_KEYS = ("software",)  # whole system tables a bare value replaces (software=none: a preset)
 RUN_SETTINGS = ("system", "model", "trace", "format", "limit", "batch", "context", "steps", "seed")
 
 Tables = tuple[dict[str, str], dict[str, str], dict[str, str], dict[str, str]]
@@ -175,7 +176,7 @@ def split_sets(sets: Mapping[str, Any], where: str = "--set") -> Tables:
         _moved(key, where)
         value = _text(raw)
         table, _, bare = key.partition(".")
-        if key.startswith(SYSTEM_ROOTS):
+        if key.startswith(SYSTEM_ROOTS) or key in SYSTEM_KEYS:
             system[key] = value
         elif bare and table == "mapping":
             mapping[bare] = value

@@ -92,10 +92,16 @@ class MemoryDevice(Component):
         tally("write_latency_ns", "ns", "write latency, arrival to completion"),
         level("inflight", "requests", "requests inside the device"),
         counter("energy_pj", "pJ", "dynamic energy spent by this device"),
+        counter(
+            "internal_bytes_read",
+            "B",
+            "bytes read on the device's internal path by near-memory units (not through its interface)",
+        ),
     )
 
     def build(self) -> None:
         self._analytic = Reservation()
+        self._twin_cache: dict[Any, Any] = {}  # capacity and peaks: functions of the frozen params
 
     # -- interface -------------------------------------------------------------------------
     @classmethod
@@ -110,15 +116,26 @@ class MemoryDevice(Component):
 
     @property
     def capacity_bytes(self) -> int:
-        return self.capacity_of(self.params)
+        cap = self._twin_cache.get("capacity")
+        if cap is None:
+            cap = self._twin_cache["capacity"] = self.capacity_of(self.params)
+        return cap
 
     def peak_bandwidth_Bps(self, write: bool = False) -> float:
         """Analytic twin: the most bytes per second this device can ever deliver."""
-        return self.peak_bandwidth_of(self.params, write)
+        peak = self._twin_cache.get(write)
+        if peak is None:
+            peak = self._twin_cache[write] = self.peak_bandwidth_of(self.params, write)
+        return peak
 
     def queueing_cause(self) -> str:
         """How the blame chain names time a request waited inside this device beyond its peak."""
         return "memory queueing"
+
+    def account_internal_read(self, nbytes: int) -> None:
+        """Energy and counts of ``nbytes`` read by near-memory units on the internal path (array
+        energy, no interface energy); the timing is the units'."""
+        raise NotImplementedError(f"{type(self).__name__} has no internal read path for near-memory units")
 
     def unloaded_latency_ps(self, size: int, write: bool = False) -> int:
         """Analytic twin: latency of one ``size``-byte request into an idle device."""

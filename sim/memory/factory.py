@@ -18,11 +18,11 @@ from typing import Any
 
 from sim.core.errors import ConfigError
 from sim.core.params import ParamSet
+from sim.core.preset import get_preset
 from sim.core.registry import lookup, names
 from sim.core.simulation import Simulation
 from sim.core.tomlfile import read_toml
 from sim.memory.device import MemoryDevice
-from sim.memory.preset import get_preset
 
 
 @dataclass(frozen=True)

@@ -740,6 +740,19 @@ class HighBandwidthFlash(MemoryDevice):
         st.io_energy_pj.add(io_pj)
         st.energy_pj.add(array_pj + io_pj)
 
+    def account_internal_read(self, nbytes: int) -> None:
+        """Reads by units on the controller die: page senses and channel transfers, no interface."""
+        p, st = self.params, self.stat
+        pages = -(-nbytes // p.page_size)
+        array_pj = pages * self._page_bits * p.read_energy_per_bit
+        io_pj = nbytes * 8 * p.channel_energy_per_bit
+        st.pages_read.add(pages)
+        st.channel_bytes.add(nbytes)
+        st.array_energy_pj.add(array_pj)
+        st.io_energy_pj.add(io_pj)
+        st.energy_pj.add(array_pj + io_pj)
+        st.internal_bytes_read.add(nbytes)
+
     # -- end of run --------------------------------------------------------------------------
     def finalize(self) -> None:
         if self._finalized:

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sim.memory.preset import Preset, register_preset
+from sim.core.preset import Preset, register_preset
 
 Values = dict[str, tuple[Any, str]]
 
@@ -116,6 +116,37 @@ HBM3 = register_preset(
                 "tCCD_L": ("2.5ns", "R2-HBM3 fork: nCCDL 4 nCK"),
                 "tRTW": ("1.25ns", "R2-HBM3: RD-to-WR = CL + BL + 2 - CWL, a 2 nCK bus gap"),
                 "tRFC": ("450ns", "R2-HBM3 tRFC table, 16 Gb layers: 450 ns"),
+            },
+        ),
+    )
+)
+
+HBM2E = register_preset(
+    Preset(
+        name="hbm2e",
+        kind="dram3d",
+        description="JEDEC HBM2E (JESD235C) stack, 3.2 Gb/s: 8 channels x 128 bit, 409.6 GB/s, 16 GiB",
+        values=_merge(
+            _HBM_CORE,
+            _HBM_ENERGY,
+            {
+                "channels": (8, "JESD235: 8 channels x 128 bit per stack (1,024 data pins)"),
+                "pseudo_channels": (2, "JESD235 pseudo-channel mode: 2 x 64 bit per channel"),
+                "rows": (
+                    65536,
+                    "16 GiB 8-high HBM2E (16 Gb dies): 8 ch x 2 pc x 16 banks x 65536 rows x 1 KiB",
+                ),
+                "tsv_width_bits": (128, "JESD235: 128 data bits per channel"),
+                "tsv_rate": ("3.2Gb/s", "JESD235C HBM2E: up to 3.2 Gb/s per pin = 409.6 GB/s per stack"),
+                "tCK": ("0.625ns", "3.2 Gb/s DDR: 1.6 GHz clock"),
+                "tCCD_S": ("1.25ns", "ASSUMPTION: 2 nCK, as HBM3 (R2-HBM3 fork)"),
+                "tCCD_L": ("2.5ns", "ASSUMPTION: 4 nCK, as HBM3 (R2-HBM3 fork)"),
+                "tRTW": ("1.25ns", "ASSUMPTION: 2 nCK read-to-write bus gap, as HBM3"),
+                "tRFC": (
+                    "350ns",
+                    "ASSUMPTION: JEDEC 16 Gb DRAM tRFC1 (DDR4) for 16 Gb HBM2E dies "
+                    "(DS3's 8 Gb HBM2 has 260 ns)",
+                ),
             },
         ),
     )

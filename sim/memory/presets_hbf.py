@@ -10,7 +10,7 @@ the binary reading of Table 3's 4,096 GB flash card.
 
 from __future__ import annotations
 
-from sim.memory.preset import Preset, register_preset
+from sim.core.preset import Preset, register_preset
 
 HBF_GEN1 = register_preset(
     Preset(

@@ -400,7 +400,7 @@ def _roofline(
     fig, ax = plt.subplots(figsize=(7.5, 5))
     lo, hi = min(xs) / 4, max(max(xs) * 4, 4 * peak / bw if bw else max(xs) * 4)
     grid = [lo * (hi / lo) ** (i / 200) for i in range(201)]
-    eff = float(compute.get("achievable", 1.0) or 1.0)
+    eff = float(compute.get("gemm_compute_efficiency", 1.0) or 1.0)
     if bw:
         ax.plot(grid, [min(peak, bw * x) for x in grid], "k-", label=f"roof: {peak:.3g} FLOP/s, {bw:.3g} B/s")
         if eff < 1:

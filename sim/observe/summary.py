@@ -40,6 +40,9 @@ def token_figures(driver: TokenDriver) -> dict[str, Any]:
         "tokens_per_s": tokens / span_s if span_s > 0 else 0.0,
         "memory_to_die_bytes_per_token": driver.stat.memory_to_die_bytes.value / tokens if tokens else 0.0,
         "stall_breakdown": driver.blame.fractions(),
+        "software_s": driver.hardware.software.stat.host_ns.value / 1e9,
+        "bound_violations": int(driver.stat.bound_violations.value),
+        "bound_violation_examples": list(driver.violations),
     }
 
 

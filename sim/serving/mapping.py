@@ -45,6 +45,11 @@ class MappingParams(ParamSet):
     )
     weight_dtype: str = param("native", str, "weight precision: a dtype name or 'native' (as released)")
     kv_dtype: str = param("bf16", str, "KV-cache precision")
+    activation_dtype: str = param(
+        "bf16",
+        str,
+        "activation precision: with fp8 (or fp4) weights too, GEMMs run at the die's fp8 (fp4) rate",
+    )
     kv_budget: float = param(
         0.9,
         RATIO,
@@ -214,7 +219,7 @@ def step_time_estimate_s(model: ModelSpec, system: SystemSpec, p: Plan, batch: i
         kv = sum(x.kv_read_bytes + x.kv_write_bytes for x in layers) / max(1, min(m.tp, model.kv_heads))
         flops = sum(x.flops for x in layers) / m.tp
         t_mem = w / mem_w.peak_bandwidth_Bps() + kv / mem_kv.peak_bandwidth_Bps()
-        t_cmp = flops / (system.compute.peak("bf16") * system.compute.achievable)
+        t_cmp = flops / (system.compute.peak("bf16") * system.compute.gemm_compute_efficiency)
         total += max(t_mem, t_cmp)
     if m.tp > 1:  # two ring all-reduces per layer, latency-bound at decode sizes
         net = system.network

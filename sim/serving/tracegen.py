@@ -1,8 +1,8 @@
 """``memwall trace gen``: lower a request trace to a decode trace with a batching policy.
 
 The scheduler needs a clock to decide which requests have arrived; writing a trace must not need a
-full simulation, so the clock advances by each iteration's roofline estimate (per layer, the larger
-of bytes / peak bandwidth and FLOPs / achievable compute, plus the collectives' alpha-beta time).
+full simulation, so the clock advances by each iteration's estimate: every op's kernels timed by the
+die's kernel model at the memories' peak bandwidths, without queueing or collectives.
 The header says ``"clock": "estimated"``; replaying the trace in memwall re-times every iteration
 in full detail and never starts an iteration before its ``not_before_ps``.
 """
@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from sim.compute.kernels import KernelModel, Sources
 from sim.core.errors import ConfigError
 from sim.core.tomlfile import read_toml
 from sim.core.units import PS_PER_S
@@ -34,7 +35,8 @@ def estimate_iteration_ps(
     m = lowering.plan.mapping
     bw_w = system.memories[weights_mem].peak_bandwidth_Bps()
     bw_kv = system.memories[kv_mem].peak_bandwidth_Bps()
-    flops_rate = system.compute.peak("bf16") * system.compute.achievable
+    model = KernelModel(system.compute)
+    src = Sources(bw_w, bw_kv, bw_kv)
     t = 0.0
     totals = {
         "tokens": float(batch.num_tokens),
@@ -45,8 +47,7 @@ def estimate_iteration_ps(
     }
     for layer in range(lowering.model.layers):
         for op in lowering.layer_ops(layer, batch.entries):
-            mem = op.weight_bytes / bw_w + (op.kv_read_bytes + op.kv_write_bytes) / bw_kv
-            t += max(mem, op.flops / flops_rate)
+            t += sum(model.time(k, src).total_ps for k in op.kernels) / PS_PER_S
             totals["weight_bytes"] += op.weight_bytes * m.tp
             totals["kv_read_bytes"] += op.kv_read_bytes * lowering.kv_split
             totals["kv_write_bytes"] += op.kv_write_bytes * lowering.kv_split

@@ -13,16 +13,23 @@ every chip of the system as a terminal.
 
 from __future__ import annotations
 
+import math
+
+import networkx as nx
+
 from sim.core.component import Component
 from sim.core.simulation import Simulation
+from sim.fabric.collectives import CollectiveCase, alpha_beta_cycles, zero_load_cycles
 from sim.fabric.message_network import MessageNetwork
 from sim.fabric.network import FlitNetwork
 from sim.system.chip import Chip
-from sim.system.spec import SystemSpec
+from sim.system.software import SoftwareStack
+from sim.system.spec import SystemSpec, launch_for
 
 
 class System(Component):
-    """Built hardware: representative chips (``chips``) and, optionally, the fabric (``network``)."""
+    """Built hardware: representative chips (``chips``), optionally the fabric (``network``), and the
+    host's serving software (``software``)."""
 
     def __init__(self, sim: Simulation, name: str, spec: SystemSpec, chips: int, network: bool) -> None:
         if chips < 1:
@@ -34,6 +41,7 @@ class System(Component):
         super().__init__(sim, name)
 
     def build(self) -> None:
+        self.software = SoftwareStack(self.sim, "software", self.spec.software, parent=self)
         self.chips = [Chip(self.sim, f"stage{s}", self.spec, parent=self) for s in range(self._chip_count)]
         self.network: FlitNetwork | MessageNetwork | None = None
         if self._with_network:
@@ -55,3 +63,18 @@ def build_system(
 ) -> System:
     """Build ``chips`` representative chips of ``spec`` (and the fabric if ``network``) in ``sim``."""
     return System(sim, name, spec, chips, network)
+
+
+def collective_ps(spec: SystemSpec, twin: MessageNetwork, case: CollectiveCase) -> int:
+    """What a collective costs at zero load on ``spec``'s fabric, in ps: its launch for the group
+    size (``[fabric.collective_launch]``) plus its algorithm's alpha-beta time on ``twin``."""
+    launch = launch_for(spec.collective_launch, len(case.ranks))
+    return launch + int(alpha_beta_cycles(twin, case) * twin.cycle_ps)
+
+
+def transfer_ps(spec: SystemSpec, twin: MessageNetwork, src: int, dst: int, nbytes: int) -> int:
+    """What a point-to-point transfer (a pipeline-stage hand-over) costs at zero load on ``spec``'s
+    fabric, in ps: the fabric's ``transfer_launch`` plus one message over the route."""
+    hops = nx.shortest_path_length(twin.graph, twin.terminal_router[src], twin.terminal_router[dst])
+    flits = max(1, math.ceil(nbytes / twin.params.flit_bytes))
+    return spec.transfer_launch + int(zero_load_cycles(twin, hops, flits) * twin.cycle_ps)

@@ -58,14 +58,15 @@ from sim.compute.die import ComputeDieParams
 from sim.compute.nearmem import NearMemoryParams
 from sim.core.errors import CapacityError, ConfigError, MemwallError, join_where
 from sim.core.params import ParamSet
+from sim.core.preset import get_preset
 from sim.core.registry import lookup, names
 from sim.core.tomlfile import read_toml
-from sim.core.units import UnitError, format_size, parse_power
+from sim.core.units import TIME, UnitError, format_size, parse_power
 from sim.fabric.network import NetworkParams
 from sim.fabric.router import RouterParams
 from sim.memory.device import MemoryDevice
 from sim.memory.prefetch import PrefetchBufferParams
-from sim.memory.preset import get_preset
+from sim.system.software import SoftwareParams, software_params
 
 FABRIC_FIDELITIES = ("message", "flit", "analytic")
 
@@ -120,6 +121,9 @@ class SystemSpec:
     batching: dict[str, Any] = field(default_factory=dict)
     cost: dict[str, Any] = field(default_factory=dict)
     source: str = ""
+    software: SoftwareParams = field(default_factory=SoftwareParams)
+    collective_launch: dict[int, int] = field(default_factory=dict)  # group size -> ps per collective
+    transfer_launch: int = 0  # ps before a point-to-point transfer (pipeline stages)
 
     def prefetch_buffers(self, where: str | None = None) -> dict[str, tuple[int, int]]:
         """SRAM the prefetch buffers take per chip, ``{sram: (used, total)}``; CapacityError if they do
@@ -180,6 +184,8 @@ class SystemSpec:
             },
             "fabric": {
                 "fidelity": self.fabric_fidelity,
+                "collective_launch": dict(self.collective_launch),
+                "transfer_launch": self.transfer_launch,
                 "topology": self.topology.graph.get("kind"),
                 "network": self.network.as_dict(),
                 "router": self.router.as_dict(),
@@ -187,14 +193,15 @@ class SystemSpec:
             "mapping": dict(self.mapping),
             "batching": dict(self.batching),
             "cost": dict(self.cost),
+            "software": self.software.as_dict(),
             "source": self.source,
         }
 
 
-TOP_KEYS = {"system", "chip", "fabric", "mapping", "batching", "cost"}
+TOP_KEYS = {"system", "chip", "fabric", "mapping", "batching", "cost", "software"}
 SYSTEM_KEYS = {"name", "description", "chips"}
 MEMORY_KEYS = {"preset", "kind", "stacks", "params", "near_memory", "static_power", "prefetch"}
-FABRIC_KEYS = {"fidelity", "topology", "router"}
+FABRIC_KEYS = {"fidelity", "topology", "router", "collective_launch", "transfer_launch"}
 
 
 def _unknown(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
@@ -281,6 +288,68 @@ def _prefetch(
     return params if params.enabled else None
 
 
+def _compute(table: dict[str, Any], where: str) -> ComputeDieParams:
+    """The compute die: a ``preset`` (``h100-sxm``, ``a100-sxm``...) with overrides, or plain values."""
+    name = table.pop("preset", None)
+    base: dict[str, Any] = {}
+    if name is not None:
+        try:
+            preset = get_preset(str(name))
+        except MemwallError as exc:
+            raise ConfigError(exc.message, where=join_where(where, "preset")) from None
+        if preset.kind != "die":
+            raise ConfigError(
+                f"preset {preset.name!r} is for kind {preset.kind!r}, not a compute die",
+                where=join_where(where, "preset"),
+            )
+        base = preset.raw_values()
+    return ComputeDieParams.from_mapping({**base, **table}, where=where)
+
+
+def launch_for(table: Mapping[int, Any], ranks: int) -> Any:
+    """The launch latency of a group of ``ranks`` from a table by group size: the entry of the largest
+    listed group not larger (the smallest listed for smaller groups); 0 for an empty table."""
+    if not table:
+        return 0
+    fitting = [p for p in table if p <= ranks]
+    return table[max(fitting)] if fitting else table[min(table)]
+
+
+def _time(value: Any, where: str) -> int:
+    try:
+        ps = TIME.parse(value)
+    except UnitError as exc:
+        raise ConfigError(str(exc), where=where) from None
+    if ps < 0:
+        raise ConfigError(f"expected a time >= 0, found {value!r}", where=where)
+    return int(ps)
+
+
+def _launches(table: dict[str, Any], where: str) -> dict[int, int]:
+    """``[fabric.collective_launch]``: the time a collective costs before its first transfer (library
+    and kernel launch, synchronisation), by group size: ``2 = "30.9us"``."""
+    out: dict[int, int] = {}
+    for key, value in table.items():
+        if not str(key).isdigit() or int(key) < 2:
+            raise ConfigError(
+                f"expected a group size (a whole number >= 2), found {key!r}",
+                where=join_where(where, str(key)),
+            )
+        out[int(key)] = _time(value, join_where(where, str(key)))
+    return dict(sorted(out.items()))
+
+
+def _software(value: Any, where: str) -> SoftwareParams:
+    """``[software]``: a table (``preset`` + overrides), or a bare preset name (``--set software=none``)."""
+    if value is None:
+        return software_params({}, where)
+    if isinstance(value, str):
+        return software_params({"preset": value}, where)
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"expected a table or a preset name, found {value!r}", where=where)
+    return software_params(dict(value), where)
+
+
 def system_from_mapping(data: Mapping[str, Any], where: str = "system") -> SystemSpec:
     """Build a :class:`SystemSpec` from parsed TOML (``where`` prefixes every error)."""
     from sim.topology import topology_from_mapping
@@ -295,9 +364,7 @@ def system_from_mapping(data: Mapping[str, Any], where: str = "system") -> Syste
     chip = _table(data, "chip", where, required=True)
     w_chip = join_where(where, "chip")
     _unknown(chip, {"compute", "memory"}, w_chip)
-    compute = ComputeDieParams.from_mapping(
-        _table(chip, "compute", w_chip), where=join_where(w_chip, "compute")
-    )
+    compute = _compute(_table(chip, "compute", w_chip), join_where(w_chip, "compute"))
     mem_tables = _table(chip, "memory", w_chip, required=True)
     if not mem_tables:
         raise ConfigError(
@@ -343,6 +410,11 @@ def system_from_mapping(data: Mapping[str, Any], where: str = "system") -> Syste
         batching=_table(data, "batching", where),
         cost=_table(data, "cost", where),
         source=where,
+        software=_software(data.get("software"), join_where(where, "software")),
+        collective_launch=_launches(
+            _table(fabric, "collective_launch", w_fab), join_where(w_fab, "collective_launch")
+        ),
+        transfer_launch=_time(fabric.get("transfer_launch", 0), join_where(w_fab, "transfer_launch")),
     )
     spec.prefetch_buffers()  # refuse buffers that do not fit their SRAM, whatever the mapping
     return spec

@@ -19,7 +19,7 @@ PLUGIN = '''
 """scm3d: a storage-class-memory stack, a 3D DRAM without refresh and with slow rows (illustrative)."""
 from sim.core.registry import register
 from sim.memory.dram3d import Dram3D
-from sim.memory.preset import Preset, register_preset
+from sim.core.preset import Preset, register_preset
 
 
 @register("memory", "scm3d")

@@ -47,10 +47,7 @@ WALL_CLOCK = frozenset(
 
 # Output keys (dotted paths, "*" matching one level) introduced on purpose since the reference was
 # recorded; they are listed in the report instead of failing the comparison.
-ADDED: tuple[str, ...] = (
-    "json.capacity.*.controller_sram",  # prefetch buffers in the capacity report (issue 9)
-    "json.capacity.sram",
-)
+ADDED: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -143,6 +140,18 @@ RUNS: tuple[FixedRun, ...] = (
     _run(
         "run-gpu-hbm-pp2",
         "run gpu-hbm --batch 4 --context 1024 --steps 2 --set mapping.tp=4 --set mapping.pp=2",
+    ),
+    _run(
+        "run-gpu-hbm-a100-70b",
+        "run gpu-hbm-a100 --model llama-2-70b --batch 16 --context 1024 --steps 2",
+    ),
+    _run("run-default-hardware-only", "run --batch 8 --context 512 --steps 2 --set software=none"),
+    _run(
+        "run-pnm-3d-pim",
+        "run pnm-3d --batch 4 --context 512 --steps 2 --set mapping.tp=4 "
+        "--set chip.memory.dram.near_memory.placement=in "
+        "--set chip.memory.dram.near_memory.shard_limit=64MiB "
+        "--set chip.memory.dram.near_memory.local_bandwidth=13107.2GB/s",
     ),
     _run("run-hbf-hybrid-70b", "run hbf-hybrid --model llama-3.1-70b --batch 32 --context 4096 --steps 4"),
     _run(

@@ -85,7 +85,7 @@ def test_blame_csv_accounts_for_every_op_exactly(tmp_path):
     ops = {r["op_id"]: r for r in csv.DictReader((out / "ops.csv").open())}
     blamed: dict[str, float] = defaultdict(float)
     for r in csv.DictReader((out / "blame.csv").open()):
-        assert r["cause"] and r["unit"] in {"memory", "compute", "compute wait", "fabric"}
+        assert r["cause"] and r["unit"] in {"memory", "compute", "compute wait", "fabric", "software"}
         assert r["label"] == (f"{r['cause']} ({r['resource']})" if r["resource"] else r["cause"])
         blamed[r["op_id"]] += float(r["us"])
     assert ops and set(blamed) <= set(ops)

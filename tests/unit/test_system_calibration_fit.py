@@ -78,7 +78,7 @@ def test_fabric_parameters_reproduce_the_fit():
 
 def test_implied_alpha_beta_of_gpu_hbm():
     alpha, beta = implied_alpha_beta(load_system("gpu-hbm"))
-    assert alpha == pytest.approx(1.937e-6) and 1 / beta == pytest.approx(349e9)
+    assert alpha == pytest.approx(0.688e-6) and 1 / beta == pytest.approx(358e9)
 
 
 def test_local_median():

@@ -118,6 +118,8 @@ def pnm(placement, shard_limit="0B", units=32):
     near = {"placement": placement, "units": units}
     if shard_limit != "0B":
         near["shard_limit"] = shard_limit
+    if placement == "in":  # PIM reads at the banks: 4x the stack's interface (Samsung HBM-PIM's claim)
+        near["local_bandwidth"] = "13107.2GB/s"
     return system_from_mapping(
         {
             "system": {"name": "pnm", "chips": 1},

@@ -187,6 +187,19 @@ class Dram3D(MemoryDevice):
         n[_HIT] += b1 - b0 - acts
         self._flush(refresh_by_time=True)
 
+    def account_internal_read(self, nbytes: int) -> None:
+        """Bank-level reads by processing-in-memory units: activations and array reads, no TSV energy."""
+        p, st = self.params, self.stat
+        bursts = -(-nbytes // self.geometry.burst_bytes)
+        acts = -(-bursts // self.geometry.columns)
+        e_act = acts * p.act_energy
+        e_rd = bursts * self._burst_bits * p.read_energy_per_bit
+        st.activates.add(acts)
+        st.energy_act_pj.add(e_act)
+        st.energy_read_pj.add(e_rd)
+        st.energy_pj.add(e_act + e_rd)
+        st.internal_bytes_read.add(nbytes)
+
     # -- stats and energy ---------------------------------------------------------------------------
     def _flush(self, refresh_by_time: bool = False) -> None:
         """Turn the internal event counts since the last flush into counters and energy."""
