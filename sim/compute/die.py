@@ -186,8 +186,19 @@ class ComputeDie(QueuedUnit):
         flops = sum(k.flops for k in kernels)
         energy = sum(k.flops * p.energy_per_flop(k.precision) for k in kernels)
         duration = sum(t.total_ps for t in times)
+        return self.book_timed(duration, flops, energy, kernels, ready_ps)
+
+    def book_timed(
+        self,
+        duration_ps: int,
+        flops: float,
+        energy_pj: float,
+        kernels: Sequence[Kernel],
+        ready_ps: int | None,
+    ) -> int:
+        """Queue ``kernels`` whose totals are already known (a caller that reuses them); the finish (ps)."""
         self.stat.kernels.add(len(kernels))
-        return self._book(duration, flops, ready_ps, energy)
+        return self._book(duration_ps, flops, ready_ps, energy_pj)
 
     def op_time_ps(self, flops: float, dtype: str = "bf16") -> int:
         """Pure compute time of ``flops`` at the GEMM efficiency (a full wave of tiles)."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import simpy
 
@@ -63,6 +63,26 @@ class DriverParams(ParamSet):
         "keep every op of every iteration (start, end, blame) for "
         "ops.csv: the full blame chain of each iteration's critical path",
     )
+
+
+class _OpCost(NamedTuple):
+    """What an op costs independent of when it runs; the driver works it out once per iteration for
+    each distinct op and reuses it for the layers that share it."""
+
+    kernels: tuple[Kernel, ...]  # held so the memo key (its identity) stays unique
+    die_kernels: tuple[Kernel, ...]
+    die_ps: int  # the die kernels back to back
+    die_flops: float
+    die_energy_pj: float
+    gap: int  # exposed launch gaps before the kernels (software)
+    internal: bool  # weights read on the memory's internal path by near-memory units
+    near_flops: float
+    near_ps: int
+    crossing: float  # bytes between the memories and the die
+    chain: tuple[tuple[Cause, int], ...]  # the blame of the op's own work, in order
+    chain_ps: int
+    needs: tuple[tuple[str, float], ...]  # (bound, ps) the op's duration must reach
+    slack: int  # integer-ps rounding allowed against the bounds
 
 
 @dataclass
@@ -166,6 +186,7 @@ class TokenDriver(Component):
         self._device_step_ps = 0  # the previous iteration's time on the chips (after the host's)
         self.violations: list[str] = []  # the first few bound violations, described
         self._causes: dict[tuple[str, str], Cause] = {}
+        self._costs: dict[tuple[Any, ...], _OpCost] = {}  # this iteration's op costs (see _op_cost)
         self._strict = os.environ.get("MEMWALL_STRICT_BOUNDS", "") not in ("", "0")  # the test suite sets it
         self.layout = self._layout()
 
@@ -249,6 +270,7 @@ class TokenDriver(Component):
         entries = batch.entries
         tokens = batch.num_tokens
         self._tokens = tokens
+        self._costs.clear()
         yield from self._host(batch, blame)
         device_start = self.env.now
         act = self.lowering.activation_bytes(tokens)
@@ -322,33 +344,25 @@ class TokenDriver(Component):
         wmem = chip.memories[plan.weights_memory]
         kvmem = chip.memories[plan.kv_memory]
         near = wmem.near if plan.mapping.compute == "near_memory" else None
-        internal = near is not None and near.internal  # weights read on the memory's internal path
+        cost = self._op_cost(chip, work, wmem, kvmem, near)
         reports: list[Any] = []
-        kv_bytes = work.kv_read_bytes + work.kv_write_bytes
-        if work.weight_bytes > 0 and not internal:
+        if work.weight_bytes > 0 and not cost.internal:
             waits.append(self._read_weights(wmem, work, hint, reports))
         if work.kv_read_bytes > 0:
             waits.append(self._access(kvmem, work.kv_read_bytes, False))
         if work.kv_write_bytes > 0:
             waits.append(self._access(kvmem, work.kv_write_bytes, True))
-        die_kernels = work.kernels if near is None else tuple(k for k in work.kernels if k.kind != "gemm")
-        near_flops = work.flops - sum(k.flops for k in die_kernels)
-        src = self._sources(chip, wmem, kvmem)
-        times = chip.die.kernel_times(die_kernels, src)
-        gap = self.hardware.software.kernels_ps(len(work.kernels))
-        die_end = chip.die.book_kernels(die_kernels, times, env.now + gap)
-        if gap:
-            self.hardware.software.charge(gap)
+        die_end = chip.die.book_timed(
+            cost.die_ps, cost.die_flops, cost.die_energy_pj, cost.die_kernels, env.now + cost.gap
+        )
+        if cost.gap:
+            self.hardware.software.charge(cost.gap)
         waits.append(die_end)
-        near_ps = 0
-        if near is not None and (near_flops > 0 or internal):
-            shared = kv_bytes if (internal and plan.kv_memory == plan.weights_memory) else 0.0
-            near_ps = near.gemm_time_ps(near_flops, work.weight_bytes, shared)
-            waits.append(near.book_gemms(near_ps, near_flops, work.weight_bytes, die_end))
-            if internal and work.weight_bytes > 0:
+        if near is not None and (cost.near_flops > 0 or cost.internal):
+            waits.append(near.book_gemms(cost.near_ps, cost.near_flops, work.weight_bytes, die_end))
+            if cost.internal and work.weight_bytes > 0:
                 wmem.device.account_internal_read(wmem.share(work.weight_bytes))
-        crossing = kv_bytes + (self.lowering.activation_bytes(self._tokens) if near else work.weight_bytes)
-        self.stat.memory_to_die_bytes.add(crossing)
+        self.stat.memory_to_die_bytes.add(cost.crossing)
         events = [w for w in waits if not isinstance(w, int)]
         booked = max((w for w in waits if isinstance(w, int)), default=env.now)
         if booked > env.now:
@@ -356,17 +370,65 @@ class TokenDriver(Component):
         if events:
             yield env.all_of(events) if len(events) > 1 else events[0]
         duration = env.now - start
-        chain = self._blame_chain(work, die_kernels, times, src, gap, near_ps, wmem, kvmem, blame)
-        rest = duration - chain
+        for cause, ps in cost.chain:
+            blame.add(cause, ps)
+        rest = duration - cost.chain_ps
         if rest > 0:  # the memory streams ended after the kernels: what they waited for
             stall = sum(r.stall_ps for r in reports)
             late = min(rest, stall)
             if late > 0:
                 blame.add(causes.prefetch_stall(plan.weights_memory), late)
                 rest -= late
-            mem = wmem if work.weight_bytes / wmem.peak >= kv_bytes / kvmem.peak and not internal else kvmem
+            kv_bytes = work.kv_read_bytes + work.kv_write_bytes
+            streamed = work.weight_bytes / wmem.peak >= kv_bytes / kvmem.peak and not cost.internal
+            mem = wmem if streamed else kvmem
             blame.add(causes.memory_wait(mem.device.queueing_cause(), mem.name), rest)
-        self._check_bounds(chip, work, die_kernels, near_flops, duration, wmem, kvmem, near, internal)
+        for what, need in cost.needs:
+            if duration + cost.slack < need:
+                self._violation(chip, work, duration, what, need)
+
+    def _op_cost(self, chip: Chip, work: OpWork, wmem: ChipMemory, kvmem: ChipMemory, near: Any) -> _OpCost:
+        """What ``work`` costs that does not depend on when it runs, worked out once per iteration for
+        each distinct op (the layers of a class share their kernel tuple, see ``Lowering.layer_ops``)."""
+        key = (id(chip), id(work.kernels), work.weight_bytes, work.kv_read_bytes, work.kv_write_bytes)
+        cost = self._costs.get(key)
+        if cost is not None:
+            return cost
+        plan = self.plan
+        internal = near is not None and near.internal  # weights read on the memory's internal path
+        kv_bytes = work.kv_read_bytes + work.kv_write_bytes
+        die_kernels = work.kernels if near is None else tuple(k for k in work.kernels if k.kind != "gemm")
+        near_flops = work.flops - sum(k.flops for k in die_kernels)
+        src = self._sources(chip, wmem, kvmem)
+        times = chip.die.kernel_times(die_kernels, src)
+        die = chip.die.params
+        die_flops = sum(k.flops for k in die_kernels)
+        die_energy = sum(k.flops * die.energy_per_flop(k.precision) for k in die_kernels)  # type: ignore[attr-defined]
+        gap = self.hardware.software.kernels_ps(len(work.kernels))
+        near_ps = 0
+        if near is not None and (near_flops > 0 or internal):
+            shared = kv_bytes if (internal and plan.kv_memory == plan.weights_memory) else 0.0
+            near_ps = near.gemm_time_ps(near_flops, work.weight_bytes, shared)
+        crossing = kv_bytes + (self.lowering.activation_bytes(self._tokens) if near else work.weight_bytes)
+        chain, chain_ps = self._blame_chain(work, die_kernels, times, src, gap, near_ps, wmem, kvmem)
+        needs = self._bounds(chip, work, die_kernels, near_flops, wmem, kvmem, near, internal)
+        cost = self._costs[key] = _OpCost(
+            work.kernels,
+            die_kernels,
+            sum(t.total_ps for t in times),
+            die_flops,
+            die_energy,
+            gap,
+            internal,
+            near_flops,
+            near_ps,
+            crossing,
+            chain,
+            chain_ps,
+            tuple((what, seconds * PS_PER_S) for what, seconds in needs),
+            1 + len(work.kernels),  # integer-ps rounding
+        )
+        return cost
 
     def _sources(self, chip: Chip, wmem: ChipMemory, kvmem: ChipMemory) -> Sources:
         """Where the die's kernels read their bytes: weights from their memory (or a die-side prefetch
@@ -388,10 +450,9 @@ class TokenDriver(Component):
         near_ps: int,
         wmem: ChipMemory,
         kvmem: ChipMemory,
-        blame: Blame,
-    ) -> int:
-        """Blame the op's kernels (fixed costs, memory legs by source, compute legs), its launch gaps
-        and its near-memory GEMMs; returns their total (ps)."""
+    ) -> tuple[tuple[tuple[Cause, int], ...], int]:
+        """The blame of the op's kernels (fixed costs, memory legs by source, compute legs), its
+        launch gaps and its near-memory GEMMs, in booking order; and their total (ps)."""
         total = gap + near_ps
         fixed = compute = w_mem = other_mem = 0
         w_bw, other_bw = src.weights, src.kv
@@ -405,15 +466,15 @@ class TokenDriver(Component):
                 part = round(t.memory_ps * w / (w + other)) if w + other > 0 else 0
                 w_mem += part
                 other_mem += t.memory_ps - part
-        if gap:
-            blame.add(causes.SOFTWARE, gap)
-        blame.add(causes.KERNEL_OVERHEAD, fixed)
-        blame.add(causes.COMPUTE_DIE, compute)
-        blame.add(self._cause("bw", wmem.name), w_mem)
-        blame.add(self._cause("bw", kvmem.name), other_mem)
-        if near_ps:
-            blame.add(self._cause("near", wmem.name), near_ps)
-        return total
+        chain = [
+            (causes.SOFTWARE, gap),
+            (causes.KERNEL_OVERHEAD, fixed),
+            (causes.COMPUTE_DIE, compute),
+            (self._cause("bw", wmem.name), w_mem),
+            (self._cause("bw", kvmem.name), other_mem),
+            (self._cause("near", wmem.name), near_ps),
+        ]
+        return tuple((c, ps) for c, ps in chain if ps > 0), total
 
     def _cause(self, what: str, memory: str) -> Cause:
         """The cause objects of one memory, made once."""
@@ -429,20 +490,19 @@ class TokenDriver(Component):
             cause = self._causes[key] = make[what](memory)
         return cause
 
-    def _check_bounds(
+    def _bounds(
         self,
         chip: Chip,
         work: OpWork,
         die_kernels: tuple[Kernel, ...],
         near_flops: float,
-        duration: int,
         wmem: ChipMemory,
         kvmem: ChipMemory,
         near: Any,
         internal: bool,
-    ) -> None:
-        """No op beats its physical bound: bytes over the peak bandwidth of every memory or path they
-        cross during the op, FLOPs over the peak rate of the unit that computes them."""
+    ) -> list[tuple[str, float]]:
+        """The op's physical bounds (s): bytes over the peak bandwidth of every memory or path they
+        cross, FLOPs over the peak rate of the unit that computes them. No op may beat any of them."""
         bounds: list[tuple[str, float]] = []
         kv = work.kv_read_bytes + work.kv_write_bytes
         w_stream = work.weight_bytes if not internal and wmem.prefetcher is None else 0.0
@@ -455,7 +515,7 @@ class TokenDriver(Component):
             src = self._sources(chip, wmem, kvmem)
             bounds.append((f"prefetch buffer of {wmem.name}", work.weight_bytes / src.weights))
         die = chip.die.params
-        die_flops = {}
+        die_flops: dict[str, float] = {}
         for k in die_kernels:
             die_flops[k.precision] = die_flops.get(k.precision, 0.0) + k.flops
         bounds.append(("compute die", sum(f / die.peak(d) for d, f in die_flops.items())))  # type: ignore[attr-defined]
@@ -463,19 +523,19 @@ class TokenDriver(Component):
             bounds.append((f"near-memory MACs of {wmem.name}", near_flops / near.peak_flops))
             if internal:
                 bounds.append((f"internal path of {wmem.name}", work.weight_bytes / near.bandwidth))
-        slack = 1 + len(work.kernels)  # integer-ps rounding
-        for what, seconds in bounds:
-            need = seconds * PS_PER_S
-            if duration + slack < need:
-                self.stat.bound_violations.add()
-                text = (
-                    f"iteration {len(self.iterations)} {chip.name} {work.name} layer {work.layer}: "
-                    f"{duration} ps < {need:.0f} ps needed by {what}"
-                )
-                if len(self.violations) < 20:
-                    self.violations.append(text)
-                if self._strict:
-                    raise BoundViolation(f"physical bound violated: {text}")
+        return bounds
+
+    def _violation(self, chip: Chip, work: OpWork, duration: int, what: str, need: float) -> None:
+        """An op finished faster than a bound allows: counted, described, fatal in strict mode."""
+        self.stat.bound_violations.add()
+        text = (
+            f"iteration {len(self.iterations)} {chip.name} {work.name} layer {work.layer}: "
+            f"{duration} ps < {need:.0f} ps needed by {what}"
+        )
+        if len(self.violations) < 20:
+            self.violations.append(text)
+        if self._strict:
+            raise BoundViolation(f"physical bound violated: {text}")
 
     def _read_weights(
         self, mem: ChipMemory, work: OpWork, hint: tuple[int, str] | None, reports: list[Any]

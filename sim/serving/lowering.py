@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
+from typing import Any
 
 from sim.compute.kernels import Kernel, math_precision
 from sim.model.dtype import get_dtype
@@ -97,6 +98,15 @@ class Lowering:
         self.act_bytes_per_element = act_dtype.bytes_per_element
         self._act_bits = act_dtype.bits
         self._templates = [self._layer_templates(i) for i in range(model.layers)]
+        # layers whose work is identical for any batch (same templates, expert routing and window)
+        # share one lowering per batch: a dense model lowers one layer per iteration, not all of them
+        classes: dict[Any, int] = {}
+        self._layer_class = tuple(
+            classes.setdefault((self._templates[i], model.moe_layer(i), model.window(i)), len(classes))
+            for i in range(model.layers)
+        )
+        self._memo_entries: tuple[BatchEntry, ...] | None = None
+        self._memo: dict[int, tuple[OpWork, OpWork]] = {}
         self._weights = lru_cache(maxsize=4096)(self._weights_for_tokens)
         self._head_bytes = sum(of(t).nbytes(t.params) for t in self._outer() if t.kind != "embed")
         if model.tie_embeddings:
@@ -203,7 +213,27 @@ class Lowering:
         return self._weights(max(1, min(tokens, 4096)))
 
     def layer_ops(self, layer: int, entries: Sequence[BatchEntry]) -> tuple[OpWork, OpWork]:
-        """The ``attn`` and ``ffn`` work of ``layer`` for one chip."""
+        """The ``attn`` and ``ffn`` work of ``layer`` for one chip.
+
+        Within one batch (the same entries tuple) layers of one class share their kernels: the work
+        of a layer is the class's with its own layer number, and shares its kernel tuples, which the
+        driver uses to time each distinct op once per iteration.
+        """
+        if not isinstance(entries, tuple):
+            return self._lower_layer(layer, entries)
+        if entries is not self._memo_entries:
+            self._memo_entries = entries  # held, so its identity is not reused while memoised
+            self._memo = {}
+        cls = self._layer_class[layer]
+        got = self._memo.get(cls)
+        if got is None:
+            got = self._memo[cls] = self._lower_layer(layer, entries)
+        attn, ffn = got
+        if attn.layer == layer:
+            return attn, ffn
+        return replace(attn, layer=layer), replace(ffn, layer=layer)
+
+    def _lower_layer(self, layer: int, entries: Sequence[BatchEntry]) -> tuple[OpWork, OpWork]:
         model = self.model
         tp = self.tp
         tokens = sum(e.tokens for e in entries)

@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 from sim.core.simulation import Simulation
 from sim.memory.device import MemRequest
 from sim.memory.dram3d import Dram3D
+from sim.memory.dram3d.detailed import first_refresh_ps
+from sim.memory.dram3d.device import refreshes_due
 from sim.memory.dram_checker import check_trace
 
 NS = 1000
@@ -143,3 +145,16 @@ def test_scalar_and_vector_transaction_paths_agree(config, items):
         assert scalar.serve(now, b0, b1, write) == vector.serve(now, b0, b1, write)
     for name in ("lane_busy", "act_busy", "open_row", "bank_free", "last_use", "lane_bursts"):
         assert (getattr(scalar, name) == getattr(vector, name)).all(), name
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lanes=st.integers(1, 64),
+    period=st.integers(1, 10_000),
+    now=st.integers(0, 10**7),
+)
+def test_refreshes_due_closed_form_counts_every_lane(lanes, period, now):
+    """The O(log lanes) count equals summing each lane's refreshes due by ``now`` one by one."""
+    phases = tuple(sorted(first_refresh_ps(i, lanes, period) for i in range(lanes)))
+    brute = sum((now - ph) // period + 1 for ph in phases if ph <= now)
+    assert refreshes_due(phases, period, now) == brute

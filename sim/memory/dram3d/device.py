@@ -8,10 +8,10 @@ flush of the internal event counts into stats, energy and the TSV buses.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Generator
 from typing import Any, ClassVar
 
-import numpy as np
 import simpy
 
 from sim.core.params import ParamSet
@@ -89,13 +89,13 @@ class Dram3D(MemoryDevice):
         self._lane_bursts = [0] * g.lanes  # data bursts per lane (TSV stats)
         self._tsv_flushed = [0] * g.lanes
         self._ref_counted = 0  # refreshes accounted in closed form (transaction / analytic)
-        self._ref_phases: tuple[np.ndarray, int, float] | None = None
+        self._ref_phases: tuple[tuple[int, ...], int, float] | None = None
         t = self.timing
         if t.refresh_mode != "off":
             per_bank = t.refresh_mode == "per_bank"
             period = t.tREFI // g.banks_per_lane if per_bank else t.tREFI
             per_ref = p.refresh_energy / g.banks_per_lane if per_bank else p.refresh_energy
-            phases = np.array([first_refresh_ps(i, g.lanes, period) for i in range(g.lanes)], dtype=np.int64)
+            phases = tuple(sorted(first_refresh_ps(i, g.lanes, period) for i in range(g.lanes)))
             self._ref_phases = (phases, period, per_ref)
         self._latency_cache: dict[tuple[int, bool], int] = {}
         self._lanes: list[LaneController] | None = None
@@ -180,12 +180,58 @@ class Dram3D(MemoryDevice):
     def account_analytic(self, req: MemRequest) -> None:
         """Base twin FIFO; energy as for a stream: one activation per row_bytes moved (at least one)."""
         b0, b1 = self._burst_range(req)
-        n = self._n
-        acts = -(-(b1 - b0) // self.geometry.columns)
-        n[_WR if req.write else _RD] += b1 - b0
-        n[_ACT] += acts
-        n[_HIT] += b1 - b0 - acts
-        self._flush(refresh_by_time=True)
+        bursts = b1 - b0
+        acts = -(-bursts // self.geometry.columns)
+        if self._n != self._flushed:  # counts from another level still to flush: the general path
+            n = self._n
+            n[_WR if req.write else _RD] += bursts
+            n[_ACT] += acts
+            n[_HIT] += bursts - acts
+            self._flush(refresh_by_time=True)
+        else:
+            self._flush_stream(req.write, bursts, acts)
+
+    def _flush_stream(self, write: bool, bursts: int, acts: int) -> None:
+        """:meth:`_flush` of one streamed access with nothing else pending, without the generic
+        bookkeeping: the same additions in the same order (integer zeros, which change nothing, are
+        skipped), so the counters and energy are bit for bit those of the general path."""
+        p, st = self.params, self.stat
+        bits = self._burst_bits
+        rd, wr = (0, bursts) if write else (bursts, 0)
+        e_act = acts * p.act_energy
+        e_rd = rd * bits * p.read_energy_per_bit
+        e_wr = wr * bits * p.write_energy_per_bit
+        e_tsv = (rd + wr) * bits * p.tsv_energy_per_bit
+        e_ref = 0.0 * p.refresh_energy
+        refs = 0
+        if self._ref_phases is not None:
+            due = self._refreshes_due(self.env.now)
+            refs += due - self._ref_counted
+            e_ref += (due - self._ref_counted) * self._ref_phases[2]
+            self._ref_counted = due
+        if write:
+            st.bursts_written.add(wr)
+            self._n[_WR] += wr
+            self._flushed[_WR] += wr
+        else:
+            st.bursts_read.add(rd)
+            self._n[_RD] += rd
+            self._flushed[_RD] += rd
+        self._n[_ACT] += acts
+        self._flushed[_ACT] += acts
+        self._n[_HIT] += bursts - acts
+        self._flushed[_HIT] += bursts - acts
+        st.activates.add(acts)
+        if refs:
+            st.refreshes.add(refs)
+        st.row_hits.add(bursts - acts)
+        st.row_misses.add(acts)
+        st.energy_act_pj.add(e_act)
+        st.energy_read_pj.add(e_rd)
+        st.energy_write_pj.add(e_wr)
+        st.energy_tsv_pj.add(e_tsv)
+        st.energy_refresh_pj.add(e_ref)
+        st.energy_pj.add(e_act + e_rd + e_wr + e_tsv + e_ref)
 
     def account_internal_read(self, nbytes: int) -> None:
         """Bank-level reads by processing-in-memory units: activations and array reads, no TSV energy."""
@@ -237,8 +283,7 @@ class Dram3D(MemoryDevice):
         """Refresh commands due in the whole stack up to ``now`` (closed form; lanes are staggered)."""
         assert self._ref_phases is not None
         phases, period, _ = self._ref_phases
-        due = now >= phases
-        return int(((now - phases[due]) // period + 1).sum())
+        return refreshes_due(phases, period, now)
 
     def finalize(self) -> None:
         if self._lanes is not None:
@@ -255,6 +300,14 @@ class Dram3D(MemoryDevice):
             nb = sum(counts[lanes]) - sum(self._tsv_flushed[lanes])
             bus.record(nb * tburst, nb * bb)
         self._tsv_flushed = counts
+
+
+def refreshes_due(phases: tuple[int, ...], period: int, now: int) -> int:
+    """Refreshes due up to ``now`` over lanes whose first refresh is at ``phases`` (sorted, each in
+    [0, period]) and every ``period`` after: with now = q x period + r, each lane has had q refreshes,
+    plus one more if its phase is at most r. O(log lanes), the same count as summing lane by lane."""
+    q, r = divmod(now, period)
+    return len(phases) * q + bisect_right(phases, r)
 
 
 def _geometry(p: Dram3DParams) -> Geometry:
