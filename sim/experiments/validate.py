@@ -23,6 +23,7 @@ Writes ``OUT/validation.md`` with PNG plots and ``OUT/validation.json`` with eve
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -178,10 +179,13 @@ def roofline_step_s(driver: Any, p: Any, summary: dict[str, Any]) -> float:
         mem_s = 0.0
         for mem in chip.memories.values():
             dev = mem.device
-            moved = (
-                dev.stat.bytes_read.value + dev.stat.bytes_written.value + dev.stat.internal_bytes_read.value
-            )
-            mem_s = max(mem_s, moved * mem.stacks / mem.peak / iterations)
+            external = dev.stat.bytes_read.value + dev.stat.bytes_written.value
+            internal = dev.stat.internal_bytes_read.value
+            if mem.near is not None and mem.near.internal:
+                # near-memory units on their own path (PIM banks, near-flash channels): its bandwidth
+                mem_s = max(mem_s, internal * mem.stacks / mem.near.bandwidth / iterations)
+                internal = 0.0
+            mem_s = max(mem_s, (external + internal) * mem.stacks / mem.peak / iterations)
         flops_s = chip.die.stat.flops.value / chip.die.params.peak("bf16") / iterations  # type: ignore[attr-defined]
         for mem in chip.memories.values():
             if mem.near is not None:
@@ -211,13 +215,24 @@ def _public(result: dict[str, Any]) -> dict[str, Any]:
         dev.pop("_points", None)
     for dev in out["collectives"].values():
         dev.pop("points", None)
+    out["data"] = _shown(out["data"])
     return out
+
+
+def _shown(path: str) -> str:
+    """The data directory as a reader of the report can find it: relative to the working directory
+    when it is beside the repository, so committed reports do not carry one machine's paths."""
+    p = Path(path).resolve()
+    try:
+        return os.path.relpath(p, Path.cwd())
+    except ValueError:  # another drive
+        return str(p)
 
 
 def write_report(result: dict[str, Any], out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     (out / "validation.json").write_text(json.dumps(_public(result), indent=1, sort_keys=True) + "\n")
-    lines = ["# memwall validation", "", f"Data: `{result['data']}` (see its SOURCES.md).", ""]
+    lines = ["# memwall validation", "", f"Data: `{_shown(result['data'])}` (see its SOURCES.md).", ""]
     lines += ["## Kernels: per-operator error of the calibrated dies", ""]
     lines += [
         "Every row of the Vidur kernel profiles, timed by the preset's kernel model at the GPU's "
