@@ -22,6 +22,22 @@ def simulate(settings: Mapping[str, Any]) -> dict[str, Any]:
     return summary
 
 
+def capabilities(sides: Mapping[str, Mapping[str, Any]]) -> str:
+    """What each side of a comparison had, ``{label: run settings}`` -> Markdown: the compute die,
+    every memory (peak, prefetch buffer, near-memory MACs, what it holds), the fabric's collective
+    launch and the software stack, read from the resolved parameters of that side's run."""
+    from sim.serving.mapping import plan
+    from sim.system.capabilities import capabilities_text
+
+    blocks = []
+    for label, settings in sides.items():
+        spec, _ = build_run(settings, where=f"experiment side {label!r}")
+        p = plan(spec.model, spec.system, spec.mapping)
+        used = {"weights": p.weights_memory, "kv": p.kv_memory, "compute": p.mapping.compute}
+        blocks.append(f"**{label}** (`{spec.system.name}`):\n\n{capabilities_text(spec.system, used)}")
+    return "\n\n".join(blocks)
+
+
 def plot(
     path: Path,
     title: str,

@@ -7,14 +7,12 @@ where that stops paying off (the near-memory MACs or the tensor-parallel all-red
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
 
-from common import plot, simulate, table, write_markdown
+from common import capabilities, plot, simulate, table, write_markdown
 
-from sim.core.preset import get_preset
-from sim.memory.dram3d import Dram3D
+from sim.system.spec import load_system
 
 NAME = "stacking"
 TITLE = "3D stacking: TSV count against TPOT and energy per token"
@@ -27,14 +25,12 @@ BATCHES = (1, 16)
 TPS = (16, 1)  # the system's own mapping (tp 16 over the 4x4 mesh) and one chip alone (no all-reduce)
 SATURATION = 0.05  # a doubling of the TSVs that buys less than 5% TPOT counts as "stopped improving"
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def stack_geometry() -> tuple[int, int, float, int]:
     """(channels, default tsv_width_bits, tsv_rate in B/s per TSV, stacks) of the system's DRAM stack."""
-    cfg = tomllib.loads((REPO / "topologies" / f"{SYSTEM}.toml").read_text())["chip"]["memory"][MEMORY]
-    params = get_preset(cfg["preset"]).params(Dram3D.Params, cfg.get("params"))
-    return int(params.channels), int(params.tsv_width_bits), float(params.tsv_rate), int(cfg.get("stacks", 1))
+    mem = load_system(SYSTEM).memories[MEMORY]
+    params = mem.params
+    return int(params.channels), int(params.tsv_width_bits), float(params.tsv_rate), mem.stacks
 
 
 def memory_energy(summary: dict[str, Any]) -> float:
@@ -189,15 +185,20 @@ def run(fast: bool, out: Path) -> Path:
     sys_rows = results[(TPS[0], BATCHES[0])]
     default_row = next((r for r in sys_rows if r["width"] == default_width), None)
     if default_row is not None:
-        coll = default_row["breakdown"].get("collective (allreduce)", 0.0)
+        shares = default_row["breakdown"]
+        coll = shares.get("collective (allreduce)", 0.0) + shares.get("collective launch (allreduce)", 0.0)
+        streaming = sum(v for k, v in shares.items() if k.startswith(("memory", "near-memory", "TSV")))
+        cause, share = default_row["stall"]
         lines.append(
             f"At the preset's own {default_width} TSVs per channel ({default_tsvs:,} per chip) and "
-            f"{label(TPS[0], BATCHES[0])}, the all-reduce is {coll:.0%} of the step"
+            f"{label(TPS[0], BATCHES[0])}, the largest share of the step is {cause} ({share:.0%}); the "
+            f"all-reduces take {coll:.0%} and streaming the stack (memory and near-memory MACs) "
+            f"{streaming:.0%}"
             + (
-                ": more TSVs only shorten the remaining minority, so interconnect latency, not TSV count, "
-                "is this design's lever."
-                if coll > 0.5
-                else ": the stack's streaming is still the larger part, so more TSVs still pay."
+                ": more TSVs only shorten that minority, so TSV count is not this design's lever at this "
+                "point."
+                if streaming < 0.5
+                else ": streaming is the larger part, so more TSVs still pay."
             )
         )
     conclusion = "\n\n".join(lines)
@@ -209,5 +210,23 @@ def run(fast: bool, out: Path) -> Path:
         f"its weight shard and all-reduces twice per layer over the 4x4 mesh; T = 1 is one chip alone). "
         f"The stack has {channels} channels x {stacks} stack(s) at {rate * 8 / 1e9:.1f} Gb/s per TSV, so "
         f"TSVs per chip = {channels * stacks} x W. Energy is the whole system's per generated token."
+    )
+    sections.append(
+        (
+            "What the system had",
+            capabilities(
+                {
+                    f"{SYSTEM}, tp {tp}": {
+                        "system": SYSTEM,
+                        "model": MODEL,
+                        "batch": 1,
+                        "context": CONTEXT,
+                        "steps": 1,
+                        "set": {"mapping.tp": tp},
+                    }
+                    for tp in TPS
+                }
+            ),
+        )
     )
     return write_markdown(out, NAME, TITLE, setup, sections, conclusion, [tpot_png, energy_png])

@@ -93,6 +93,13 @@ class ComputeDieParams(ParamSet):
         "memory the data came from (no gain)",
         check=non_negative,
     )
+    fitted_memory_latency: int = param(
+        0,
+        TIME,
+        "access latency of the memory the kernel model was fitted on: already inside the fitted fixed "
+        "costs, so a kernel reading a memory on demand waits only for that memory's latency beyond it",
+        check=non_negative,
+    )
     # -- the kernel model (sim.compute.kernels) -------------------------------------------------
     units: int = param(1, COUNT, "parallel compute units (SMs) GEMM tiles are spread over", check=positive)
     gemm_tile_m: int = param(

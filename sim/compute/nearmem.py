@@ -33,7 +33,7 @@ from sim.core.component import Component
 from sim.core.errors import ConfigError
 from sim.core.params import ParamSet, non_negative, one_of, param, positive
 from sim.core.registry import register
-from sim.core.units import BANDWIDTH, COUNT, ENERGY, FREQUENCY, POWER, PS_PER_S, SIZE
+from sim.core.units import BANDWIDTH, COUNT, ENERGY, FREQUENCY, POWER, PS_PER_S, SIZE, TIME
 from sim.stats import counter
 
 
@@ -78,6 +78,13 @@ class NearMemoryParams(ParamSet):
         "0W",
         POWER,
         "power drawn whether busy or not, per memory (ASSUMPTION: 0)",
+        check=non_negative,
+    )
+    gemm_fixed: int = param(
+        0,
+        TIME,
+        "fixed cost of each GEMM the units run (issue, synchronisation, result write-back); give it the "
+        "compute die's value to compare die and near-memory GEMMs like with like",
         check=non_negative,
     )
     shard_limit: int = param(
@@ -139,13 +146,23 @@ class NearMemoryUnits(QueuedUnit):
         """Whether the units read weights on an internal path rather than the memory's interface."""
         return self.params.local_bandwidth > 0  # type: ignore[attr-defined]
 
-    def gemm_time_ps(self, flops: float, weight_bytes: float, shared_bytes: float = 0.0) -> int:
-        """The GEMMs of one op: MACs at the units' rate; on an internal path at least the weights and
-        ``shared_bytes`` (the op's other reads of the same memory) over its bandwidth."""
-        t = flops / self.peak_flops
-        if self.internal:
-            t = max(t, (weight_bytes + shared_bytes) / self.bandwidth)
-        return int(t * PS_PER_S + 0.5)
+    def gemm_time_ps(
+        self, flops: float, weight_bytes: float, shared_bytes: float = 0.0, gemms: int = 0
+    ) -> int:
+        """The ``gemms`` GEMMs of one op (see :meth:`gemm_parts`), in ps."""
+        return sum(self.gemm_parts(flops, weight_bytes, shared_bytes, gemms))
+
+    def gemm_parts(
+        self, flops: float, weight_bytes: float, shared_bytes: float = 0.0, gemms: int = 0
+    ) -> tuple[int, int, int]:
+        """(fixed, MAC, memory) ps of the ``gemms`` GEMMs of one op, as the compute die's kernel model
+        splits a kernel: their fixed costs, then the longer of the MACs at the units' rate and the
+        weights plus ``shared_bytes`` (the op's other reads of the same memory) over the path the units
+        read (internal, or the memory's own interface); the shorter leg is hidden."""
+        fixed = gemms * self.params.gemm_fixed  # type: ignore[attr-defined]
+        mac = int(flops / self.peak_flops * PS_PER_S + 0.5)
+        mem = int((weight_bytes + shared_bytes) / self.bandwidth * PS_PER_S + 0.5)
+        return (fixed, mac, 0) if mac >= mem else (fixed, 0, mem)
 
     def book_gemms(self, duration_ps: int, flops: float, weight_bytes: float, ready_ps: int | None) -> int:
         """Queue an op's GEMMs of ``duration_ps`` no earlier than ``ready_ps``; their finish (ps)."""

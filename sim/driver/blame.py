@@ -1,7 +1,8 @@
 """Blame: what each operation on an iteration's critical path waited for, as typed values.
 
 An op's time is split into what its kernels needed (``memory bandwidth`` of the memory a kernel's
-bytes came from, ``compute die``, ``kernel overhead``: the fixed cost of every kernel,
+bytes came from, ``memory latency`` of a memory read on demand beyond the latency the kernel model
+was fitted with, ``compute die``, ``kernel overhead``: the fixed cost of every kernel,
 ``near-memory MACs``), what the memory streams added beyond the kernels (``prefetch stall``, a
 memory's queueing cause), and the time between ops (``collective``, ``pipeline transfer``,
 ``software overhead``: the serving engine's host time). Each part is a :class:`Cause`:
@@ -41,6 +42,11 @@ def memory_bandwidth(memory: str) -> Cause:
 def memory_wait(kind: str, memory: str) -> Cause:
     """A memory's queueing cause, named by the device (``memory queueing``, ``TSV busy / ...``)."""
     return Cause(kind, memory, MEMORY)
+
+
+def memory_latency(memory: str) -> Cause:
+    """Kernels reading a memory on demand (no prefetch buffer) waiting for its first bytes."""
+    return Cause("memory latency", memory, MEMORY)
 
 
 def prefetch_stall(memory: str) -> Cause:

@@ -82,6 +82,7 @@ class _OpCost(NamedTuple):
     chain: tuple[tuple[Cause, int], ...]  # the blame of the op's own work, in order
     chain_ps: int
     needs: tuple[tuple[str, float], ...]  # (bound, ps) the op's duration must reach
+    streams: dict[str, int]  # ps each memory's interface needs for the op's bytes at its peak
     slack: int  # integer-ps rounding allowed against the bounds
 
 
@@ -382,7 +383,14 @@ class TokenDriver(Component):
             kv_bytes = work.kv_read_bytes + work.kv_write_bytes
             streamed = work.weight_bytes / wmem.peak >= kv_bytes / kvmem.peak and not cost.internal
             mem = wmem if streamed else kvmem
-            blame.add(causes.memory_wait(mem.device.queueing_cause(), mem.name), rest)
+            # what the memory's own stream needed at its peak beyond the kernels (near-memory units
+            # reading through the memory's interface), then what it queued for
+            bw = min(rest, max(0, cost.streams.get(mem.name, 0) - cost.chain_ps))
+            if bw > 0:
+                blame.add(self._cause("bw", mem.name), bw)
+                rest -= bw
+            if rest > 0:
+                blame.add(causes.memory_wait(mem.device.queueing_cause(), mem.name), rest)
         for what, need in cost.needs:
             if duration + cost.slack < need:
                 self._violation(chip, work, duration, what, need)
@@ -394,28 +402,36 @@ class TokenDriver(Component):
         cost = self._costs.get(key)
         if cost is not None:
             return cost
-        plan = self.plan
         internal = near is not None and near.internal  # weights read on the memory's internal path
         kv_bytes = work.kv_read_bytes + work.kv_write_bytes
         die_kernels = work.kernels if near is None else tuple(k for k in work.kernels if k.kind != "gemm")
         near_flops = work.flops - sum(k.flops for k in die_kernels)
         src = self._sources(chip, wmem, kvmem)
         times = chip.die.kernel_times(die_kernels, src)
+        latency = self._latency_ps(chip, die_kernels, wmem, kvmem, internal)
         die = chip.die.params
         die_flops = sum(k.flops for k in die_kernels)
         die_energy = sum(k.flops * die.energy_per_flop(k.precision) for k in die_kernels)  # type: ignore[attr-defined]
         gap = self.hardware.software.kernels_ps(len(work.kernels))
-        near_ps = 0
+        near_parts = (0, 0, 0)
         if near is not None and (near_flops > 0 or internal):
-            shared = kv_bytes if (internal and plan.kv_memory == plan.weights_memory) else 0.0
-            near_ps = near.gemm_time_ps(near_flops, work.weight_bytes, shared)
+            # after the die's kernels (which read the KV cache): the weights on the units' path
+            near_parts = near.gemm_parts(
+                near_flops, work.weight_bytes, 0.0, len(work.kernels) - len(die_kernels)
+            )
+        near_ps = sum(near_parts)
         crossing = kv_bytes + (self.lowering.activation_bytes(self._tokens) if near else work.weight_bytes)
-        chain, chain_ps = self._blame_chain(work, die_kernels, times, src, gap, near_ps, wmem, kvmem)
+        chain, chain_ps = self._blame_chain(
+            work, die_kernels, times, src, gap, near_parts, latency, wmem, kvmem
+        )
         needs = self._bounds(chip, work, die_kernels, near_flops, wmem, kvmem, near, internal)
+        w_bytes = 0.0 if internal else work.weight_bytes
+        streams = {wmem.name: w_bytes / wmem.peak * PS_PER_S}
+        streams[kvmem.name] = streams.get(kvmem.name, 0.0) + kv_bytes / kvmem.peak * PS_PER_S
         cost = self._costs[key] = _OpCost(
             work.kernels,
             die_kernels,
-            sum(t.total_ps for t in times),
+            sum(t.total_ps for t in times) + sum(latency.values()),
             die_flops,
             die_energy,
             gap,
@@ -426,9 +442,28 @@ class TokenDriver(Component):
             chain,
             chain_ps,
             tuple((what, seconds * PS_PER_S) for what, seconds in needs),
+            {name: round(ps) for name, ps in streams.items()},
             1 + len(work.kernels),  # integer-ps rounding
         )
         return cost
+
+    def _latency_ps(
+        self, chip: Chip, kernels: tuple[Kernel, ...], wmem: ChipMemory, kvmem: ChipMemory, internal: bool
+    ) -> dict[str, int]:
+        """Time the op's kernels wait for first bytes, by memory: each kernel reading a memory on demand
+        (weights without a prefetch buffer, the KV cache) waits for that memory's access latency beyond
+        the latency already inside the die's fitted fixed costs (the longest of its sources)."""
+        fitted = chip.die.params.fitted_memory_latency  # type: ignore[attr-defined]
+        w_extra = 0 if internal or wmem.prefetcher is not None else max(0, wmem.access_latency_ps - fitted)
+        kv_extra = max(0, kvmem.access_latency_ps - fitted)
+        out: dict[str, int] = {}
+        for k in kernels:
+            w = w_extra if k.weight_bytes else 0
+            kv = kv_extra if k.kv_bytes else 0
+            if w or kv:
+                name = wmem.name if w >= kv else kvmem.name
+                out[name] = out.get(name, 0) + max(w, kv)
+        return out
 
     def _sources(self, chip: Chip, wmem: ChipMemory, kvmem: ChipMemory) -> Sources:
         """Where the die's kernels read their bytes: weights from their memory (or a die-side prefetch
@@ -447,14 +482,16 @@ class TokenDriver(Component):
         times: list[KernelTime],
         src: Sources,
         gap: int,
-        near_ps: int,
+        near_parts: tuple[int, int, int],
+        latency: dict[str, int],
         wmem: ChipMemory,
         kvmem: ChipMemory,
     ) -> tuple[tuple[tuple[Cause, int], ...], int]:
-        """The blame of the op's kernels (fixed costs, memory legs by source, compute legs), its
-        launch gaps and its near-memory GEMMs, in booking order; and their total (ps)."""
-        total = gap + near_ps
-        fixed = compute = w_mem = other_mem = 0
+        """The blame of the op's kernels (fixed costs, memory latency and memory legs by source,
+        compute legs), its launch gaps and its near-memory GEMMs, in booking order; and their total."""
+        near_fixed, near_mac, near_mem = near_parts
+        total = gap + near_fixed + near_mac + near_mem + sum(latency.values())
+        fixed, compute, w_mem, other_mem = near_fixed, 0, near_mem, 0
         w_bw, other_bw = src.weights, src.kv
         for k, t in zip(kernels, times, strict=True):
             total += t.total_ps
@@ -472,7 +509,8 @@ class TokenDriver(Component):
             (causes.COMPUTE_DIE, compute),
             (self._cause("bw", wmem.name), w_mem),
             (self._cause("bw", kvmem.name), other_mem),
-            (self._cause("near", wmem.name), near_ps),
+            (self._cause("near", wmem.name), near_mac),
+            *((self._cause("latency", name), ps) for name, ps in latency.items()),
         ]
         return tuple((c, ps) for c, ps in chain if ps > 0), total
 
@@ -486,6 +524,7 @@ class TokenDriver(Component):
                 "near": causes.near_memory_macs,
                 "stall": causes.prefetch_stall,
                 "launch": causes.collective_launch,
+                "latency": causes.memory_latency,
             }
             cause = self._causes[key] = make[what](memory)
         return cause

@@ -12,6 +12,7 @@ memory (weights against KV) and cuts the events by the stack count.
 from __future__ import annotations
 
 import math
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from sim.compute.die import ComputeDie
@@ -43,6 +44,12 @@ class ChipMemory:
         self.peak = spec.stacks * device.peak_bandwidth_Bps()
         self.cursor = 0  # next stream address (per stack), for streaming layouts
         self.capacity = device.capacity_bytes
+
+    @cached_property
+    def access_latency_ps(self) -> int:
+        """How long an idle stack takes to answer a small read: what a kernel reading this memory on
+        demand waits before its bytes flow (microseconds on flash, tens of ns on DRAM)."""
+        return self.device.unloaded_latency_ps(64)
 
     def share(self, nbytes: float) -> int:
         """One stack's part of an access of ``nbytes``."""

@@ -144,7 +144,9 @@ def test_near_memory_gemv_reads_weights_at_the_memory_bandwidth(llama8b):
     step = summary["step_time_ms"]["mean"]
     assert step >= weights / internal * 1e3
     assert step <= weights / internal * 1e3 * 1.10  # plus the KV stream on the same memory
-    assert any(k.startswith("near-memory MACs") for k in summary["stall_breakdown"])
+    # a batch-1 GEMV on the units is bound by its weight stream, which the blame names as such
+    shares = summary["stall_breakdown"]
+    assert max(shares, key=shares.get) == "memory bandwidth (dram)"
 
 
 def test_processing_in_memory_rejects_shards_larger_than_a_bank(llama8b):
