@@ -413,6 +413,7 @@ def _print_run(r: dict[str, Any]) -> None:
         ("TTFT", dist(r["ttft_ms"])),
         ("TPOT", dist(r["tpot_ms"])),
         ("step time", dist(r["step_time_ms"])),
+        ("hardware / software", _split(r)),
         ("throughput", f"{r['tokens_per_s']:,.1f} tokens/s"),
         (
             "critical path",
@@ -429,12 +430,27 @@ def _print_run(r: dict[str, Any]) -> None:
             ),
         ),
         (
+            "physical bounds",
+            "every op within its bytes / peak bandwidth and FLOPs / peak rate"
+            if not r["bound_violations"]
+            else f"{r['bound_violations']:,} ops beat their bound, e.g. {r['bound_violation_examples'][0]}",
+        ),
+        (
             "simulator",
             f"{r['events']:,} events in {r['wall_s']:.2f} s = {r['events_per_s']:,.0f} events/s, "
             f"{r['sim_s_per_wall_s']:.3g} simulated s per wall s",
         ),
     ]
     _print_table("memwall run", rows)
+
+
+def _split(r: dict[str, Any]) -> str:
+    """Mean step time split into the chips' time and the serving software's host time."""
+    step = r["step_time_ms"]["mean"]
+    software = r["software_s"] * 1e3 / max(1, r["iterations"])
+    return f"{step - software:.3f} / {software:.3f} ms per iteration" + (
+        " (--set software=none: hardware only)" if software else " (hardware only)"
+    )
 
 
 def cmd_trace_gen(args: argparse.Namespace) -> int:

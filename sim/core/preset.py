@@ -63,3 +63,20 @@ def get_preset(name: str) -> Preset:
     if not isinstance(preset, Preset):  # pragma: no cover - registry misuse
         raise ConfigError(f"{name!r} is not a preset")
     return preset
+
+
+def preset_values(name: Any, kind: str, noun: str, where: str) -> dict[str, Any]:
+    """The raw values of preset ``name``, which must be for ``kind`` (``noun`` names that kind in the
+    error); a ConfigError at ``where.preset`` otherwise. A table then layers its own keys on top."""
+    from sim.core.errors import MemwallError, join_where
+
+    try:
+        preset = get_preset(str(name))
+    except MemwallError as exc:
+        raise ConfigError(exc.message, where=join_where(where, "preset")) from None
+    if preset.kind != kind:
+        raise ConfigError(
+            f"preset {preset.name!r} is for kind {preset.kind!r}, not {noun}",
+            where=join_where(where, "preset"),
+        )
+    return preset.raw_values()

@@ -264,24 +264,12 @@ class Lowering:
         kernels: list[Kernel] = [Kernel("norm", act_bytes=2 * a * tokens * w + a * w) for w in attn_t.norms]
         kernels.append(attn_gemms[0]) if attn_gemms else None
         kernels.append(Kernel("rope", act_bytes=2 * a * tokens * rope_width / tp))
-        if decode_kv or decode_flops:
-            kernels.append(
-                Kernel(
-                    "attn_decode",
-                    decode_flops / tp,
-                    kv_bytes=decode_kv / self.kv_split,
-                    precision="bf16",
-                )
-            )
-        if prefill_kv or prefill_flops:
-            kernels.append(
-                Kernel(
-                    "attn_prefill",
-                    prefill_flops / tp,
-                    kv_bytes=prefill_kv / self.kv_split,
-                    precision="bf16",
-                )
-            )
+        for kind, flops, kv in (
+            ("attn_decode", decode_flops, decode_kv),
+            ("attn_prefill", prefill_flops, prefill_kv),
+        ):
+            if kv or flops:
+                kernels.append(Kernel(kind, flops / tp, kv_bytes=kv / self.kv_split, precision="bf16"))
         kernels.extend(attn_gemms[1:])
         attn_flops = (decode_flops + prefill_flops) / tp
         attn = OpWork(

@@ -20,7 +20,7 @@ from typing import Any
 
 from sim.core.component import Component
 from sim.core.params import ParamSet, non_negative, param
-from sim.core.preset import Preset, register_preset
+from sim.core.preset import Preset, preset_values, register_preset
 from sim.core.units import RATIO, TIME
 from sim.stats import counter
 
@@ -151,21 +151,7 @@ EAGER = register_preset(
 
 def software_params(table: dict[str, Any], where: str) -> SoftwareParams:
     """A ``[software]`` table: a ``preset`` name with overrides (no table: ``none``)."""
-    from sim.core.errors import ConfigError, MemwallError, join_where
-    from sim.core.preset import get_preset
-
     table = dict(table)
     name = table.pop("preset", "none" if not table else None)
-    base: dict[str, Any] = {}
-    if name is not None:
-        try:
-            preset = get_preset(str(name))
-        except MemwallError as exc:
-            raise ConfigError(exc.message, where=join_where(where, "preset")) from None
-        if preset.kind != "software":
-            raise ConfigError(
-                f"preset {preset.name!r} is for kind {preset.kind!r}, not a software stack",
-                where=join_where(where, "preset"),
-            )
-        base = preset.raw_values()
+    base = preset_values(name, "software", "a software stack", where) if name is not None else {}
     return SoftwareParams.from_mapping({**base, **table}, where=where)

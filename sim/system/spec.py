@@ -58,7 +58,7 @@ from sim.compute.die import ComputeDieParams
 from sim.compute.nearmem import NearMemoryParams
 from sim.core.errors import CapacityError, ConfigError, MemwallError, join_where
 from sim.core.params import ParamSet
-from sim.core.preset import get_preset
+from sim.core.preset import get_preset, preset_values
 from sim.core.registry import lookup, names
 from sim.core.tomlfile import read_toml
 from sim.core.units import TIME, UnitError, format_size, parse_power
@@ -291,18 +291,7 @@ def _prefetch(
 def _compute(table: dict[str, Any], where: str) -> ComputeDieParams:
     """The compute die: a ``preset`` (``h100-sxm``, ``a100-sxm``...) with overrides, or plain values."""
     name = table.pop("preset", None)
-    base: dict[str, Any] = {}
-    if name is not None:
-        try:
-            preset = get_preset(str(name))
-        except MemwallError as exc:
-            raise ConfigError(exc.message, where=join_where(where, "preset")) from None
-        if preset.kind != "die":
-            raise ConfigError(
-                f"preset {preset.name!r} is for kind {preset.kind!r}, not a compute die",
-                where=join_where(where, "preset"),
-            )
-        base = preset.raw_values()
+    base = preset_values(name, "die", "a compute die", where) if name is not None else {}
     return ComputeDieParams.from_mapping({**base, **table}, where=where)
 
 

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 
 import pytest
 
@@ -162,3 +163,19 @@ def test_quiet_prints_nothing_and_progress_changes_nothing(capsys, system_file):
     for volatile in ("wall_s", "events_per_s", "sim_s_per_wall_s"):
         with_bar.pop(volatile), plain.pop(volatile)
     assert with_bar == plain
+
+
+def test_table_splits_hardware_from_software_and_reports_bounds(capsys):
+    """The printed summary says what was the chips' time and what was the serving software's, and
+    that no op beat its physical bound; with software=none the split is all hardware."""
+    argv = ("run", "gpu-hbm", "--model", "llama-3.1-8b", "--batch", "2", "--context", "64", "--steps", "2")
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    hw, sw = (float(v) for v in re.search(r"([\d.]+) / ([\d.]+) ms per iteration", out).groups())
+    code, js, _ = run(capsys, *argv, "--json")
+    r = json.loads(js)
+    assert sw == pytest.approx(r["software_s"] * 1e3 / r["iterations"], abs=1e-3) and sw > 0
+    assert hw + sw == pytest.approx(r["step_time_ms"]["mean"], abs=2e-3)
+    assert "every op within its bytes / peak" in out
+    code, out, err = run(capsys, *argv, "--set", "software=none")
+    assert re.search(r"[\d.]+ / 0\.000 ms per iteration", out) and "(hardware only)" in out
