@@ -3,7 +3,7 @@
 Three ways to run the GEMVs of a decode step on ``pnm-3d``-like settings: on the logic die as an
 ordinary compute die (weights cross to it), on near-memory MAC arrays (PNM, shards of GBs) and on
 in-memory units (PIM, every unit's shard bounded by one bank). Then the PIM constraint itself: the
-smallest tensor-parallel degree at which the shards fit 32 MiB and 64 MiB banks.
+smallest tensor-parallel degree at which the shards fit this stack's 24 MiB banks and the paper's 64 MiB.
 """
 
 from __future__ import annotations
@@ -22,19 +22,27 @@ TITLE = "Near-memory vs in-memory vs compute-die GEMVs on a 3D memory-logic stac
 
 MiB = 1 << 20
 MEM = "dram"  # the memory of topologies/pnm-3d.toml
+# PIM after Samsung HBM-PIM (Aquabolt-XL, ISSCC 2021; paper-facts 3.3): one programmable unit per
+# bank, 16-wide FP16 SIMD at 300 MHz, 4x the processing bandwidth of the off-chip interface from
+# bank-level parallelism. On this stack: 64 channels x 2 pseudo-channels x 16 banks (the
+# dram3d-logic preset) = 2,048 bank units, 2 x 2,048 x 16 x 0.3 GHz = 19.7 TFLOPS, 4 x 3,276.8 GB/s.
+PIM_UNITS = 64 * 2 * 16
 VARIANTS = {
     "compute die": {"mapping.compute": "die"},
     "PNM (near)": {"mapping.compute": "near_memory"},
-    "PIM (in, 64 MiB banks)": {
+    "PIM (in, bank units)": {
         "mapping.compute": "near_memory",
         f"chip.memory.{MEM}.near_memory.placement": "in",
-        f"chip.memory.{MEM}.near_memory.shard_limit": "64MiB",
-        # Samsung HBM-PIM (Aquabolt-XL, ISSCC 2021): bank-level parallelism gives "four times the
-        # processing bandwidth of an off-chip solution": 4 x the stack's 3,276.8 GB/s interface
+        f"chip.memory.{MEM}.near_memory.units": PIM_UNITS,
+        f"chip.memory.{MEM}.near_memory.macs_per_cycle": 16,
+        f"chip.memory.{MEM}.near_memory.clock": "300MHz",
+        # one bank of this stack: 48 GiB / 2,048 banks
+        f"chip.memory.{MEM}.near_memory.shard_limit": "24MiB",
         f"chip.memory.{MEM}.near_memory.local_bandwidth": "13107.2GB/s",
     },
 }
-PIM_BANDWIDTH = VARIANTS["PIM (in, 64 MiB banks)"][f"chip.memory.{MEM}.near_memory.local_bandwidth"]
+PIM = VARIANTS["PIM (in, bank units)"]
+PIM_BANDWIDTH = PIM[f"chip.memory.{MEM}.near_memory.local_bandwidth"]
 
 
 def run(fast: bool, out: Path) -> Path:
@@ -110,7 +118,7 @@ def run(fast: bool, out: Path) -> Path:
     # PIM shard constraint
     system = load_system("pnm-3d")
     spec = system.memories[MEM]
-    units = spec.near_memory.units * spec.stacks
+    units = PIM_UNITS * spec.stacks
     tps = [d for d in range(1, system.chips + 1) if system.chips % d == 0]
     shard_rows, smallest = [], {}
     for model in ("llama-3.1-8b", "llama-3.1-70b"):
@@ -119,15 +127,14 @@ def run(fast: bool, out: Path) -> Path:
         mats = [of(t).nbytes(t.params) for t in m.tensors if t.is_matmul]
         total = m.weight_bytes(m.native_precision())
         biggest = max(mats)
-        for limit in (32, 64):
+        for limit in (24, 64):
             per_matrix = next((tp for tp in tps if biggest / tp / units <= limit * MiB), None)
             all_in_bank = next((tp for tp in tps if total / tp / units <= limit * MiB), None)
             planned = None
             for tp in tps:
-                over = {"placement": "in", "shard_limit": f"{limit}MiB", "local_bandwidth": PIM_BANDWIDTH}
-                sys_pim = load_system(
-                    "pnm-3d", {f"chip.memory.{MEM}.near_memory.{k}": v for k, v in over.items()}
-                )
+                over = {k: v for k, v in PIM.items() if k.startswith("chip.")}
+                over[f"chip.memory.{MEM}.near_memory.shard_limit"] = f"{limit}MiB"
+                sys_pim = load_system("pnm-3d", over)
                 try:
                     plan(m, sys_pim, mapping_from(sys_pim, {"tp": tp, "pp": 1}))
                 except (CapacityError, ConfigError):
@@ -221,7 +228,11 @@ def run(fast: bool, out: Path) -> Path:
     m0, b0, b1 = cases[0][0], batches[0], batches[-1]
     die, pnm, pim = (res[(m0, k, b0)] for k in VARIANTS)
     die1, pnm1 = res[(m0, "compute die", b1)], res[(m0, "PNM (near)", b1)]
-    s8 = smallest[("llama-3.1-70b", 32)]
+    s8 = smallest[("llama-3.1-70b", 24)]
+    pim1 = res[(m0, "PIM (in, bank units)", b1)]
+    pim_flops = 2 * PIM_UNITS * 16 * 0.3e9
+    pnm_flops = 2 * spec.near_memory.units * spec.near_memory.macs_per_cycle * spec.near_memory.clock
+    pim_dt1 = 100 * (pim1["tpot_ms"]["mean"] / pnm1["tpot_ms"]["mean"] - 1)
     d_bytes, p_bytes = die["memory_to_die_bytes_per_token"], pnm["memory_to_die_bytes_per_token"]
     pim_dt = 100 * (pim["tpot_ms"]["mean"] / pnm["tpot_ms"]["mean"] - 1)
     pim_de = 100 * (pim["energy_j_per_token"] / pnm["energy_j_per_token"] - 1)
@@ -235,18 +246,21 @@ def run(fast: bool, out: Path) -> Path:
         f"At batch {b1} TPOT is {die1['tpot_ms']['mean']:.3f} ms on the die vs "
         f"{pnm1['tpot_ms']['mean']:.3f} ms near memory "
         f"(PNM/die = {pnm1['tpot_ms']['mean'] / die1['tpot_ms']['mean']:.2f}). "
-        f"PIM reads its weights at the banks ({_tbps(PIM_BANDWIDTH)} TB/s, Samsung HBM-PIM's 4x) where PNM "
-        f"reads through the stack's {spec.peak_bandwidth_Bps() / 1e12:.2f} TB/s interface, and skips the "
-        f"TSV energy of those reads: at batch {b0} its TPOT differs from PNM's by {pim_dt:+.1f}% and its "
-        f"energy by {pim_de:+.1f}%"
+        f"PIM reads its weights at the banks ({_tbps(PIM_BANDWIDTH)} TB/s, Samsung HBM-PIM's 4x) with "
+        f"{PIM_UNITS:,} bank units of {pim_flops / 1e12:.1f} TFLOPS in all (HBM-PIM's 16-wide FP16 at "
+        f"300 MHz), "
+        f"where PNM reads through the stack's {spec.peak_bandwidth_Bps() / 1e12:.2f} TB/s interface with "
+        f"{pnm_flops / 1e12:.1f} TFLOPS; PIM skips the TSV energy of its reads. At batch {b0} its TPOT "
+        f"differs from PNM's by {pim_dt:+.1f}% and its energy by {pim_de:+.1f}% ({_top(pim)} binds PIM, "
+        f"{_top(pnm)} PNM); at batch {b1} by {pim_dt1:+.1f}% ({_top(pim1)} binds PIM)"
         + (
-            f" ({_top(pnm)} binds PNM, {_top(pim)} binds PIM)"
-            if abs(pim_dt) >= 1
-            else f", because the step is bound by {_top(pnm)}, not by the weight reads"
+            ", so the DRAM process's weaker MACs cap PIM once the batch grows (paper Table 4, logic PPA)."
+            if pim_dt1 > pim_dt
+            else "."
         )
-        + f". PIM's price is the shard constraint: with {units} bank units, llama-3.1-70b's largest matrix "
-        f"fits 32 MiB banks from tp {s8[0]}, but holding all of a chip's weights in one 32 MiB bank per "
-        f"unit needs tp {all_tp}, whereas PNM runs it at tp {pnm_tp} with {pnm_gb:.1f} GB shards per chip."
+        + f" Sharding: with {units:,} bank units, llama-3.1-70b's largest matrix fits this stack's 24 MiB "
+        f"banks from tp {s8[0]}, and all of a chip's weights in one bank per unit from tp {all_tp}; "
+        f"PNM runs it at tp {pnm_tp} with {pnm_gb:.1f} GB shards per chip."
     )
     return write_markdown(out, NAME, TITLE, setup, sections, conclusion, imgs)
 

@@ -153,7 +153,9 @@ def run(fast: bool, out: Path) -> Path:
             + (
                 ": energy per token follows TPOT because the rest is power integrated over the step."
                 if last["mem_j_per_token"] < 0.5 * last["j_per_token"]
-                else ": memory and MAC energy dominate, so TSV count barely moves energy per token."
+                else f": memory and MAC energy, which is per byte and per FLOP whatever the TSV count, "
+                f"dominates, so energy per token falls {first['j_per_token'] / last['j_per_token']:.2f}x "
+                f"where TPOT falls {first['tpot_ms'] / last['tpot_ms']:.2f}x."
             )
         )
         sat = saturation_index(tpots)
@@ -191,9 +193,10 @@ def run(fast: bool, out: Path) -> Path:
         cause, share = default_row["stall"]
         lines.append(
             f"At the preset's own {default_width} TSVs per channel ({default_tsvs:,} per chip) and "
-            f"{label(TPS[0], BATCHES[0])}, the largest share of the step is {cause} ({share:.0%}); the "
-            f"all-reduces take {coll:.0%} and streaming the stack (memory and near-memory MACs) "
-            f"{streaming:.0%}"
+            f"{label(TPS[0], BATCHES[0])}, the largest shares of the step are "
+            + ", ".join(f"{k} ({v:.0%})" for k, v in sorted(shares.items(), key=lambda kv: -kv[1])[:3])
+            + f"; the all-reduces (launch and transfers) take {coll:.0%} and streaming the stack (memory "
+            f"and near-memory MACs) {streaming:.0%}"
             + (
                 ": more TSVs only shorten that minority, so TSV count is not this design's lever at this "
                 "point."

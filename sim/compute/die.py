@@ -35,7 +35,7 @@ _IDEAL = "default: 0 (ideal); presets give fitted values"
 
 
 def _efficiency(doc: str) -> Any:
-    return param(1.0, RATIO, doc + " (default: 1.0, ideal; presets give fitted values)", check=positive)
+    return param(1.0, RATIO, doc + " (default: 1.0, ideal; presets give fitted values)", check=fraction)
 
 
 @dataclass(frozen=True)

@@ -300,6 +300,7 @@ class TokenDriver(Component):
                 if self.system.transfer_launch:
                     yield self.env.timeout(self.system.transfer_launch)
                 yield self.network.transfer(s * m.tp, (s + 1) * m.tp, act)
+                self._check_fabric("pipeline transfer", self.env.now - t0, act)
                 blame.add(causes.PIPELINE_TRANSFER, self.env.now - t0)
         head = self.lowering.head_op(sum(1 for e in entries if e.emits_token))
         yield from self._op(self.chips[-1], head, blame, hint=None)
@@ -393,7 +394,7 @@ class TokenDriver(Component):
                 blame.add(causes.memory_wait(mem.device.queueing_cause(), mem.name), rest)
         for what, need in cost.needs:
             if duration + cost.slack < need:
-                self._violation(chip, work, duration, what, need)
+                self._violation(f"{chip.name} {work.name} layer {work.layer}", duration, what, need)
 
     def _op_cost(self, chip: Chip, work: OpWork, wmem: ChipMemory, kvmem: ChipMemory, near: Any) -> _OpCost:
         """What ``work`` costs that does not depend on when it runs, worked out once per iteration for
@@ -564,13 +565,10 @@ class TokenDriver(Component):
                 bounds.append((f"internal path of {wmem.name}", work.weight_bytes / near.bandwidth))
         return bounds
 
-    def _violation(self, chip: Chip, work: OpWork, duration: int, what: str, need: float) -> None:
+    def _violation(self, where: str, duration: int, what: str, need: float) -> None:
         """An op finished faster than a bound allows: counted, described, fatal in strict mode."""
         self.stat.bound_violations.add()
-        text = (
-            f"iteration {len(self.iterations)} {chip.name} {work.name} layer {work.layer}: "
-            f"{duration} ps < {need:.0f} ps needed by {what}"
-        )
+        text = f"iteration {len(self.iterations)} {where}: {duration} ps < {need:.0f} ps needed by {what}"
         if len(self.violations) < 20:
             self.violations.append(text)
         if self._strict:
@@ -648,6 +646,7 @@ class TokenDriver(Component):
                     self.system, self.hardware.fabric_twin(), case
                 )
             yield env.timeout(ps)
+        self._check_fabric(op, env.now - t0, case.nbytes * self._fabric_share(case))
         if launch:
             blame.add(self._cause("launch", op), launch)
         t0 += launch
@@ -655,6 +654,20 @@ class TokenDriver(Component):
         blame.add(cause, env.now - t0)
         self.stat.fabric_link_bytes.add(self._collective_link_bytes(case))
         self._log("fabric", op, -1, t0, Blame({cause: env.now - t0}))
+
+    @staticmethod
+    def _fabric_share(case: CollectiveCase) -> float:
+        """The part of a collective's per-rank bytes each rank must send through its own link: ring
+        all-reduce 2(p-1)/p (reduce-scatter then all-gather), direct all-to-all (p-1)/p."""
+        p = len(case.ranks)
+        return (2 if case.op == "allreduce" else 1) * (p - 1) / p
+
+    def _check_fabric(self, what: str, duration: int, nbytes: float) -> None:
+        """No collective or transfer beats the bytes one terminal must send over its link's peak."""
+        net = self.hardware.fabric_twin().params
+        need = nbytes / (net.flit_bytes * net.clock) * PS_PER_S
+        if duration + 1 < need:
+            self._violation(f"fabric {what}", duration, f"{nbytes:.0f} B over one link", need)
 
     def _collective_link_bytes(self, case: CollectiveCase) -> float:
         """Bytes x link traversals: ring all-reduce sends 2(p-1) chunks of n/p per rank, direct

@@ -34,7 +34,10 @@ def capabilities(spec: SystemSpec, mapping: Mapping[str, Any] | None = None) -> 
         if die.gemm_fixed > 0 or die.gemm_compute_efficiency < 1 or die.gemm_tile_m > 1
         else "ideal roofline kernels (no fixed cost, no tile padding, full efficiency)"
     )
-    out["compute die"] = f"{_flops(die.peak('bf16'))} bf16, {kernel}"
+    out["compute die"] = (
+        f"{_flops(die.peak('bf16'))} bf16, {kernel}, static {die.static_power:g} W, "
+        f"{die.energy_per_flop_bf16:g} pJ/FLOP bf16"
+    )
     weights_on = m.get("weights")
     for name, mem in spec.memories.items():
         parts = [

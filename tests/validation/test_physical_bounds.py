@@ -94,8 +94,16 @@ def test_pim_reads_at_the_banks_and_pnm_through_the_tsvs():
     assert busy_s >= 2 * decode_weights("llama-3.1-8b", 4) / 13107.2e9
 
 
-SYSTEMS = ["default", "hbf-hybrid", "pnm-3d", "gpu-hbm-a100"]
+SYSTEMS = ["default", "gpu-hbm", "hbf-hybrid", "pnm-3d", "gpu-hbm-a100", "mobile"]
 MODELS = ["llama-3.1-8b", "llama-3.1-70b", "mixtral-8x7b", "qwen3-30b-a3b", "qwen3-32b"]
+PIM = {
+    "chip.memory.dram.near_memory.placement": "in",
+    "chip.memory.dram.near_memory.units": 2048,
+    "chip.memory.dram.near_memory.macs_per_cycle": 16,
+    "chip.memory.dram.near_memory.clock": "300MHz",
+    "chip.memory.dram.near_memory.shard_limit": "64MiB",
+    "chip.memory.dram.near_memory.local_bandwidth": "13107.2GB/s",
+}
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -105,14 +113,38 @@ MODELS = ["llama-3.1-8b", "llama-3.1-70b", "mixtral-8x7b", "qwen3-30b-a3b", "qwe
     batch=st.sampled_from([1, 3, 16, 64]),
     context=st.sampled_from([16, 700, 4096]),
     compute=st.sampled_from(["die", "near_memory"]),
-    tp=st.sampled_from([2, 4, 8]),
+    tp=st.sampled_from([1, 2, 4, 8]),
+    pp=st.sampled_from([1, 1, 2]),
+    dtype=st.sampled_from(["bf16", "fp8", "fp4"]),
+    placement=st.data(),
 )
-def test_no_op_beats_its_bound_anywhere(system, model, batch, context, compute, tp):
-    sets = {"mapping.tp": tp, "mapping.compute": compute}
+def test_no_op_beats_its_bound_anywhere(system, model, batch, context, compute, tp, pp, dtype, placement):
+    """Systems x models x batch x context x placement (where weights and KV live, die or near-memory
+    or in-memory compute, a prefetch buffer on any memory, weight type, pipeline stages)."""
+    from sim.system.spec import load_system
+
+    memories = list(load_system(system).memories)
+    weights = placement.draw(st.sampled_from(memories), label="weights")
+    kv = placement.draw(st.sampled_from(memories), label="kv")
+    sets = {
+        "mapping.tp": tp,
+        "mapping.pp": pp,
+        "mapping.compute": compute,
+        "mapping.weights": weights,
+        "mapping.kv": kv,
+        "mapping.weight_dtype": dtype,
+    }
+    if placement.draw(st.booleans(), label="prefetch buffer on the die"):
+        sets[f"chip.memory.{weights}.prefetch.window"] = "1MiB"
+        sets[f"chip.memory.{weights}.prefetch.buffer"] = "die"
+        if placement.draw(st.booleans(), label="fast die SRAM"):
+            sets["chip.compute.sram_bandwidth"] = "20TB/s"
+    if system == "pnm-3d" and compute == "near_memory" and placement.draw(st.booleans(), label="PIM"):
+        sets.update(PIM)
     if model in ("mixtral-8x7b", "qwen3-30b-a3b"):
         sets["mapping.ep"] = 2
     try:
         summary, _, _ = run(system, model, batch, context, steps=1, **sets)
     except (CapacityError, ConfigError):
-        assume(False)  # a mapping that does not fit, or near-memory compute on a system without it
+        assume(False)  # a mapping that does not fit, or a placement the system cannot take
     assert summary["bound_violations"] == 0
