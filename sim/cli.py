@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 from sim import __version__
 from sim.core.errors import ConfigError, MemwallError, SimulationError
+from sim.core.limits import MAX_BATCH, MAX_REQUESTS, MAX_STEPS, MAX_TOKENS
 from sim.core.params import parse_override
 from sim.core.units import UnitError, format_bandwidth, format_size, parse_size
 
@@ -38,14 +39,26 @@ def _size(text: str) -> int:
     return value
 
 
-def _positive_int(text: str) -> int:
+def _positive_int(text: str, high: int = 2**62) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number > 0, found {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a whole number > 0, found {text[:40]!r}") from None
     if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number > 0, found {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a whole number > 0, found {text[:40]!r}")
+    if value > high:
+        raise argparse.ArgumentTypeError(f"expected a whole number up to {high:,}, found {text[:40]!r}")
     return value
+
+
+def _up_to(high: int) -> Callable[[str], int]:
+    """A positive whole number no larger than ``high`` (a documented limit of sim.core.limits)."""
+
+    def parse(text: str) -> int:
+        return _positive_int(text, high)
+
+    parse.__name__ = "whole number"
+    return parse
 
 
 def _overrides(items: Sequence[str] | None) -> dict[str, str]:
@@ -58,13 +71,17 @@ def cmd_membench(args: argparse.Namespace) -> int:
     from sim.memory.factory import resolve_device
 
     spec = resolve_device(args.device, _overrides(args.set), args.fidelity)
-    params = MembenchParams(
-        pattern=args.pattern,
-        request_size=args.request_size,
-        concurrency=args.concurrency,
-        total_bytes=args.bytes,
-        write_ratio=args.write_ratio,
-    )
+    flags = {"request_size": "--request-size", "total_bytes": "--bytes", "write_ratio": "--write-ratio"}
+    try:
+        params = MembenchParams(
+            pattern=args.pattern,
+            request_size=args.request_size,
+            concurrency=args.concurrency,
+            total_bytes=args.bytes,
+            write_ratio=args.write_ratio,
+        )
+    except ConfigError as exc:  # name the flag the user typed, not the parameter behind it
+        raise ConfigError(exc.message, where=flags.get(exc.where or "", exc.where)) from None
     result = run_membench(spec, params, seed=args.seed)
     if args.json:
         if not args.stats:
@@ -221,25 +238,12 @@ def _fabric_params(args: argparse.Namespace) -> tuple[Any, Any]:
     )
 
 
-def _sweep(text: str) -> list[float]:
-    try:
-        start, stop, step = (float(x) for x in text.split(":"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected START:STOP:STEP such as 0.02:0.5:0.02, found {text!r}"
-        ) from None
-    if step <= 0 or start <= 0 or stop < start:
-        raise argparse.ArgumentTypeError(f"expected 0 < START <= STOP and STEP > 0, found {text!r}")
-    count = round((stop - start) / step) + 1
-    return [round(start + i * step, 10) for i in range(count)]
-
-
 def cmd_noc(args: argparse.Namespace) -> int:
-    from sim.experiments.noc import NocRunParams, run_noc
+    from sim.experiments.noc import NocRunParams, run_noc, sweep_rates
 
     graph = _topology(args)
     net, router = _fabric_params(args)
-    rates = args.sweep if args.sweep else [args.rate]
+    rates = sweep_rates(args.sweep) if args.sweep else [args.rate]
     results = []
     for rate in rates:
         run = NocRunParams.from_mapping(
@@ -364,6 +368,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         if target.is_dir() or not target.parent.is_dir():
             why = "it is a directory" if target.is_dir() else f"no directory {target.parent}"
             raise ConfigError(f"cannot write {target}: {why}", where="--timeline")
+        for given in (args.trace, args.system):
+            if given and target.exists() and Path(given).exists() and target.samefile(given):
+                raise ConfigError(
+                    f"{target} is an input of this run; choose another file", where="--timeline"
+                )
+    if args.out:
+        from sim.core.atomic import check_result_dir
+
+        check_result_dir(args.out)  # before the run, not after it
     settings = {
         "system": args.system,
         "model": args.model,
@@ -462,13 +475,22 @@ def cmd_trace_gen(args: argparse.Namespace) -> int:
     sys_set, map_set, _, batch_set = _sets(args.set)
     system = load_system(args.system or "default", sys_set)
     model = load_model(args.model)
-    mapping = mapping_from(system, map_set, where="--set")
+    mapping = mapping_from(system, map_set, where="--set mapping")
     if args.format == "synthetic" or (args.format is None and args.requests.endswith(".toml")):
         requests, source = synthetic_source(args.requests, args.limit)
     else:
         requests = _requests(args, args.requests)
         source = {"requests": args.requests, "format": args.format, "limit": args.limit}
-    result = generate(model, system, mapping, requests, args.out, batching=batch_set, source=source)
+    result = generate(
+        model,
+        system,
+        mapping,
+        requests,
+        args.out,
+        batching=batch_set,
+        source=source,
+        inputs=[args.requests, args.system, args.model],
+    )
     print(
         json.dumps(result, sort_keys=True)
         if args.json
@@ -484,10 +506,18 @@ def cmd_mappings(args: argparse.Namespace) -> int:
     from sim.serving.mapping import enumerate_mappings, mapping_from
     from sim.system.spec import load_system
 
-    sys_set, map_set, _, _ = _sets(args.set)
+    sys_set, map_set, drv_set, batch_set = _sets(args.set)
+    varied = [k for k in ("tp", "pp", "ep") if k in map_set]
+    unused = [*(f"mapping.{k}" for k in varied), *drv_set, *batch_set]
+    if unused:
+        raise ConfigError(
+            f"mappings tries every tp, pp and ep and runs nothing: {unused[0]} is not used here",
+            where=f"--set {unused[0]}",
+        )
     system = load_system(args.system or "default", sys_set)
     model = load_model(args.model or DEFAULT_MODEL)
-    ranked = enumerate_mappings(model, system, args.batch, args.context, mapping_from(system, map_set))
+    base = mapping_from(system, map_set, where="--set mapping")
+    ranked = enumerate_mappings(model, system, args.batch, args.context, base)
     if not ranked:
         raise ConfigError(
             f"no mapping of {model.name} fits {system.name}; try a smaller weight_dtype "
@@ -602,7 +632,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=parse_size("64KiB"),
         help="bytes per request, e.g. 4KiB (default 64KiB)",
     )
-    mb.add_argument("--concurrency", type=_positive_int, default=64, help="outstanding requests (default 64)")
+    mb.add_argument(
+        "--concurrency", type=_up_to(MAX_REQUESTS), default=64, help="outstanding requests (default 64)"
+    )
     mb.add_argument(
         "--bytes",
         type=_size,
@@ -633,7 +665,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--traffic", default="uniform", help="uniform, transpose, bitcomp, bitrev, hotspot, neighbor"
     )
     noc.add_argument("--rate", type=float, default=0.1, help="offered flits/node/cycle (default 0.1)")
-    noc.add_argument("--sweep", type=_sweep, help="START:STOP:STEP offered loads; stops after saturation")
+    noc.add_argument("--sweep", help="START:STOP:STEP offered loads; stops after saturation")
     noc.add_argument("--packet-flits", type=_positive_int, default=1)
     noc.add_argument("--warmup", type=_positive_int, default=1000)
     noc.add_argument("--measure", type=_positive_int, default=2000)
@@ -664,10 +696,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rn.add_argument("--model", help="known model name or config.json (default llama-3.1-8b)")
     rn.add_argument("--format", help="request-trace format (azure, splitwise, mooncake; guessed if omitted)")
-    rn.add_argument("--limit", type=_positive_int, help="read at most N requests")
-    rn.add_argument("--batch", type=_positive_int, help="fixed decode batch size (decode study)")
-    rn.add_argument("--context", type=_positive_int, help="context tokens per sequence (decode study)")
-    rn.add_argument("--steps", type=_positive_int, help="decode iterations (decode study)")
+    rn.add_argument("--limit", type=_up_to(MAX_REQUESTS), help="read at most N requests")
+    rn.add_argument("--batch", type=_up_to(MAX_BATCH), help="fixed decode batch size (decode study)")
+    rn.add_argument("--context", type=_up_to(MAX_TOKENS), help="context tokens per sequence (decode study)")
+    rn.add_argument("--steps", type=_up_to(MAX_STEPS), help="decode iterations (decode study)")
     rn.add_argument("--out", help="directory for config.json, summary.json, requests.csv, iterations.csv")
     rn.add_argument(
         "--timeline",
@@ -696,7 +728,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", help="azure, splitwise, mooncake or synthetic (guessed if omitted; .toml is synthetic)"
     )
     tg.add_argument("--system", help="system TOML or name (default: default)")
-    tg.add_argument("--limit", type=_positive_int, help="at most N requests (synthetic: N requests)")
+    tg.add_argument("--limit", type=_up_to(MAX_REQUESTS), help="at most N requests (synthetic: N requests)")
     tg.add_argument("--out", required=True, help="output .jsonl or .jsonl.gz")
     tg.add_argument("--set", action="append", metavar="KEY=VALUE")
     tg.add_argument("--json", action="store_true")
@@ -705,8 +737,8 @@ def build_parser() -> argparse.ArgumentParser:
     mp = sub.add_parser("mappings", help="list the mappings of a model that fit a system, ranked")
     mp.add_argument("system", nargs="?")
     mp.add_argument("--model")
-    mp.add_argument("--batch", type=_positive_int, default=1)
-    mp.add_argument("--context", type=_positive_int, default=2048)
+    mp.add_argument("--batch", type=_up_to(MAX_BATCH), default=1)
+    mp.add_argument("--context", type=_up_to(MAX_TOKENS), default=2048)
     mp.add_argument("--set", action="append", metavar="KEY=VALUE")
     mp.add_argument("--json", action="store_true")
     mp.set_defaults(func=cmd_mappings)
@@ -739,6 +771,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``memwall`` command: 0 on success, 2 on any error a user can fix (one line on stderr),
+    130 on Ctrl-C (outputs are atomic, so what finished is whole and nothing is half-written)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("memwall: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

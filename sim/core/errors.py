@@ -29,6 +29,8 @@ def join_where(outer: str | None, inner: str | None) -> str | None:
         return outer or inner
     if outer.endswith((".toml", ".json", ".jsonl", ".csv", ".gz")):
         return f"{outer}: {inner}"
+    if outer.startswith("--") and " " not in outer:  # a flag: "--set" + "tp" -> "--set tp"
+        return f"{outer} {inner}"
     return f"{outer}.{inner}"
 
 

@@ -8,6 +8,8 @@ from typing import Any
 import simpy
 
 from sim.core.component import Component
+from sim.core.errors import SimulationError
+from sim.core.limits import MAX_SIM_PS
 from sim.core.rng import RandomStreams
 from sim.core.units import PS_PER_S
 from sim.stats.tree import StatsTree
@@ -22,6 +24,18 @@ class CountingEnvironment(simpy.Environment):
         super().__init__(initial_time=0)
         self.events_processed = 0
         self.on_tick: Any = None  # progress display hook; never changes the simulation
+
+    def schedule(self, event: simpy.Event, priority: int = 1, delay: Any = 0) -> None:
+        """As SimPy's, refusing a time past :data:`~sim.core.limits.MAX_SIM_PS`: a parameter that
+        makes an operation take years stops the run with the time it asked for, before any 64-bit
+        time arithmetic downstream can overflow."""
+        if self._now + delay > MAX_SIM_PS:
+            raise SimulationError(
+                f"an event at {(self._now + delay) / PS_PER_S:.3g} s of simulated time is beyond the "
+                f"limit of {MAX_SIM_PS / PS_PER_S:.3g} s (~53 days); a rate, bandwidth or latency "
+                "parameter is probably off by orders of magnitude"
+            )
+        super().schedule(event, priority, delay)
 
     def step(self) -> None:
         self.events_processed += 1

@@ -39,6 +39,13 @@ class UnitError(ValueError):
     """A quantity string that does not parse as the expected kind (carries the expected form)."""
 
 
+_MAX_MAGNITUDE = {True: float(2**63 - 1), False: 1e300}
+"""Largest accepted magnitude: whole-unit quantities fit int64; others stay far from overflow."""
+_LIMITS = {"time": float(2**58), "size": float(2**62)}
+"""Tighter limits where values are added up in 64-bit arithmetic (device timing, addresses): a
+time parameter of more than ~3 days (2^58 ps) or a size beyond 4 EiB is never meant."""
+
+
 @dataclass(frozen=True)
 class Dimension:
     """One kind of physical quantity: its name, internal unit and an example of accepted input."""
@@ -49,8 +56,18 @@ class Dimension:
     integral: bool
 
     def parse(self, value: object) -> int | float:
-        """Convert ``value`` (a number in the internal unit, or a string with a unit) to internal."""
-        return _PARSERS[self.name](value)
+        """Convert ``value`` (a number in the internal unit, or a string with a unit) to internal.
+
+        Results are finite, and whole-unit quantities fit a signed 64-bit integer (what numpy and
+        the simulated clock hold), so ``"1e400GB"`` or ``1e30`` ps is an error here, not an overflow
+        later."""
+        result = _PARSERS[self.name](value)
+        if not math.isfinite(result):
+            raise UnitError(f"expected a finite {self.name} such as {self.example!r}, found {value!r}")
+        limit = _LIMITS.get(self.name, _MAX_MAGNITUDE[self.integral])
+        if abs(result) > limit:
+            raise UnitError(f"expected a {self.name} below {limit:.3g} {self.internal_unit}, found {value!r}")
+        return result
 
     def format(self, value: int | float) -> str:
         """Render an internal value for humans (used by ``memwall describe`` and reports)."""
@@ -69,7 +86,18 @@ def _split(value: object, dim: str, example: str) -> tuple[float, str]:
     m = _QUANTITY.match(value)
     if not m:
         raise UnitError(f"expected a {dim} such as {example!r}, found {value!r}")
-    return float(m.group(1)), m.group(2)
+    number = float(m.group(1))
+    if not math.isfinite(number):
+        raise UnitError(f"expected a finite {dim} such as {example!r}, found {value!r}")
+    return number, m.group(2)
+
+
+def _finite(x: float, dim: str, value: object) -> float:
+    if not math.isfinite(x) or abs(x) > _MAX_MAGNITUDE[True]:
+        raise UnitError(
+            f"expected a {dim} below {_MAX_MAGNITUDE[True]:.3g} in internal units, found {value!r}"
+        )
+    return x
 
 
 def _prefixed(unit: str, base: str) -> float | None:
@@ -93,7 +121,7 @@ def parse_time(value: object) -> int:
         scale = _TIME[unit]
     else:
         raise UnitError(f"expected a time such as '20us' (units s, ms, us, ns, ps), found {value!r}")
-    return round(number * scale)
+    return round(_finite(number * scale, "time", value))
 
 
 def parse_size(value: object) -> int:
@@ -107,7 +135,7 @@ def parse_size(value: object) -> int:
         scale = m / 8.0
     else:
         raise UnitError(f"expected a size such as '4KiB' or '512GB', found {value!r}")
-    result = number * scale
+    result = _finite(number * scale, "size", value)
     if abs(result - round(result)) > 1e-6 * max(1.0, abs(result)):
         raise UnitError(f"expected a whole number of bytes, found {value!r} = {result} B")
     return round(result)

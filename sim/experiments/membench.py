@@ -3,11 +3,15 @@
 Addresses are drawn up front from a named RNG stream, in issue order, so the run is deterministic
 whatever order the workers interleave in. Achieved bandwidth is bytes / simulated time from the
 first issue to the last completion.
+
+Inputs are checked before the run: the seed, the number of requests (at most
+:data:`~sim.core.limits.MAX_REQUESTS`), the start address (inside the device); a simulated time
+beyond :data:`~sim.core.limits.MAX_SIM_PS` stops the run with a :class:`SimulationError` before any
+64-bit arithmetic can overflow.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +20,7 @@ import numpy as np
 import simpy
 
 from sim.core.errors import ConfigError, SimulationError
+from sim.core.limits import MAX_REQUESTS, MAX_SIM_PS
 from sim.core.params import ParamSet, non_negative, one_of, param, positive
 from sim.core.simulation import Simulation
 from sim.core.units import COUNT, PS_PER_NS, PS_PER_S, RATIO, SIZE
@@ -44,6 +49,23 @@ class MembenchParams(ParamSet):
     )
     start_address: int = param(0, SIZE, "first byte address of the sequential stream", check=non_negative)
 
+    def validate(self) -> None:
+        if self.request_size > MAX_REQUEST_BYTES:
+            raise ConfigError(
+                f"expected a request of at most {MAX_REQUEST_BYTES:,} B (1 GiB), found {self.request_size:,}",
+                where="request_size",
+            )
+        if self.request_size > self.total_bytes:
+            raise ConfigError(
+                f"expected a request size no larger than the bytes to move ({self.total_bytes:,} B), "
+                f"found {self.request_size:,}",
+                where="request_size",
+            )
+
+
+MAX_REQUEST_BYTES = 1 << 30
+"""Bytes of one membench request: a memory request beyond 1 GiB is not one."""
+
 
 def _addresses(params: MembenchParams, capacity: int, rng: np.random.Generator) -> np.ndarray:
     size = params.request_size
@@ -52,7 +74,19 @@ def _addresses(params: MembenchParams, capacity: int, rng: np.random.Generator) 
         raise ConfigError(
             f"request size {size} B exceeds device capacity {capacity} B", where="--request-size"
         )
-    count = math.ceil(params.total_bytes / size)
+    count = -(-params.total_bytes // size)
+    if count > MAX_REQUESTS:
+        raise ConfigError(
+            f"expected at most {MAX_REQUESTS:,} requests (MAX_REQUESTS) of {size:,} B, found "
+            f"{count:,} to move {params.total_bytes:,} B; use larger requests or fewer bytes",
+            where="--bytes",
+        )
+    if params.start_address >= capacity:
+        raise ConfigError(
+            f"expected a start address below the device capacity of {capacity:,} B, "
+            f"found {params.start_address:,}",
+            where="start_address",
+        )
     if params.pattern == "seq":
         first = params.start_address // size
         return ((np.arange(count, dtype=np.int64) + first) % slots) * size
@@ -61,6 +95,9 @@ def _addresses(params: MembenchParams, capacity: int, rng: np.random.Generator) 
 
 def run_membench(spec: DeviceSpec, params: MembenchParams, seed: int = 0) -> dict[str, Any]:
     """Run one microbenchmark; returns the summary dict that ``memwall membench --json`` prints."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        shown = seed if isinstance(seed, int) and abs(seed) < 10**30 else type(seed).__name__
+        raise ConfigError(f"expected a whole number from 0 to 2^63 - 1, found {shown}", where="--seed")
     sim = Simulation(seed=seed, config={"device": spec.resolved(), "membench": params.as_dict()})
     device = spec.build(sim)
     rng = sim.rng["membench.addresses"]
@@ -76,6 +113,13 @@ def run_membench(spec: DeviceSpec, params: MembenchParams, seed: int = 0) -> dic
             state["next"] = i + 1
             req = MemRequest(int(addrs[i]), size, bool(writes[i]), id=i)
             yield device.access(req)
+            if not 0 <= req.arrive_ps <= req.done_ps <= MAX_SIM_PS:
+                raise SimulationError(
+                    f"request {i} finished at {req.done_ps / PS_PER_S:.3g} s of simulated time, beyond "
+                    f"the limit of {MAX_SIM_PS / PS_PER_S:.3g} s (MAX_SIM_PS) or before it arrived; a "
+                    f"device parameter is probably off by orders of magnitude",
+                    where=device.path,
+                )
             latencies[i] = req.done_ps - req.arrive_ps
             state["done"] += 1
             state["last"] = req.done_ps

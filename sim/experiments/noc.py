@@ -4,11 +4,19 @@ Packets created during the measurement window are *measured*; their latency runs
 to tail ejection, source queueing included. Injection continues through the drain so the measured
 packets see a steady load. The run ends when every measured packet has arrived, or when the drain
 limit passes, in which case the load is reported as saturated (never an endless run).
+
+A deadlock (flits buffered and none moving for ``deadlock_cycles``) stops the run with a
+:class:`~sim.fabric.network.DeadlockError` naming the wait cycle, a non-zero exit of ``memwall noc``;
+``on_deadlock="report"`` records it in the result instead (deadlock studies). Sizes are checked
+before anything is built: :func:`check_topology_size` for a generator's arguments,
+:func:`sweep_rates` for a ``--sweep`` range, and the network, seed and simulated time in
+:func:`run_noc`.
 """
 
 from __future__ import annotations
 
 import gc
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -16,16 +24,18 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-from sim.core.errors import SimulationError
+from sim.core.errors import ConfigError
+from sim.core.limits import MAX_SIM_PS, MAX_SWEEP_POINTS
 from sim.core.params import ParamSet, one_of, param, positive
 from sim.core.registry import lookup
 from sim.core.simulation import Simulation
 from sim.core.units import COUNT, RATIO
-from sim.fabric.network import FlitNetwork, NetworkParams
+from sim.fabric.network import DeadlockError, FlitNetwork, NetworkParams
 from sim.fabric.packet import Packet
 from sim.fabric.router import RouterParams
 from sim.fabric.traffic import BernoulliSource
 from sim.stats.percentiles import percentile
+from sim.topology.size import check_network, check_topology_size, topology_size  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,39 @@ class NocRunParams(ParamSet):
     )
 
 
+MAX_SEED = 2**63 - 1
+
+
+def check_seed(seed: Any, where: str = "--seed") -> int:
+    """A seed is a whole number from 0 to 2^63 - 1."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        shown = seed if isinstance(seed, int) and abs(seed) < 10**30 else type(seed).__name__
+        raise ConfigError(f"expected a whole number from 0 to 2^63 - 1, found {shown}", where=where)
+    return seed
+
+
+def sweep_rates(text: str, where: str = "--sweep") -> list[float]:
+    """The offered loads of ``START:STOP:STEP`` (e.g. ``0.02:0.5:0.02``): finite, 0 < START <= STOP,
+    STEP > 0, and at most :data:`~sim.core.limits.MAX_SWEEP_POINTS` points."""
+    form = f"START:STOP:STEP such as 0.02:0.5:0.02, found {text[:40]!r}"
+    try:
+        start, stop, step = (float(x) for x in text.split(":"))
+    except ValueError:
+        raise ConfigError(f"expected {form}", where=where) from None
+    if not all(math.isfinite(x) for x in (start, stop, step)):
+        raise ConfigError(f"expected finite numbers in {form}", where=where)
+    if step <= 0 or start <= 0 or stop < start:
+        raise ConfigError(f"expected 0 < START <= STOP and STEP > 0 in {form}", where=where)
+    span = (stop - start) / step
+    if not math.isfinite(span) or span + 1 > MAX_SWEEP_POINTS:
+        raise ConfigError(
+            f"expected at most {MAX_SWEEP_POINTS:,} points (MAX_SWEEP_POINTS), found "
+            f"{'more' if not math.isfinite(span) else format(math.floor(span) + 1, ',')} in {text[:40]!r}",
+            where=where,
+        )
+    return [round(start + i * step, 10) for i in range(round(span) + 1)]
+
+
 @dataclass
 class _Tracker:
     measured: int = 0
@@ -65,10 +108,29 @@ def run_noc(
     net: NetworkParams | None = None,
     router: RouterParams | None = None,
     seed: int = 0,
+    *,
+    on_deadlock: str = "raise",
 ) -> dict[str, Any]:
-    """Simulate one offered load; returns the summary ``memwall noc --json`` prints."""
+    """Simulate one offered load; returns the summary ``memwall noc --json`` prints.
+
+    A deadlock raises :class:`~sim.fabric.network.DeadlockError` (a ``SimulationError`` naming
+    the wait cycle); with ``on_deadlock="report"`` it is returned in ``deadlock`` instead and the
+    load counts as saturated.
+    """
+    if on_deadlock not in ("raise", "report"):
+        raise ValueError(f"on_deadlock must be 'raise' or 'report', not {on_deadlock!r}")
     net = net or NetworkParams()
     router = router or RouterParams()
+    check_seed(seed)
+    check_network(graph)
+    cycle_ps = round(1e12 / net.clock)
+    stop_cycles = run.warmup + run.measure + run.drain
+    if stop_cycles * cycle_ps > MAX_SIM_PS:
+        raise ConfigError(
+            "expected warmup + measure + drain within the simulated-time limit of "
+            f"{MAX_SIM_PS // cycle_ps:,} cycles (MAX_SIM_PS), found {stop_cycles:,}",
+            where="noc",
+        )
     sim = Simulation(
         seed=seed, config={"run": run.as_dict(), "network": net.as_dict(), "router": router.as_dict()}
     )
@@ -130,13 +192,27 @@ def run_noc(
     deadlock = None
     try:
         sim.run(until=sim.env.any_of([done, sim.env.timeout(stop_at * network.cycle_ps)]))
-    except SimulationError as exc:
+    except DeadlockError as exc:
+        if on_deadlock == "raise":
+            raise
         deadlock = str(exc)
     finally:
         wall = time.perf_counter() - t0
         gc.set_threshold(*thresholds)
         gc.unfreeze()
     sim.finalize()
+    if deadlock is None and not track.delivered:  # no latency to report (never "0.0")
+        why = (
+            "no packet was created in the measurement window"
+            if not track.measured
+            else f"none of the {track.measured:,} measured packets arrived within the drain of "
+            f"{run.drain:,} cycles"
+        )
+        raise ConfigError(
+            f"{why}; expected a rate, measure or drain long enough to measure at least one packet, "
+            f"found rate {run.rate:g} flits/node/cycle over {run.measure:,} cycles",
+            where="noc",
+        )
     drained = track.closed and track.delivered == track.measured
     accepted = track.window_flits / (n * run.measure)
     lat = np.asarray(latencies if latencies else [0])

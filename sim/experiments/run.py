@@ -7,13 +7,13 @@ the classic decode study.
 
 from __future__ import annotations
 
-import gzip
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sim.core.errors import ConfigError, SimulationError
+from sim.core.errors import ConfigError, SimulationError, join_where
+from sim.core.limits import MAX_BATCH, MAX_STEPS
 from sim.core.simulation import Simulation
 from sim.core.units import PS_PER_S
 from sim.driver.token_driver import DriverParams, TokenDriver
@@ -81,7 +81,8 @@ def execute(
     hardware = build_system(
         sim, spec.system, chips=p.mapping.pp, network=TokenDriver.needs_network(spec.driver, p)
     )
-    driver = TokenDriver(sim, "run", spec.model, hardware, p, scheduler, _sorted(requests), spec.driver)
+    ordered = _sorted(requests, spec.mapping.max_context(spec.model))
+    driver = TokenDriver(sim, "run", spec.model, hardware, p, scheduler, ordered, spec.driver)
     if progress is not None:  # called every few thousand events with (driver, sim); display only
         sim.env.on_tick = lambda: progress(driver, sim)
     t0 = time.perf_counter()
@@ -115,12 +116,20 @@ def execute(
     return summary, driver, sim
 
 
-def _sorted(requests: Iterable[Request]) -> Iterator[Request]:
-    """Requests in arrival order (trace readers already yield them so; fixed batches too)."""
+def _sorted(requests: Iterable[Request], max_context: int) -> Iterator[Request]:
+    """Requests in arrival order (trace readers already yield them so; fixed batches too), each
+    within the model's longest context."""
     last = -1
     for r in requests:
         if r.arrival_ps < last:
             raise ConfigError(f"request {r.id} arrives before the one listed before it", where="trace")
+        if r.prompt_tokens + r.output_tokens - 1 > max_context:  # the last token is not fed back
+            raise ConfigError(
+                f"request {r.id} reaches {r.prompt_tokens + r.output_tokens - 1:,} tokens of context, "
+                f"beyond the model's longest context of {max_context:,} (--set mapping.context_limit=N "
+                "to study longer ones)",
+                where="trace",
+            )
         last = r.arrival_ps
         yield r
 
@@ -155,7 +164,7 @@ def _moved(key: str, where: str) -> None:
             f"{key!r} moved to the system: the prefetch buffer is hardware on the memory it serves; "
             f"use chip.memory.NAME.prefetch.{MOVED_KEYS[bare]} (NAME: a memory of the system, e.g. "
             f"--set chip.memory.hbf.prefetch.{MOVED_KEYS[bare]}=...)",
-            where=f"{where}.{key}",
+            where=join_where(where, key),
         )
 
 
@@ -193,17 +202,6 @@ def split_sets(sets: Mapping[str, Any], where: str = "--set") -> Tables:
     return system, mapping, driver, batching
 
 
-def is_decode_trace(path: str) -> bool:
-    from sim.serving.decode_trace import FORMAT
-
-    try:
-        opener = gzip.open if path.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8") as fh:  # type: ignore[operator]
-            return FORMAT in fh.readline()
-    except (OSError, UnicodeDecodeError):
-        return False
-
-
 def build_run(settings: Mapping[str, Any], where: str = "--set") -> tuple[RunSpec, Any]:
     """A :class:`RunSpec` (and a replay scheduler, or None) from ``memwall run`` settings.
 
@@ -213,7 +211,12 @@ def build_run(settings: Mapping[str, Any], where: str = "--set") -> tuple[RunSpe
     trace when none is given) or, when ``batch``, ``context`` or ``steps`` is given, a fixed batch.
     """
     from sim.requests.readers import open_trace
-    from sim.serving.decode_trace import ReplayScheduler, read_decode_trace, requests_in_order
+    from sim.serving.decode_trace import (
+        ReplayScheduler,
+        is_decode_trace,
+        read_decode_trace,
+        requests_in_order,
+    )
     from sim.serving.mapping import mapping_from
 
     s = dict(settings)
@@ -222,32 +225,49 @@ def build_run(settings: Mapping[str, Any], where: str = "--set") -> tuple[RunSpe
     driver = DriverParams.from_mapping(drv_set, where=where)
     seed = int(s.get("seed") or 0)
     trace_path = s.get("trace")
+    fixed = [k for k in ("batch", "context", "steps") if s.get(k) is not None]
     if trace_path and is_decode_trace(str(trace_path)):
+        _unused(s, batch_set, ("format", "limit", *fixed), "a decode-trace replay", where)
         trace = read_decode_trace(str(trace_path))
         model = _model(s.get("model") or trace.header.get("model", DEFAULT_MODEL))
-        map_set = {**{k: _text(v) for k, v in trace.header.get("mapping", {}).items()}, **map_set}
-        mapping = mapping_from(system, map_set, where=where)
+        header = {k: _text(v) for k, v in trace.header.get("mapping", {}).items()}
+        mapping = mapping_from(system, header, where=f"{trace_path}: header.mapping")
+        if map_set:
+            mapping = mapping.replace(map_set, where=f"{where} mapping")
         spec = RunSpec(
             model, system, mapping, requests_in_order(trace), driver=driver, seed=seed, label=str(trace_path)
         )
         return spec, ReplayScheduler(trace)
     model = _model(s.get("model") or DEFAULT_MODEL)
-    mapping = mapping_from(system, map_set, where=where)
-    if any(s.get(k) is not None for k in ("batch", "context", "steps")):
+    mapping = mapping_from(system, map_set, where=f"{where} mapping")
+    if fixed:
+        _unused(s, batch_set, ("trace", "format", "limit", "requests"), "a fixed-batch decode run", where)
+        batch, context, steps = (
+            _bounded(s, "batch", 1, MAX_BATCH),
+            _bounded(s, "context", 1024, mapping.max_context(model)),
+            _bounded(s, "steps", 16, MAX_STEPS),
+        )
+        if context + steps > mapping.max_context(model):
+            raise ConfigError(
+                f"expected context + steps <= {mapping.max_context(model):,} tokens ({model.name}'s "
+                f"longest context; --set mapping.context_limit=N to go beyond it), found {context} + {steps}",
+                where="--context",
+            )
         spec = RunSpec(
             model,
             system,
             mapping,
             None,
-            batch=int(s.get("batch") or 1),
-            context=int(s.get("context") or 1024),
-            steps=int(s.get("steps") or 16),
+            batch=batch,
+            context=context,
+            steps=steps,
             driver=driver,
             seed=seed,
             label="fixed batch",
         )
         return spec, None
     if s.get("requests") is not None:  # from Python: request records in arrival order
+        _unused(s, {}, ("trace", "format", "limit"), "a run of request records", where)
         spec = RunSpec(
             model,
             system,
@@ -274,6 +294,40 @@ def build_run(settings: Mapping[str, Any], where: str = "--set") -> tuple[RunSpe
         label=f"{path} (limit {limit})",
     )
     return spec, None
+
+
+def _unused(
+    s: Mapping[str, Any], batching: Mapping[str, str], keys: tuple[str, ...], mode: str, where: str
+) -> None:
+    """A setting the run's mode does not use is an error, not silently ignored."""
+    given = [k for k in keys if s.get(k) is not None]
+    if given:
+        raise ConfigError(f"{mode} does not use {', '.join(given)}; remove it", where=f"--{given[0]}")
+    if batching:
+        bare = next(iter(batching))
+        key = next((k for k in (s.get("set") or {}) if k in (bare, f"batching.{bare}")), bare)
+        raise ConfigError(
+            f"{mode} has no batching policy, and {key!r} is not a system, mapping or driver key "
+            f"either (mapping keys: {', '.join(n for n, _, _ in MappingParams.specs())})",
+            where=join_where(where, key),
+        )
+
+
+def _bounded(s: Mapping[str, Any], key: str, default: int, high: int) -> int:
+    """A whole-number run setting in [1, high] (its default when not given)."""
+    value = s.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+        hint = (
+            " (the model's longest context; --set mapping.context_limit=N to go beyond)"
+            if key == "context"
+            else ""
+        )
+        raise ConfigError(
+            f"expected a whole number from 1 to {high:,}{hint}, found {value!r}", where=f"--{key}"
+        )
+    return value
 
 
 def _system(system: Any, overrides: Mapping[str, str], where: str) -> SystemSpec:

@@ -31,25 +31,49 @@ dots, e.g. ``tpot_ms.mean``) is rebuilt at the end.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import hashlib
+import io
 import itertools
 import json
+import math
 import os
+import re
+import signal
 import sys
-import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sim.core.atomic import write_text_atomic
 from sim.core.errors import ConfigError, MemwallError
+from sim.core.limits import MAX_BATCH, MAX_REQUESTS, MAX_STEPS, MAX_SWEEP_CELLS, MAX_TOKENS
+from sim.core.textfile import brief
 from sim.core.tomlfile import read_toml
 from sim.experiments.run import RUN_SETTINGS as RUN_KEYS
 
-_INT_KEYS = ("limit", "batch", "context", "steps", "seed")
+# whole-number run settings and their accepted range (a sweep refuses 0 steps rather than run 16)
+_INT_BOUNDS = {
+    "limit": (1, MAX_REQUESTS),
+    "batch": (1, MAX_BATCH),
+    "context": (1, MAX_TOKENS),
+    "steps": (1, MAX_STEPS),
+    "seed": (0, 2**63 - 1),
+}
+_INT_KEYS = tuple(_INT_BOUNDS)
+_STR_KEYS = ("system", "model", "trace", "format")
 REQUIREMENT = "dask[distributed]>=2024.1"
+SCHEDULER_TIMEOUT_S = 10.0
+"""Seconds to wait for a --scheduler to answer (and to have a worker) before giving up."""
+MAX_WORKERS = 256
+"""Local worker processes of one sweep (--workers)."""
+MAX_RETRIES = 100
+"""Retries of a crashing cell (--retries)."""
+_MAX_ERROR_CHARS = 300  # a cell's recorded error: its first line, at most this long
 
 
 # -- the spec ---------------------------------------------------------------------------------
@@ -64,26 +88,50 @@ class SweepSpec:
         return [cell_id(c) for c in self.cells]
 
 
+def _what(value: Any) -> str:
+    """What a found value is, briefly (a table or a list is described, not copied)."""
+    if isinstance(value, Mapping):
+        return f"a table of {len(value)} keys"
+    if isinstance(value, list):
+        return f"a list of {len(value)} values"
+    if isinstance(value, (str, int, float, bool)):
+        return brief(value)
+    return f"a {type(value).__name__}"
+
+
 def _scalar(value: Any, where: str) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"expected a finite number, found {value!r}", where=where)
     if isinstance(value, (str, int, float, bool)):
         return value
-    raise ConfigError(f"expected a string, number or boolean, found {value!r}", where=where)
+    raise ConfigError(f"expected a string, number or boolean, found {_what(value)}", where=where)
+
+
+def _table(value: Any, what: str, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"expected {what}, found {_what(value)}", where=where)
+    return value
 
 
 def normalize(raw: Mapping[str, Any], where: str = "cell") -> dict[str, Any]:
     """Settings in canonical form: run keys at the top level, every other key under ``set``."""
     out: dict[str, Any] = {}
     sets: dict[str, Any] = {}
-    for key, value in raw.items():
+    for key, value in _table(raw, "a table of run settings", where).items():
         if key == "set":
-            if not isinstance(value, Mapping):
-                raise ConfigError("expected a table of --set keys", where=f"{where}.set")
-            for k, v in value.items():
+            for k, v in _table(value, "a table of --set keys", f"{where}.set").items():
                 sets[str(k)] = _scalar(v, f"{where}.set.{k}")
         elif key in RUN_KEYS:
             value = _scalar(value, f"{where}.{key}")
-            if key in _INT_KEYS and (isinstance(value, bool) or not isinstance(value, int)):
-                raise ConfigError(f"expected a whole number, found {value!r}", where=f"{where}.{key}")
+            if key in _STR_KEYS and (not isinstance(value, str) or not value):
+                raise ConfigError(f"expected a name or a path, found {_what(value)}", where=f"{where}.{key}")
+            if key in _INT_BOUNDS:
+                lo, hi = _INT_BOUNDS[key]
+                if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                    raise ConfigError(
+                        f"expected a whole number from {lo} to {hi:,}, found {_what(value)}",
+                        where=f"{where}.{key}",
+                    )
             out[key] = value
         else:
             sets[key] = _scalar(value, f"{where}.{key}")
@@ -113,25 +161,42 @@ def cell_id(settings: Mapping[str, Any]) -> str:
 
 def parse_spec(data: Mapping[str, Any], default_name: str = "sweep", where: str = "sweep") -> SweepSpec:
     """Build a :class:`SweepSpec` from a parsed TOML document."""
+    data = _table(data, "a TOML document", where)
     known = {"sweep", "base", "grid", "cells"}
-    extra = sorted(set(data) - known)
+    extra = sorted(str(k) for k in set(data) - known)
     if extra:
         raise ConfigError(f"unknown table(s) {extra}; expected {sorted(known)}", where=where)
-    head = data.get("sweep", {})
-    name = str(head.get("name", default_name))
-    if not name or "/" in name or name.startswith("."):
-        raise ConfigError(f"expected a plain name, found {name!r}", where=f"{where}: sweep.name")
+    head = _table(data.get("sweep", {}), "a [sweep] table", f"{where}: sweep")
+    unknown = sorted(str(k) for k in set(head) - {"name"})
+    if unknown:
+        raise ConfigError(f"unknown key(s) {unknown}; expected 'name'", where=f"{where}: sweep")
+    name = head.get("name", default_name)
+    if not isinstance(name, str) or not _plain_name(name):
+        raise ConfigError(
+            "expected a plain name (a directory name: no '/', '\\' or control characters, not "
+            f"starting with '.', at most 100 characters), found {_what(name)}",
+            where=f"{where}: sweep.name",
+        )
+    if not any(k in data for k in ("base", "grid", "cells")):
+        raise ConfigError("expected a [base], [grid] or [[cells]] table, found none", where=where)
     base = normalize(data.get("base", {}), f"{where}: base")
-    grid = data.get("grid", {})
+    grid = _table(data.get("grid", {}), "a [grid] table of setting = [values]", f"{where}: grid")
     axes: list[list[dict[str, Any]]] = []
     for key, values in grid.items():
         values = values if isinstance(values, list) else [values]
         if not values:
-            raise ConfigError("expected at least one value", where=f"{where}: grid.{key}")
+            raise ConfigError(
+                "expected at least one value, found an empty list", where=f"{where}: grid.{key}"
+            )
+        if len(values) > MAX_SWEEP_CELLS:
+            raise _too_many(len(values), f"{where}: grid.{key}")
         axes.append([normalize({key: v}, f"{where}: grid") for v in values])
     explicit = data.get("cells", [{}])
     if not isinstance(explicit, list) or not explicit:
-        raise ConfigError("expected [[cells]] tables", where=f"{where}: cells")
+        raise ConfigError(f"expected [[cells]] tables, found {_what(explicit)}", where=f"{where}: cells")
+    product = len(explicit) * math.prod(len(axis) for axis in axes)
+    if product > MAX_SWEEP_CELLS:  # refused before any is built
+        raise _too_many(product, where)
     cells: dict[str, dict[str, Any]] = {}
     for i, raw in enumerate(explicit):
         one = normalize(raw, f"{where}: cells[{i}]")
@@ -139,6 +204,17 @@ def parse_spec(data: Mapping[str, Any], default_name: str = "sweep", where: str 
             settings = _merge(base, one, *combo)
             cells.setdefault(cell_id(settings), settings)
     return SweepSpec(name, list(cells.values()))
+
+
+def _plain_name(name: str) -> bool:
+    """A name usable as one directory name: no separator, control character or leading dot."""
+    return 0 < len(name) <= 100 and not name.startswith(".") and not re.search(r"[/\\\x00-\x1f\x7f]", name)
+
+
+def _too_many(count: int, where: str) -> ConfigError:
+    return ConfigError(
+        f"expected at most {MAX_SWEEP_CELLS:,} cells (MAX_SWEEP_CELLS), found {count:,}", where=where
+    )
 
 
 def load_spec(path: str | Path) -> SweepSpec:
@@ -169,29 +245,27 @@ def run_cell(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _one_line(exc: BaseException) -> str:
+    """The error recorded for a failed cell: the first line of its message (a memwall error says
+    where, never what a file holds), with the exception's type when it is not a memwall error;
+    at most a few hundred characters."""
     text = str(exc).strip().splitlines()
     msg = text[0] if text else ""
-    return f"{type(exc).__name__}: {msg}" if not isinstance(exc, MemwallError) else msg
+    line = msg if isinstance(exc, MemwallError) else f"{type(exc).__name__}: {msg}".rstrip(": ")
+    return line if len(line) <= _MAX_ERROR_CHARS else line[: _MAX_ERROR_CHARS - 3] + "..."
 
 
 # -- output -----------------------------------------------------------------------------------
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and a rename (never a half-written file)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``text`` to ``path`` whole or not at all (:func:`sim.core.atomic.write_text_atomic`)."""
+    write_text_atomic(path, text)
 
 
 def read_cell(out: Path, cid: str) -> dict[str, Any] | None:
     try:
-        return json.loads((out / "cells" / f"{cid}.json").read_text(encoding="utf-8"))
+        rec = json.loads((out / "cells" / f"{cid}.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None  # missing or unreadable: compute it (again)
+    return rec if isinstance(rec, dict) else None
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -210,28 +284,30 @@ def settings_columns(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def write_results(out: Path, spec: SweepSpec) -> Path:
-    """Rebuild ``results.csv``: one row per cell of ``spec`` that has a record."""
+    """Rebuild ``results.csv`` atomically: one row per cell of ``spec`` that has a record."""
     rows: list[tuple[dict[str, Any], dict[str, Any]]] = []
     for settings, cid in zip(spec.cells, spec.ids(), strict=True):
         rec = read_cell(out, cid)
         if rec is None:
             continue
         head = {"cell": cid, "status": rec.get("status", ""), "error": rec.get("error", "")}
-        rows.append(({**head, **settings_columns(settings)}, _flatten(rec.get("summary") or {})))
+        summary = rec.get("summary")
+        rows.append(
+            ({**head, **settings_columns(settings)}, _flatten(summary if isinstance(summary, dict) else {}))
+        )
     setting_cols = ["cell", "status", "error"]
     for left, _ in rows:
         setting_cols += [k for k in left if k not in setting_cols]
     taken = set(setting_cols)
     metric_cols = sorted({k for _, right in rows for k in right})
     rename = {k: (f"result.{k}" if k in taken else k) for k in metric_cols}
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=setting_cols + [rename[k] for k in metric_cols], restval="")
+    w.writeheader()
+    for left, right in rows:
+        w.writerow({**left, **{rename[k]: v for k, v in right.items()}})
     path = out / "results.csv"
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".results.csv.", suffix=".tmp")
-    with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=setting_cols + [rename[k] for k in metric_cols], restval="")
-        w.writeheader()
-        for left, right in rows:
-            w.writerow({**left, **{rename[k]: v for k, v in right.items()}})
-    os.replace(tmp, path)
+    write_atomic(path, buf.getvalue())
     return path
 
 
@@ -253,22 +329,24 @@ class SweepReport:
 def run_sweep(
     spec: SweepSpec,
     out: str | Path,
-    client: Any,
+    client: Any = None,
     *,
     retries: int = 2,
     on_cell: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> SweepReport:
-    """Run the unfinished cells of ``spec`` on a ``dask.distributed.Client``, writing each as it ends.
+    """Run the unfinished cells of ``spec`` on a ``dask.distributed.Client`` (or, with ``client``
+    None, one by one in this process), writing each as it ends.
 
-    ``on_cell(id, record)`` is called after each cell's record is on disk.
+    ``on_cell(id, record)`` is called after each cell's record is on disk. ``results.csv`` is
+    rewritten at the end, also when the sweep is interrupted (Ctrl-C: every cell finished so far
+    is on disk and listed; the interruption then propagates).
     """
-    from dask.distributed import as_completed
-
     out_dir = Path(out)
     try:
         (out_dir / "cells").mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"cannot create output directory: {exc.strerror}", where=str(out_dir)) from None
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or "invalid path"
+        raise ConfigError(f"cannot create output directory {out_dir}: {reason}", where="--out") from None
     write_atomic(out_dir / "spec.json", json.dumps({"name": spec.name, "cells": spec.cells}, indent=1) + "\n")
     report = SweepReport(out_dir, len(spec.cells))
     todo: dict[str, dict[str, Any]] = {}
@@ -278,31 +356,82 @@ def run_sweep(
             report.skipped += 1
         else:
             todo[cid] = settings
-    futures = {
-        client.submit(run_cell, settings, key=f"memwall-cell-{cid}", pure=False, retries=retries): cid
-        for cid, settings in todo.items()
-    }
-    for fut in as_completed(list(futures)):
-        cid = futures[fut]
-        settings = todo[cid]
-        try:
-            result = fut.result()
-        except Exception as exc:  # crashed after its retries, or lost with workers too often
-            result = {"status": "error", "error": _one_line(exc)}
-        record = {"cell": cid, "settings": settings, **result}
+
+    def finish(cid: str, result: dict[str, Any]) -> None:
+        record = {"cell": cid, "settings": todo[cid], **result}
         write_atomic(out_dir / "cells" / f"{cid}.json", json.dumps(record, indent=1, sort_keys=True) + "\n")
         report.computed.append(cid)
         if result["status"] != "ok":
             report.errors[cid] = result.get("error", "")
         if on_cell is not None:
             on_cell(cid, record)
-        fut.release()
-    report.results = write_results(out_dir, spec)
+
+    try:
+        if client is None:
+            for cid, settings in todo.items():
+                finish(cid, _run_here(settings, retries))
+        else:
+            _run_on(client, todo, retries, finish)
+    finally:  # also on Ctrl-C: the finished cells are on disk, list them
+        report.results = write_results(out_dir, spec)
     return report
 
 
+def _run_here(settings: Mapping[str, Any], retries: int) -> dict[str, Any]:
+    """One cell in this process, retried like a dask task when it crashes."""
+    t0 = time.perf_counter()
+    for attempt in range(retries + 1):
+        try:
+            return run_cell(settings)
+        except Exception as exc:  # a crash (not a configuration error, which run_cell records)
+            if attempt == retries:
+                return {"status": "error", "error": _one_line(exc), "wall_s": time.perf_counter() - t0}
+    raise AssertionError("unreachable")
+
+
+def _run_on(
+    client: Any,
+    todo: Mapping[str, dict[str, Any]],
+    retries: int,
+    finish: Callable[[str, dict[str, Any]], None],
+) -> None:
+    from dask.distributed import as_completed
+
+    futures = {
+        client.submit(run_cell, settings, key=f"memwall-cell-{cid}", pure=False, retries=retries): cid
+        for cid, settings in todo.items()
+    }
+    for fut in as_completed(list(futures)):
+        cid = futures[fut]
+        try:
+            result = fut.result()
+        except Exception as exc:  # crashed after its retries, or lost with workers too often
+            result = {"status": "error", "error": _one_line(exc)}
+        finish(cid, result)
+        fut.release()
+
+
+_ADDRESS = re.compile(r"(?:(tcp|tls|ucx|ws|wss)://)?([A-Za-z0-9_.\-]+|\[[0-9A-Fa-f:.]+\]):(\d{1,5})")
+
+
+def scheduler_address(text: str) -> str:
+    """``text`` checked as a dask scheduler address (``tcp://host:port`` or ``host:port``)."""
+    m = _ADDRESS.fullmatch(text.strip())
+    if m is None or not 1 <= int(m.group(3)) <= 65535:
+        raise ConfigError(
+            f"expected a scheduler address such as tcp://host:8786 or host:8786, found {brief(text)}",
+            where="--scheduler",
+        )
+    return text.strip() if m.group(1) else f"tcp://{text.strip()}"
+
+
 def make_client(workers: int | None = None, scheduler: str | None = None, processes: bool = True) -> Any:
-    """A client of the scheduler at ``scheduler``, or of a new LocalCluster of ``workers`` processes."""
+    """A client of the scheduler at ``scheduler``, or of a new LocalCluster of ``workers`` processes.
+
+    A scheduler that does not answer, or has no worker, within :data:`SCHEDULER_TIMEOUT_S` is a
+    :class:`ConfigError` naming ``--scheduler`` (a sweep never waits forever for one).
+    """
+    address = scheduler_address(scheduler) if scheduler is not None else None
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError:
@@ -310,16 +439,53 @@ def make_client(workers: int | None = None, scheduler: str | None = None, proces
             f"sweeps need dask.distributed: pip install 'memwall[sweep]' (or '{REQUIREMENT}')",
             where="sweep",
         ) from None
-    if scheduler:
+    if address is not None:
+        wait = f"{SCHEDULER_TIMEOUT_S:g}s"
         try:
-            return Client(scheduler, timeout="30s")
-        except (OSError, TimeoutError) as exc:
-            raise ConfigError(f"cannot reach the scheduler: {exc}", where="--scheduler") from None
+            client = Client(address, timeout=wait)
+        except (OSError, TimeoutError, ValueError) as exc:
+            reason = _one_line(exc) if str(exc) else type(exc).__name__
+            raise ConfigError(
+                f"cannot reach a dask scheduler at {address} within {wait}: {reason}", where="--scheduler"
+            ) from None
+        try:
+            client.wait_for_workers(1, timeout=SCHEDULER_TIMEOUT_S)
+        except (OSError, TimeoutError):
+            client.close()
+            raise ConfigError(
+                f"the dask scheduler at {address} has no worker (waited {wait}); start one with "
+                f"'dask worker {address}'",
+                where="--scheduler",
+            ) from None
+        except BaseException:
+            client.close()
+            raise
+        return client
     n = workers or max(1, min(os.cpu_count() or 1, 8))
-    cluster = LocalCluster(
-        n_workers=n, threads_per_worker=1, processes=processes, dashboard_address=":0", silence_logs=40
-    )
-    return Client(cluster)
+    with _sigint_ignored():  # the workers inherit it: Ctrl-C stops the sweep here, not in each worker
+        cluster = LocalCluster(
+            n_workers=n, threads_per_worker=1, processes=processes, dashboard_address=":0", silence_logs=40
+        )
+    try:
+        return Client(cluster)
+    except BaseException:
+        cluster.close()
+        raise
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored while worker processes start (they keep ignoring it; a terminal's Ctrl-C
+    reaches the whole process group, and only this process should act on it: it writes what
+    finished and closes the cluster)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def _describe(settings: Mapping[str, Any], varying: Iterable[str]) -> str:
@@ -328,6 +494,11 @@ def _describe(settings: Mapping[str, Any], varying: Iterable[str]) -> str:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    if args.scheduler is not None and args.workers is not None:
+        raise ConfigError(
+            "--workers sizes a local cluster; with --scheduler the scheduler's workers run the cells",
+            where="--workers",
+        )
     spec = load_spec(args.spec)
     out = Path(args.out) if args.out else Path("sweeps") / spec.name
     columns = [settings_columns(c) for c in spec.cells]
@@ -341,44 +512,59 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         extra = f"  {record.get('wall_s', 0.0):.1f} s" if status == "ok" else f"  {record.get('error', '')}"
         print(f"[{done[0]}] {status:5} {cid}  {_describe(record['settings'], varying)}{extra}", flush=True)
 
-    client = make_client(args.workers, args.scheduler)
+    here = args.workers == 0 and args.scheduler is None
+    client = None if here else make_client(args.workers, args.scheduler)
     try:
-        cluster = getattr(client, "cluster", None)
-        where = args.scheduler or f"local cluster of {len(cluster.workers) if cluster else '?'} workers"
+        if client is None:
+            where = "one process (--workers 0, no dask)"
+        else:
+            cluster = getattr(client, "cluster", None)
+            where = args.scheduler or f"local cluster of {len(cluster.workers) if cluster else '?'} workers"
         print(f"sweep {spec.name}: {len(spec.cells)} cells on {where}, output {out}", flush=True)
         report = run_sweep(spec, out, client, retries=args.retries, on_cell=report_cell)
+    except KeyboardInterrupt:
+        print(
+            f"interrupted after {done[0]} new cells: every finished cell is in {out / 'cells'} and "
+            f"{out / 'results.csv'}; run the sweep again to finish the rest",
+            flush=True,
+        )
+        raise
     finally:
-        cluster = getattr(client, "cluster", None)
-        client.close()
-        if cluster is not None and not args.scheduler:
-            cluster.close()
+        if client is not None:
+            cluster = getattr(client, "cluster", None)
+            client.close()
+            if cluster is not None and not args.scheduler:
+                cluster.close()
     ok = report.total - report.skipped - len(report.errors)
     print(
         f"{report.total} cells: {report.skipped} already done, {ok} ok, {len(report.errors)} failed; "
         f"wrote {report.results}"
     )
-    if report.errors:
+    if report.errors:  # every finished cell is kept; each failed one is an error line, exit 2
         for cid, msg in report.errors.items():
             print(f"memwall: error: cell {cid}: {msg}", file=sys.stderr)
-        return 1
+        return 2
     return 0
 
 
-def _nonneg_int(text: str) -> int:
+def _bounded_int(text: str, lo: int, hi: int) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, found {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, found {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number from {lo} to {hi}, found {brief(text)}"
+        ) from None
+    if not lo <= value <= hi:
+        raise argparse.ArgumentTypeError(f"expected a whole number from {lo} to {hi}, found {brief(text)}")
     return value
 
 
-def _positive(text: str) -> int:
-    value = _nonneg_int(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number > 0, found {text!r}")
-    return value
+def _workers(text: str) -> int:
+    return _bounded_int(text, 0, MAX_WORKERS)
+
+
+def _retries(text: str) -> int:
+    return _bounded_int(text, 0, MAX_RETRIES)
 
 
 def add_parser(subparsers: Any, parser_class: Any = None) -> argparse.ArgumentParser:
@@ -389,9 +575,14 @@ def add_parser(subparsers: Any, parser_class: Any = None) -> argparse.ArgumentPa
     """
     sw = subparsers.add_parser("sweep", help="run a grid of 'memwall run' settings on dask.distributed")
     sw.add_argument("spec", help="sweep TOML ([sweep] name, [base], [grid] and/or [[cells]])")
-    sw.add_argument("--workers", type=_positive, help="local worker processes (default: CPU count, <= 8)")
+    sw.add_argument(
+        "--workers",
+        type=_workers,
+        help="local worker processes (default: CPU count, <= 8); 0 runs the cells one by one in this "
+        "process, without dask",
+    )
     sw.add_argument("--scheduler", metavar="ADDRESS", help="dask scheduler, e.g. tcp://host:8786")
     sw.add_argument("--out", help="output directory (default sweeps/NAME/)")
-    sw.add_argument("--retries", type=_nonneg_int, default=2, help="retries of a crashed cell (default 2)")
+    sw.add_argument("--retries", type=_retries, default=2, help="retries of a crashed cell (default 2)")
     sw.set_defaults(func=cmd_sweep)
     return sw

@@ -24,6 +24,7 @@ import simpy
 
 from sim.core.component import Component
 from sim.core.errors import ConfigError, SimulationError
+from sim.core.limits import MAX_LATENCY_CYCLES
 from sim.core.params import ParamSet, non_negative, param, positive
 from sim.core.registry import lookup
 from sim.core.units import COUNT, ENERGY, FREQUENCY, PS_PER_S, SIZE
@@ -31,6 +32,27 @@ from sim.fabric.packet import Packet
 from sim.fabric.router import ACTIVE, IDLE, WAIT_VA, CreditVCRouter, InputVC, RouterParams
 from sim.fabric.routing import default_routing
 from sim.stats import counter, tally
+
+MAX_CLOCK_HZ = PS_PER_S
+"""Fastest network clock: one cycle is at least 1 ps (the simulated time's resolution)."""
+MAX_WHEEL_CYCLES = 1 << 16
+"""Longest delay the flit-level model schedules ahead (router stages + longest link or NIC latency
++ credit delay): its timing wheels hold one slot per cycle of it, and it turns them every cycle."""
+
+
+def _cycles(lo: int) -> Any:
+    """A check: a latency of ``lo`` to :data:`~sim.core.limits.MAX_LATENCY_CYCLES` cycles."""
+
+    def check(v: int) -> str | None:
+        if lo <= v <= MAX_LATENCY_CYCLES:
+            return None
+        return f"a value >= {lo} and <= {MAX_LATENCY_CYCLES:,} cycles (MAX_LATENCY_CYCLES)"
+
+    return check
+
+
+def _clock(v: float) -> str | None:
+    return None if 0 < v <= MAX_CLOCK_HZ else "a clock > 0 and at most 1 THz (a cycle of at least 1 ps)"
 
 
 class DeadlockError(SimulationError):
@@ -48,7 +70,7 @@ class NetworkParams(ParamSet):
         "registered flit-level router (a CreditVCRouter subclass: the network fills its buffers)",
     )
     clock: float = param(
-        "1GHz", FREQUENCY, "router clock (ASSUMPTION: 1 GHz, a typical NoC clock)", check=positive
+        "1GHz", FREQUENCY, "router clock (ASSUMPTION: 1 GHz, a typical NoC clock)", check=_clock
     )
     flit_bytes: int = param(
         "16B",
@@ -59,13 +81,13 @@ class NetworkParams(ParamSet):
     max_packet_flits: int = param(
         16, COUNT, "messages are cut into packets of at most this many flits", check=positive
     )
-    inject_latency: int = param(1, COUNT, "cycles from a NIC to its router's input buffer", check=positive)
-    eject_latency: int = param(1, COUNT, "cycles from a router's output to the NIC", check=positive)
+    inject_latency: int = param(1, COUNT, "cycles from a NIC to its router's input buffer", check=_cycles(1))
+    eject_latency: int = param(1, COUNT, "cycles from a router's output to the NIC", check=_cycles(1))
     link_latency: int = param(
         0,
         COUNT,
         "router-to-router link latency in cycles; 0 = each link's 'latency' from the topology",
-        check=non_negative,
+        check=_cycles(0),
     )
     energy_per_bit: float = param(
         "5pJ",
@@ -78,7 +100,7 @@ class NetworkParams(ParamSet):
         2000,
         COUNT,
         "cycles with flits buffered and none moving before the run stops as deadlocked",
-        check=positive,
+        check=_cycles(1),
     )
 
 
@@ -266,6 +288,13 @@ class FlitNetwork(NetworkBase):
             [p.inject_latency, p.eject_latency, 1] + [lat for r in self.routers for lat in r._link_latency]
         )
         self.horizon = h = rp.t_sa + rp.t_st + longest + rp.credit_delay + 2
+        if h > MAX_WHEEL_CYCLES:  # checked before the wheels are allocated
+            raise ConfigError(
+                f"expected t_sa + t_st + the longest link or NIC latency + credit_delay of at most "
+                f"{MAX_WHEEL_CYCLES - 2:,} cycles at flit level (its timing wheels hold a slot per cycle), "
+                f"found {h - 2:,}; the message-level model (fidelity message) takes longer links",
+                where="network",
+            )
         self.arrive_wheel: list[list[tuple[InputVC, list[Any]]]] = [[] for _ in range(h)]
         self.credit_wheel: list[list[Any]] = [[] for _ in range(h)]
         self.eject_wheel: list[list[list[Any]]] = [[] for _ in range(h)]

@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sim.core.component import Component
-from sim.core.params import ParamSet, non_negative, param, positive
+from sim.core.limits import MAX_LATENCY_CYCLES
+from sim.core.params import ParamSet, param
 from sim.core.registry import lookup, register
 from sim.core.units import COUNT
 from sim.fabric.routing import EJECT, RoutingFunction
@@ -46,20 +47,37 @@ IDLE, WAIT_VA, ACTIVE = 0, 1, 2
 # Lists, not objects, because a flit is touched at every hop and index access is the cheapest.
 INFINITE_CREDITS = 1 << 30
 NOT_BUFFERED = 1 << 62  # an ACTIVE VC's ``ready`` while its buffer is empty
+MAX_VCS = 64
+"""Virtual channels per port (real routers have a handful; each is a buffer per port)."""
+MAX_VC_BUFFER = 1 << 20
+"""Flits of one VC buffer (far below :data:`INFINITE_CREDITS`, the credit count of an ejection port)."""
+
+
+def _between(lo: int, hi: int, unit: str = "") -> Any:
+    """A check: ``lo <= value <= hi`` (a whole number of cycles, VCs or flits)."""
+
+    def check(v: int) -> str | None:
+        return None if lo <= v <= hi else f"a value >= {lo} and <= {hi:,}{unit}"
+
+    return check
+
+
+def _stage(lo: int) -> Any:
+    return _between(lo, MAX_LATENCY_CYCLES, " cycles (MAX_LATENCY_CYCLES)")
 
 
 @dataclass(frozen=True)
 class RouterParams(ParamSet):
     """Router microarchitecture. Defaults: the canonical 4-stage VC router (Dally & Towles, ch. 16)."""
 
-    vcs: int = param(4, COUNT, "virtual channels per port", check=positive)
-    vc_buffer: int = param(8, COUNT, "flits of buffer per VC", check=positive)
-    t_rc: int = param(1, COUNT, "route computation, cycles", check=non_negative)
-    t_va: int = param(1, COUNT, "VC allocation, cycles", check=positive)
-    t_sa: int = param(1, COUNT, "switch allocation, cycles", check=positive)
-    t_st: int = param(1, COUNT, "switch traversal, cycles", check=non_negative)
+    vcs: int = param(4, COUNT, "virtual channels per port", check=_between(1, MAX_VCS))
+    vc_buffer: int = param(8, COUNT, "flits of buffer per VC", check=_between(1, MAX_VC_BUFFER))
+    t_rc: int = param(1, COUNT, "route computation, cycles", check=_stage(0))
+    t_va: int = param(1, COUNT, "VC allocation, cycles", check=_stage(1))
+    t_sa: int = param(1, COUNT, "switch allocation, cycles", check=_stage(1))
+    t_st: int = param(1, COUNT, "switch traversal, cycles", check=_stage(0))
     credit_delay: int = param(
-        0, COUNT, "extra cycles for a credit to return, beyond the link latency", check=non_negative
+        0, COUNT, "extra cycles for a credit to return, beyond the link latency", check=_stage(0)
     )
     arbiter: str = param("round_robin", str, "registered arbiter used by the VC and switch allocators")
 

@@ -19,12 +19,15 @@ Keys memwall does not need are ignored (config.json files carry dozens); keys it
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from sim.core.errors import ConfigError, RegistryError, join_where
+from sim.core.limits import MAX_LAYERS
 from sim.core.registry import REGISTRY, lookup, register
+from sim.core.textfile import brief, read_text
 from sim.core.tomlfile import read_toml
 from sim.model.catalog import find_entry, known_names
 from sim.model.spec import FULL_ATTENTION, LAYER_TYPES, SLIDING_ATTENTION, ModelSpec
@@ -32,6 +35,27 @@ from sim.model.spec import FULL_ATTENTION, LAYER_TYPES, SLIDING_ATTENTION, Model
 _MISSING: Any = object()
 
 TORCH_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
+
+MAX_WIDTH = 1 << 20
+"""Largest hidden, intermediate, head or rank size (and head count) read from a config: far above any
+released model (hidden sizes reach ~2^14), far below sizes whose weights could not be counted."""
+
+MAX_VOCAB = 1 << 24
+"""Largest vocabulary read from a config (released models: up to ~2^18 tokens)."""
+
+MAX_EXPERTS = 1 << 16
+"""Most routed (or shared) experts per MoE layer read from a config (released models: up to 384)."""
+
+MAX_ANY = 1 << 40
+"""Bound on any other integer a config gives (positions, windows, steps): keeps int64 arithmetic exact."""
+
+_LIMIT_NAMES = {
+    MAX_LAYERS: "MAX_LAYERS",
+    MAX_WIDTH: "MAX_WIDTH",
+    MAX_VOCAB: "MAX_VOCAB",
+    MAX_EXPERTS: "MAX_EXPERTS",
+    MAX_ANY: "MAX_ANY",
+}
 
 
 class ConfigReader:
@@ -54,32 +78,40 @@ class ConfigReader:
             return keys[0], _MISSING
         for k, v in found[1:]:
             if v != found[0][1]:
-                raise self.error(k, f"{v!r} contradicts {found[0][0]} = {found[0][1]!r}")
+                raise self.error(k, f"{brief(v)} contradicts {found[0][0]} = {brief(found[0][1])}")
         return found[0]
 
-    def int(self, *keys: str, default: Any = _MISSING, minimum: int = 1) -> Any:
-        """An integer >= ``minimum`` under the first present key of ``keys`` (aliases)."""
+    def int(self, *keys: str, default: Any = _MISSING, minimum: int = 1, maximum: int = MAX_ANY) -> Any:
+        """An integer in ``[minimum, maximum]`` under the first present key of ``keys`` (aliases).
+
+        Whole-valued floats (``4096.0``) are accepted; fractions, booleans, strings, NaN and
+        infinities are not.
+        """
         key, value = self._get(keys)
         if value is _MISSING:
             if default is _MISSING:
                 also = f" (or {', '.join(keys[1:])})" if len(keys) > 1 else ""
                 raise self.error(key, f"missing key{also}; expected an integer >= {minimum}")
             return default
-        if isinstance(value, float) and value.is_integer():
+        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
             value = int(value)
         if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            raise self.error(key, f"expected an integer >= {minimum}, found {value!r}")
+            raise self.error(key, f"expected an integer >= {minimum}, found {brief(value)}")
+        if value > maximum:
+            name = _LIMIT_NAMES.get(maximum)
+            bound = f"{maximum:,} ({name})" if name else f"{maximum:,}"
+            raise self.error(key, f"expected an integer <= {bound}, found {brief(value)}")
         return value
 
-    def opt_int(self, *keys: str, minimum: int = 1) -> int | None:
-        return self.int(*keys, default=None, minimum=minimum)
+    def opt_int(self, *keys: str, minimum: int = 1, maximum: int = MAX_ANY) -> int | None:
+        return self.int(*keys, default=None, minimum=minimum, maximum=maximum)
 
     def bool(self, key: str, default: bool) -> bool:
         value = self.data.get(key)
         if value is None:
             return default
         if not isinstance(value, bool):
-            raise self.error(key, f"expected true or false, found {value!r}")
+            raise self.error(key, f"expected true or false, found {brief(value)}")
         return value
 
     def str(self, key: str, default: str | None = None) -> str | None:
@@ -87,7 +119,7 @@ class ConfigReader:
         if value is None:
             return default
         if not isinstance(value, str):
-            raise self.error(key, f"expected a string, found {value!r}")
+            raise self.error(key, f"expected a string, found {brief(value)}")
         return value
 
     def list(self, key: str) -> list[Any] | None:
@@ -95,7 +127,7 @@ class ConfigReader:
         if value is None:
             return None
         if not isinstance(value, list):
-            raise self.error(key, f"expected a list, found {value!r}")
+            raise self.error(key, f"expected a list, found {brief(value)}")
         return value
 
 
@@ -111,17 +143,17 @@ def read_common(r: ConfigReader) -> dict[str, Any]:
     MLA: ``kv_lora_rank`` (its presence selects MLA), ``q_lora_rank``, ``qk_rope_head_dim``,
     ``qk_nope_head_dim``, ``v_head_dim``. Windows: ``layer_types`` and ``sliding_window``.
     """
-    layers = r.int("num_hidden_layers")
-    hidden = r.int("hidden_size")
-    heads = r.int("num_attention_heads")
-    kv_heads = r.int("num_key_value_heads", default=heads)
+    layers = r.int("num_hidden_layers", maximum=MAX_LAYERS)
+    hidden = r.int("hidden_size", maximum=MAX_WIDTH)
+    heads = r.int("num_attention_heads", maximum=MAX_WIDTH)
+    kv_heads = r.int("num_key_value_heads", default=heads, maximum=MAX_WIDTH)
     spec: dict[str, Any] = {
         "layers": layers,
         "hidden": hidden,
         "heads": heads,
         "kv_heads": kv_heads,
-        "vocab": r.int("vocab_size"),
-        "intermediate": r.int("intermediate_size"),
+        "vocab": r.int("vocab_size", maximum=MAX_VOCAB),
+        "intermediate": r.int("intermediate_size", maximum=MAX_WIDTH),
         "tie_embeddings": r.bool("tie_word_embeddings", False),
         "attention_bias": r.bool("attention_bias", False),
         "max_context": r.opt_int("max_position_embeddings"),
@@ -129,15 +161,18 @@ def read_common(r: ConfigReader) -> dict[str, Any]:
         "quant_method": _quant_method(r),
     }
 
-    kv_lora = r.opt_int("kv_lora_rank")
+    kv_lora = r.opt_int("kv_lora_rank", maximum=MAX_WIDTH)
     if kv_lora is not None:  # multi-head latent attention
-        rope, nope = r.int("qk_rope_head_dim"), r.int("qk_nope_head_dim")
+        rope, nope = (
+            r.int("qk_rope_head_dim", maximum=MAX_WIDTH),
+            r.int("qk_nope_head_dim", maximum=MAX_WIDTH),
+        )
         spec |= {
             "kv_lora_rank": kv_lora,
-            "q_lora_rank": r.opt_int("q_lora_rank"),
+            "q_lora_rank": r.opt_int("q_lora_rank", maximum=MAX_WIDTH),
             "qk_rope_head_dim": rope,
             "qk_nope_head_dim": nope,
-            "v_head_dim": r.int("v_head_dim"),
+            "v_head_dim": r.int("v_head_dim", maximum=MAX_WIDTH),
             "head_dim": nope + rope,
         }
     else:
@@ -146,7 +181,7 @@ def read_common(r: ConfigReader) -> dict[str, Any]:
                 "num_key_value_heads",
                 f"expected a divisor of num_attention_heads ({heads}), found {kv_heads}",
             )
-        head_dim = r.opt_int("head_dim")
+        head_dim = r.opt_int("head_dim", maximum=MAX_WIDTH)
         if head_dim is None:
             if hidden % heads:
                 raise r.error(
@@ -157,19 +192,23 @@ def read_common(r: ConfigReader) -> dict[str, Any]:
             head_dim = hidden // heads
         spec["head_dim"] = head_dim
 
-    experts = r.int("num_local_experts", "num_experts", "n_routed_experts", default=0, minimum=0)
+    experts = r.int(
+        "num_local_experts", "num_experts", "n_routed_experts", default=0, minimum=0, maximum=MAX_EXPERTS
+    )
     if experts:
-        k = r.int("num_experts_per_tok", "experts_per_token")
+        k = r.int("num_experts_per_tok", "experts_per_token", maximum=MAX_EXPERTS)
         if k > experts:
             raise r.error("num_experts_per_tok", f"expected at most {experts} (the experts), found {k}")
-        first_k = r.int("first_k_dense_replace", default=0, minimum=0)
+        first_k = r.int("first_k_dense_replace", default=0, minimum=0, maximum=MAX_LAYERS)
         if first_k > layers:
             raise r.error("first_k_dense_replace", f"expected at most {layers} (the layers), found {first_k}")
         spec |= {
             "experts": experts,
             "experts_per_token": k,
-            "shared_experts": r.int("n_shared_experts", default=0, minimum=0),
-            "moe_intermediate": r.int("moe_intermediate_size", default=spec["intermediate"]),
+            "shared_experts": r.int("n_shared_experts", default=0, minimum=0, maximum=MAX_EXPERTS),
+            "moe_intermediate": r.int(
+                "moe_intermediate_size", default=spec["intermediate"], maximum=MAX_WIDTH
+            ),
             "first_k_dense": first_k,
             "dense_layers": _dense_layers(r, layers),
         }
@@ -193,7 +232,9 @@ def _dense_layers(r: ConfigReader, layers: int) -> tuple[int, ...]:
     only = r.list("mlp_only_layers") or []
     for j, i in enumerate(only):
         if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < layers:
-            raise r.error(f"mlp_only_layers[{j}]", f"expected a layer index in 0..{layers - 1}, found {i!r}")
+            raise r.error(
+                f"mlp_only_layers[{j}]", f"expected a layer index in 0..{layers - 1}, found {brief(i)}"
+            )
         dense.add(i)
     step = r.int("decoder_sparse_step", default=1)
     dense |= {i for i in range(layers) if (i + 1) % step}
@@ -207,7 +248,7 @@ def _layer_types(r: ConfigReader, types: list[Any], layers: int, window: int | N
         raise r.error("layer_types", f"expected {layers} entries (num_hidden_layers), found {len(types)}")
     for j, t in enumerate(types):
         if t not in LAYER_TYPES:
-            raise r.error(f"layer_types[{j}]", f"expected {' or '.join(LAYER_TYPES)}, found {t!r}")
+            raise r.error(f"layer_types[{j}]", f"expected {' or '.join(LAYER_TYPES)}, found {brief(t)}")
     if SLIDING_ATTENTION in types and window is None:
         raise r.error("sliding_window", "missing key; layer_types has sliding_attention layers")
     return tuple(types)
@@ -216,7 +257,7 @@ def _layer_types(r: ConfigReader, types: list[Any], layers: int, window: int | N
 def _torch_dtype(r: ConfigReader) -> str:
     value = r.str("torch_dtype", "bfloat16") or "bfloat16"
     if value not in TORCH_DTYPES:
-        raise r.error("torch_dtype", f"expected one of {', '.join(TORCH_DTYPES)}, found {value!r}")
+        raise r.error("torch_dtype", f"expected one of {', '.join(TORCH_DTYPES)}, found {brief(value)}")
     return TORCH_DTYPES[value]
 
 
@@ -225,10 +266,10 @@ def _quant_method(r: ConfigReader) -> str | None:
     if q is None:
         return None
     if not isinstance(q, Mapping):
-        raise r.error("quantization_config", f"expected a table, found {q!r}")
+        raise r.error("quantization_config", f"expected a table, found {brief(q)}")
     method = q.get("quant_method")
     if not isinstance(method, str):
-        raise r.error("quantization_config.quant_method", f"expected a string, found {method!r}")
+        raise r.error("quantization_config.quant_method", f"expected a string, found {brief(method)}")
     return method
 
 
@@ -295,7 +336,7 @@ def _deepseek(r: ConfigReader) -> dict[str, Any]:
     if not r.has("kv_lora_rank"):
         raise r.error("kv_lora_rank", "missing key; DeepSeek models use multi-head latent attention")
     spec = read_common(r)
-    spec["mtp_layers"] = r.int("num_nextn_predict_layers", default=0, minimum=0)
+    spec["mtp_layers"] = r.int("num_nextn_predict_layers", default=0, minimum=0, maximum=MAX_LAYERS)
     return spec
 
 
@@ -339,7 +380,7 @@ def family_reader(r: ConfigReader) -> tuple[str, FamilyReader]:
             families = ", ".join(sorted(REGISTRY.entries.get("model_family", {})))
             raise r.error(
                 "model_type",
-                f"unsupported model_type {model_type!r}; expected one of: {families} "
+                f"unsupported model_type {brief(model_type)}; expected one of: {families} "
                 f"(or set model_type = 'llama' to read it as a Llama-style decoder)",
             ) from None
     return model_type, found
@@ -358,24 +399,36 @@ def spec_from_config(data: Mapping[str, Any], *, name: str, where: str) -> Model
 
 # -- files ----------------------------------------------------------------------------------------
 def read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from ``path``; syntax errors name the file, line and column."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("file not found", where=str(path)) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read file: {exc.strerror}", where=str(path)) from None
+    """A JSON object from ``path``; syntax errors name the file, line and column.
+
+    The file must be UTF-8 text (not compressed, not binary) of at most ``MAX_FILE_BYTES``. Values
+    are checked where they are read (:class:`ConfigReader`), so keys memwall ignores may hold anything.
+    """
+    text = read_text(Path(path), "a UTF-8 JSON file")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(
             f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", where=str(path)
         ) from None
+    except RecursionError:
+        raise ConfigError(
+            "expected JSON, found arrays or objects nested too deeply", where=str(path)
+        ) from None
+    except ValueError:  # an integer literal beyond Python's digit limit
+        raise ConfigError(
+            "expected JSON numbers of at most 4300 digits, found a longer one", where=str(path)
+        ) from None
     if not isinstance(data, dict):
         raise ConfigError(
-            f"expected a JSON object at the top level, found {type(data).__name__}", where=str(path)
+            f"expected a JSON object at the top level, found {_json_kind(data)}", where=str(path)
         )
     return data
+
+
+def _json_kind(value: Any) -> str:
+    kinds = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return "null" if value is None else kinds.get(type(value), type(value).__name__)
 
 
 def _toml_table(path: Path, key: str | None) -> tuple[dict[str, Any], str, str]:

@@ -10,6 +10,12 @@ its input is there; a missing input becomes a note on the page, never an error. 
 matplotlib is an optional extra (``memwall[plots]``); it is imported only when the command runs, with
 the non-interactive Agg backend.
 
+A malformed input is refused as one line naming the file (and key), never a traceback: a JSON
+file that is not UTF-8 JSON of the expected shape (``summary.json`` and ``config.json`` objects,
+``noc.json`` an object or a list of them, ``mesh_links.json`` an object with a ``links`` object), a
+CSV that cannot be parsed, or a column or value of the wrong kind. A directory holding none of the
+inputs is refused too. Every PNG and ``report.md`` is written through a temporary file and a rename.
+
 The roofline is approximate, and says so on the page: ops.csv records when each operation ran and what
 it waited on, not its bytes or FLOPs. Each iteration's work is rebuilt from the model summary in
 config.json: FLOPs = 2 x active parameters x tokens (attention score FLOPs left out) and bytes = the
@@ -22,18 +28,35 @@ measurement.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import math
 import re
 import sys
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from sim.core.atomic import atomic_path
+from sim.core.errors import ConfigError, MemwallError
+from sim.core.limits import MAX_FILE_BYTES, MAX_ROUTERS
+from sim.core.textfile import read_text, text_lines
 
 MATPLOTLIB_MISSING = "memwall report needs matplotlib: pip install 'memwall[plots]'"
 
 _MAX_AREA_POINTS = 400  # the stall area plot bins iterations beyond this many
+INPUTS = (
+    "summary.json",
+    "config.json",
+    "iterations.csv",
+    "requests.csv",
+    "ops.csv",
+    "blame.csv",
+    "noc.json",
+    "mesh_links.json",
+)
 
 
 def add_parser(subparsers: Any, parser_class: type[argparse.ArgumentParser] | None = None) -> Any:
@@ -58,31 +81,124 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(MATPLOTLIB_MISSING, file=sys.stderr)
         return 2
     d = Path(args.dir)
-    if not d.is_dir():
-        print(f"memwall: error: report directory {str(d)!r} does not exist", file=sys.stderr)
-        return 2
     try:
+        if not d.is_dir():
+            found = "a file" if d.exists() else "nothing"
+            raise ConfigError(
+                f"expected a directory written by 'memwall run --out' (or holding noc.json), found {found}",
+                where=f"report directory {str(d)!r}",
+            )
         page, plots = build_report(d)
-    except (OSError, ValueError, KeyError) as exc:  # unreadable or malformed inputs: one line
-        print(f"memwall: error: cannot build a report from {str(d)!r}: {exc}", file=sys.stderr)
+    except MemwallError as exc:  # unreadable or malformed inputs: one line naming the file
+        print(f"memwall: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the plots or the page cannot be written
+        print(
+            f"memwall: error: cannot write the report in {str(d)!r}: {exc.strerror or 'write error'}",
+            file=sys.stderr,
+        )
         return 2
     print(f"wrote {page} with {len(plots)} plots")
     return 0
 
 
 # -- inputs -----------------------------------------------------------------------------------------
-def _json(path: Path) -> Any:
-    if not path.is_file():
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(value), "null" if value is None else "a number"
+    )
+
+
+def _json(path: Path, shape: str = "object") -> Any:
+    """The parsed JSON of ``path`` (None when absent), checked to be an object, or (``shape`` "rows")
+    an object or a list of objects; anything else is a :class:`ConfigError` naming the file."""
+    if not path.exists() and not path.is_symlink():
         return None
-    with path.open() as fh:
-        return json.load(fh)
+    where = str(path)
+    text = read_text(path, "a UTF-8 JSON file")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"expected JSON, found malformed JSON ({exc.msg}) at line {exc.lineno} column {exc.colno}",
+            where=where,
+        ) from None
+    except RecursionError:
+        raise ConfigError("expected JSON, found arrays or objects nested too deeply", where=where) from None
+    if isinstance(data, dict):
+        return data
+    if shape == "rows" and isinstance(data, list):
+        for i, row in enumerate(data):
+            if not isinstance(row, dict):
+                raise ConfigError(f"expected an object, found {_kind(row)}", where=f"{where}: [{i}]")
+        return data
+    expected = "an object or a list of objects" if shape == "rows" else "a JSON object"
+    raise ConfigError(f"expected {expected}, found {_kind(data)}", where=where)
 
 
 def _csv(path: Path) -> list[dict[str, str]] | None:
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         return None
-    with path.open(newline="") as fh:
-        return list(csv.DictReader(fh))
+    where = str(path)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ConfigError(f"cannot read file: {exc.strerror or 'read error'}", where=where) from None
+    if size > MAX_FILE_BYTES:
+        raise ConfigError(
+            f"expected a CSV file of at most {MAX_FILE_BYTES:,} bytes (MAX_FILE_BYTES), found a larger file",
+            where=where,
+        )
+    reader = csv.DictReader(line for _, line in text_lines(path, "a UTF-8 CSV file"))
+    try:
+        return list(reader)
+    except csv.Error as exc:
+        raise ConfigError(
+            f"expected CSV, found a malformed row ({exc})", where=f"{where}: line {reader.line_num}"
+        ) from None
+
+
+@contextlib.contextmanager
+def _reading(d: Path, *names: str) -> Iterator[None]:
+    """Turn a missing column or key, or a value of the wrong kind, met while drawing from the
+    inputs ``names`` into a :class:`ConfigError` naming them (never echoing their content)."""
+    try:
+        yield
+    except KeyError as exc:
+        key = exc.args[0] if exc.args and isinstance(exc.args[0], str) and len(exc.args[0]) <= 40 else None
+        found = f"no {key!r} column or key" if key else "a missing column or key"
+        raise ConfigError(
+            f"expected the columns and keys 'memwall run --out' writes, found {found}",
+            where=" / ".join(str(d / n) for n in names),
+        ) from None
+    except (ValueError, TypeError, AttributeError, IndexError, OverflowError, ZeroDivisionError):
+        raise ConfigError(
+            "expected the values 'memwall run --out' writes, found a value of the wrong kind or range "
+            "(text where a number is expected, a list where an object is, or a non-finite number)",
+            where=" / ".join(str(d / n) for n in names),
+        ) from None
+
+
+def _numbers(table: Any, where: str) -> dict[str, float]:
+    """An object of finite numbers (utilisation, energy), or {} when absent."""
+    if not table:
+        return {}
+    if not isinstance(table, dict):
+        raise ConfigError(f"expected an object of numbers, found {_kind(table)}", where=where)
+    out = {}
+    for key, value in table.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ConfigError(
+                f"expected a finite number, found {_kind(value)}", where=f"{where}.{str(key)[:40]}"
+            )
+        out[str(key)] = float(value)
+    return out
+
+
+def _write_atomic(path: Path, write: Any) -> None:
+    """``write(tmp_path)`` then rename the temporary file over ``path`` (never a partial file)."""
+    with atomic_path(path) as tmp:
+        write(tmp)
 
 
 def _floats(rows: list[dict[str, str]] | None, key: str) -> list[float]:
@@ -120,22 +236,39 @@ def build_report(d: Path) -> tuple[Path, list[str]]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if not any((d / name).exists() for name in INPUTS):
+        raise ConfigError(
+            f"expected a directory written by 'memwall run --out' or holding noc.json, found none of "
+            f"{', '.join(INPUTS)}",
+            where=f"report directory {str(d)!r}",
+        )
     summary = _json(d / "summary.json")
     config = _json(d / "config.json")
     iterations = _csv(d / "iterations.csv")
     requests = _csv(d / "requests.csv")
     ops_rows = _csv(d / "ops.csv")
-    op_blame = blame_by_op(_csv(d / "blame.csv"))
-    noc = _json(d / "noc.json")
+    with _reading(d, "blame.csv"):
+        op_blame = blame_by_op(_csv(d / "blame.csv"))
+    noc = _json(d / "noc.json", "rows")
     mesh = _json(d / "mesh_links.json")
+    util = _numbers((summary or {}).get("utilization"), f"{d / 'summary.json'}: utilization")
+    energy = _numbers(
+        (summary or {}).get("energy_by_component_j"), f"{d / 'summary.json'}: energy_by_component_j"
+    )
+    if mesh is not None:
+        _check_mesh(mesh, str(d / "mesh_links.json"))
 
     figures: list[tuple[str, str]] = []  # (png name, caption)
     notes: list[str] = []
 
-    def save(fig: Any, name: str, caption: str) -> None:
-        fig.tight_layout()
-        fig.savefig(d / name, dpi=110)
-        plt.close(fig)
+    def save(fig: Any, name: str, caption: str, *inputs: str) -> None:
+        """Lay out and write ``fig`` (drawn from ``inputs``, which a drawing error names)."""
+        try:
+            with _reading(d, *inputs):
+                fig.tight_layout()
+                _write_atomic(d / name, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+        finally:
+            plt.close(fig)
         figures.append((name, caption))
 
     steps = _floats(iterations, "step_ms")
@@ -144,6 +277,7 @@ def build_report(d: Path) -> tuple[Path, list[str]]:
             _distribution(plt, steps, "step time (ms)", "Step time"),
             "step_time.png",
             f"Step time per iteration: histogram and CDF ({len(steps)} iterations).",
+            "iterations.csv",
         )
     else:
         notes.append("Step-time distribution skipped: no iterations.csv (or no iterations in it).")
@@ -154,76 +288,134 @@ def build_report(d: Path) -> tuple[Path, list[str]]:
             _distribution(plt, tpots, "TPOT (ms)", "Time per output token"),
             "tpot.png",
             f"Time per output token per request: histogram and CDF ({len(tpots)} requests).",
+            "requests.csv",
         )
     else:
         notes.append("TPOT distribution skipped: no requests.csv with a TPOT (a fixed-batch study has none).")
 
-    per_iter = _blame_per_iteration(ops_rows, op_blame) if ops_rows else {}
+    with _reading(d, "ops.csv", "blame.csv"):
+        per_iter = _blame_per_iteration(ops_rows, op_blame) if ops_rows else {}
     if per_iter:
+        with _reading(d, "ops.csv", "blame.csv"):
+            area = _stall_area(plt, per_iter)
         save(
-            _stall_area(plt, per_iter),
+            area,
             "stalls.png",
             "Stall breakdown over time: share of each iteration's blamed time per cause (from ops.csv).",
+            "ops.csv",
+            "blame.csv",
         )
     elif iterations and any(r.get("top_cause") for r in iterations):
+        with _reading(d, "iterations.csv"):
+            top = _top_cause(plt, iterations)
         save(
-            _top_cause(plt, iterations),
+            top,
             "stalls.png",
             "Top stall cause per iteration and its share of the step (from iterations.csv; no ops.csv).",
+            "iterations.csv",
         )
     else:
         notes.append("Stall breakdown skipped: neither ops.csv blame nor iterations.csv top causes.")
 
-    util = (summary or {}).get("utilization") or {}
     if util:
         save(
             _bars(plt, util, "utilisation", "Utilisation per component", pct=True),
             "utilization.png",
             "Busy fraction of each component over the simulated time (summary.json).",
+            "summary.json",
         )
     else:
         notes.append("Utilisation skipped: summary.json has no utilization.")
 
-    energy = (summary or {}).get("energy_by_component_j") or {}
     if energy:
         save(
             _bars(plt, energy, "energy (J)", "Energy by component"),
             "energy.png",
             f"Energy by component, total {sum(energy.values()):.4g} J (summary.json).",
+            "summary.json",
         )
     else:
         notes.append("Energy by component skipped: summary.json has no energy_by_component_j.")
 
-    roof, roof_note = _roofline(plt, config, iterations, ops_rows)
+    with _reading(d, "config.json", "iterations.csv", "ops.csv"):
+        roof, roof_note = _roofline(plt, config, iterations, ops_rows)
     if roof is not None:
-        save(roof, "roofline.png", "Approximate per-chip roofline, one point per iteration (see notes).")
+        save(
+            roof,
+            "roofline.png",
+            "Approximate per-chip roofline, one point per iteration (see notes).",
+            "config.json",
+            "iterations.csv",
+            "ops.csv",
+        )
     if roof_note:
         notes.append(roof_note)
     if ops_rows:
+        with _reading(d, "ops.csv"):
+            op_fig = _op_times(plt, ops_rows, op_blame)
         save(
-            _op_times(plt, ops_rows, op_blame),
+            op_fig,
             "op_times.png",
             "Per-operation duration by operation type, coloured by the cause that blamed most of it.",
+            "ops.csv",
         )
 
     if isinstance(noc, dict):
         noc = [noc]
     if isinstance(noc, list) and noc:
+        with _reading(d, "noc.json"):
+            noc_fig = _noc_plot(plt, noc)
         save(
-            _noc_plot(plt, noc),
+            noc_fig,
             "noc_latency.png",
             "NoC packet latency (mean and p99) against offered load, with accepted throughput (noc.json).",
+            "noc.json",
         )
     if isinstance(mesh, dict) and mesh.get("links"):
-        fig = _mesh_heatmap(plt, mesh)
+        with _reading(d, "mesh_links.json"):
+            fig = _mesh_heatmap(plt, mesh)
         if fig is not None:
-            save(fig, "mesh_links.png", f"Mesh link utilisation, k={mesh.get('k')} (mesh_links.json).")
+            save(
+                fig,
+                "mesh_links.png",
+                f"Mesh link utilisation, k={mesh.get('k')} (mesh_links.json).",
+                "mesh_links.json",
+            )
         else:
             notes.append("Mesh heatmap skipped: mesh_links.json link names are not 'a-b' router ids.")
 
     page = d / "report.md"
-    page.write_text(_markdown(d, summary, config, figures, notes, noc if isinstance(noc, list) else None))
+    with _reading(d, "summary.json", "config.json", "noc.json"):
+        text = _markdown(d, summary, config, figures, notes, noc if isinstance(noc, list) else None)
+    _write_atomic(page, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return page, [name for name, _ in figures]
+
+
+def _check_mesh(mesh: dict[str, Any], where: str) -> None:
+    """``{"k": K, "links": {"a-b": utilisation}}`` with K at most sqrt(MAX_ROUTERS) (the heatmap
+    draws K x K routers)."""
+    k = mesh.get("k")
+    side = math.isqrt(MAX_ROUTERS)
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= side):
+        raise ConfigError(
+            f"expected a mesh radix k of 0..{side}, found {_kind(k)} out of range", where=f"{where}: k"
+        )
+    links = mesh.get("links")
+    if links is not None and not isinstance(links, dict):
+        raise ConfigError(
+            f"expected an object of link utilisations, found {_kind(links)}", where=f"{where}: links"
+        )
+    for name, value in (links or {}).items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ConfigError(
+                f"expected a finite number, found {_kind(value)}", where=f"{where}: links.{name[:40]}"
+            )
+        ids = re.findall(r"\d+", str(name))[:2]
+        if any(len(i) > 6 or int(i) >= MAX_ROUTERS for i in ids):
+            raise ConfigError(
+                f"expected router ids below {MAX_ROUTERS:,} (MAX_ROUTERS), found a larger one",
+                where=f"{where}: links",
+            )
 
 
 # -- plots ------------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from sim.core.atomic import write_text_atomic
 from sim.core.errors import ConfigError
 from sim.driver.blame import COMPUTE, COMPUTE_DIE, COMPUTE_WAIT, MEMORY, PIPELINE_TRANSFER, Cause
 from sim.requests import timing
@@ -257,9 +258,7 @@ def write_timeline(path: str | Path, driver: Any, max_ops: int | None = None) ->
         other["truncated"] = f"only iterations 0..{cut - 1} have ops (first {max_ops} ops at most)"
     doc = {"traceEvents": events, "displayTimeUnit": "ns", "otherData": other}
     try:
-        with Path(path).open("w") as fh:
-            json.dump(doc, fh, separators=(",", ":"))
-            fh.write("\n")
+        write_text_atomic(path, json.dumps(doc, separators=(",", ":")) + "\n")
     except OSError as exc:
         raise ConfigError(f"cannot write timeline {path}: {exc.strerror}", where="--timeline") from None
     return len(events)

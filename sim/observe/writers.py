@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from sim.core.errors import ConfigError
+from sim.core.atomic import result_dir
 from sim.requests import timing
 
 REQUEST_COLUMNS = (
@@ -47,21 +47,20 @@ BLAME_COLUMNS = ("op_id", "iteration", "cause", "resource", "unit", "label", "us
 
 
 def write_run(out: str | Path, summary: dict[str, Any], driver: Any, sim: Any) -> Path:
-    """Write a finished run's files into ``out`` (created if needed); returns the directory."""
-    d = Path(out)
-    try:
-        d.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"cannot create output directory: {exc.strerror}", where="--out") from None
-    (d / "config.json").write_text(json.dumps(sim.config, indent=1, sort_keys=True, default=str) + "\n")
-    (d / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
-    (d / "stats.json").write_text(json.dumps(sim.stats.collect(sim.now), sort_keys=True, default=str) + "\n")
-    _csv(d / "requests.csv", REQUEST_COLUMNS, _request_rows(driver))
-    if driver.op_log:
-        _csv(d / "ops.csv", OP_COLUMNS, _op_rows(driver.op_log))
-        _csv(d / "blame.csv", BLAME_COLUMNS, _blame_rows(driver.op_log))
-    _csv(d / "iterations.csv", ITERATION_COLUMNS, _iteration_rows(driver.iterations))
-    return d
+    """Write a finished run's files as the directory ``out``, whole: they are written to a hidden
+    temporary directory that then replaces ``out`` (a previous run's directory, or nothing) in one
+    rename, so ``out`` never holds a partial file or files of two runs (:mod:`sim.core.atomic`)."""
+    with result_dir(out) as d:
+        (d / "config.json").write_text(json.dumps(sim.config, indent=1, sort_keys=True, default=str) + "\n")
+        (d / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
+        stats = json.dumps(sim.stats.collect(sim.now), sort_keys=True, default=str)
+        (d / "stats.json").write_text(stats + "\n")
+        _csv(d / "requests.csv", REQUEST_COLUMNS, _request_rows(driver))
+        if driver.op_log:
+            _csv(d / "ops.csv", OP_COLUMNS, _op_rows(driver.op_log))
+            _csv(d / "blame.csv", BLAME_COLUMNS, _blame_rows(driver.op_log))
+        _csv(d / "iterations.csv", ITERATION_COLUMNS, _iteration_rows(driver.iterations))
+    return Path(out)
 
 
 def _csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:

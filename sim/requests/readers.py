@@ -25,27 +25,32 @@ Formats (see ``traces/README.md`` for attribution and column meanings):
 Arrival times must not go backwards within a file (the real traces are sorted); a reader cannot sort
 a stream, so a backwards step is an error naming its line.
 
+Input is checked against the documented limits (:mod:`sim.core.limits`): lines of at most
+``MAX_LINE_BYTES`` (an endless line is refused, not read on), UTF-8 text or gzip (other compressed
+or binary data is refused), arrivals within ``MAX_SIM_PS`` of the first, token counts up to
+``MAX_TOKENS`` and at most ``MAX_REQUESTS`` requests per trace. A trace without requests (empty or
+header-only) is an error. Messages say what was expected and where, never quoting the file's lines.
+
 Synthetic requests are in :mod:`sim.requests.synthetic`.
 """
 
 from __future__ import annotations
 
 import csv
-import gzip
-import io
 import json
 import re
-import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
-from typing import Any, ClassVar, TextIO
+from typing import Any, ClassVar
 
 import numpy as np
 
 from sim.core.errors import ConfigError
+from sim.core.limits import MAX_REQUESTS, MAX_SIM_PS, MAX_TOKENS
 from sim.core.registry import lookup, names, register
+from sim.core.textfile import INT64_MAX, brief, open_regular, text_lines
 from sim.core.units import PS_PER_S, format_time
 from sim.requests.record import Request
 from sim.requests.synthetic import ArrivalParams, arrival_times, as_generator
@@ -61,37 +66,59 @@ _DECIMAL = re.compile(r"^\s*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\s*$")
 _DATETIME = re.compile(r"^\s*(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,12})\d*)?\s*$")
 
 
+_MAX_TIME = "2^62 ps (MAX_SIM_PS, about 53 days)"
+
+
 def _where(file: str, line: int, column: str | None = None) -> str:
     return f"{file}: line {line}: {column}" if column else f"{file}: line {line}"
 
 
 def _tokens(text: str, where: str, minimum: int = 1) -> int:
     if _INT.match(text):
-        value = int(text)
+        digits = text.strip().lstrip("+").lstrip("0")
+        value = int(digits or "0") if len(digits) <= 18 else MAX_TOKENS + 1
+        if value > MAX_TOKENS:
+            raise ConfigError(
+                f"expected a whole number of tokens <= {MAX_TOKENS:,} (MAX_TOKENS), "
+                f"found {brief(text.strip())}",
+                where=where,
+            )
         if value >= minimum:
             return value
-    raise ConfigError(f"expected a whole number of tokens >= {minimum}, found {text.strip()!r}", where=where)
+    raise ConfigError(
+        f"expected a whole number of tokens >= {minimum}, found {brief(text.strip())}", where=where
+    )
 
 
 def _json_tokens(value: Any, where: str, minimum: int = 1) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and value >= minimum:
+        if value > MAX_TOKENS:
+            raise ConfigError(
+                f"expected a whole number of tokens <= {MAX_TOKENS:,} (MAX_TOKENS), found {brief(value)}",
+                where=where,
+            )
         return value
-    raise ConfigError(f"expected a whole number of tokens >= {minimum}, found {value!r}", where=where)
+    raise ConfigError(f"expected a whole number of tokens >= {minimum}, found {brief(value)}", where=where)
 
 
 def _scaled_ps(value: Decimal | int, ps_per_unit: int, text: object, where: str, unit: str) -> int:
-    """Exact integer picoseconds from a non-negative decimal count of ``unit``."""
+    """Exact integer picoseconds from a non-negative decimal count of ``unit``, at most MAX_SIM_PS."""
     if isinstance(value, Decimal) and not value.is_finite():
-        raise ConfigError(f"expected a finite time in {unit} >= 0, found {text!r}", where=where)
+        raise ConfigError(f"expected a finite time in {unit} >= 0, found {brief(text)}", where=where)
     if value < 0:
-        raise ConfigError(f"expected a time in {unit} >= 0, found {text!r}", where=where)
+        raise ConfigError(f"expected a time in {unit} >= 0, found {brief(text)}", where=where)
+    if value > Decimal(MAX_SIM_PS) / ps_per_unit:  # compared before scaling: 1e999999 never becomes an int
+        raise ConfigError(
+            f"expected a time in {unit} of at most {_MAX_TIME}, found {brief(text)}",
+            where=where,
+        )
     return int((Decimal(value) * ps_per_unit).to_integral_value(ROUND_HALF_EVEN))
 
 
 def _seconds_ps(text: str, where: str) -> int:
     if not _DECIMAL.match(text):
         raise ConfigError(
-            f"expected a time in seconds >= 0 such as 4.3146, found {text.strip()!r}", where=where
+            f"expected a time in seconds >= 0 such as 4.3146, found {brief(text.strip())}", where=where
         )
     return _scaled_ps(Decimal(text.strip()), PS_PER_S, text.strip(), where, "seconds")
 
@@ -109,48 +136,42 @@ def _datetime_ps(text: str, where: str) -> int:
             whole = days * 86400 + hour * 3600 + minute * 60 + second
             return whole * PS_PER_S + int((m.group(7) or "").ljust(12, "0"))
     raise ConfigError(
-        f"expected a date-time such as '2023-11-16 18:15:46.6805900', found {text.strip()!r}", where=where
+        f"expected a date-time such as '2023-11-16 18:15:46.6805900', found {brief(text.strip())}",
+        where=where,
     )
 
 
 # -- streaming input -------------------------------------------------------------------------------
 
 
-def _open_text(path: Path) -> TextIO:
-    """A text stream over ``path``, gunzipped when the file starts with the gzip magic bytes."""
-    try:
-        with open(path, "rb") as probe:
-            magic = probe.read(2)
-        if magic == b"\x1f\x8b":
-            return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
-        return open(path, encoding="utf-8-sig", newline="")
-    except OSError as exc:
-        raise ConfigError(f"cannot open trace: {exc.strerror or exc}", where=str(path)) from None
+_MAX_LINES = 2 * MAX_REQUESTS + 1
+"""Lines read from one request trace: a header, the requests and as many blank lines."""
 
 
-_READ_ERRORS = (UnicodeDecodeError, OSError, EOFError, zlib.error, csv.Error)
-
-
-def _read_failure(exc: Exception, file: str, line: int) -> ConfigError:
-    if isinstance(exc, UnicodeDecodeError):
-        what = "expected UTF-8 text, found undecodable bytes"
-    elif isinstance(exc, csv.Error):
-        what = f"expected a CSV record, found a malformed one ({exc})"
-    else:
-        what = f"expected a readable (gzip) text file, found a read error ({exc})"
-    return ConfigError(what, where=_where(file, line))
+def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text with its line end) of a plain or gzip UTF-8 trace, each line capped."""
+    return text_lines(path, "UTF-8 text (a plain or gzip trace)", gzip_ok=True, max_lines=_MAX_LINES)
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
     """(1-based line number, text without the line end) for each line of ``path``."""
-    file = str(path)
-    number = 0
-    with _open_text(path) as stream:
-        try:
-            for number, text in enumerate(stream, start=1):
-                yield number, text.rstrip("\r\n")
-        except _READ_ERRORS as exc:
-            raise _read_failure(exc, file, number + 1) from None
+    for number, text in _text_lines(path):
+        yield number, text.rstrip("\r\n")
+
+
+def _no_requests(file: str) -> ConfigError:
+    return ConfigError(
+        "expected at least one request, found none (an empty or header-only trace)", where=file
+    )
+
+
+def _count(rid: int, file: str, line: int) -> None:
+    """Refuse the request after the first MAX_REQUESTS of a trace."""
+    if rid >= MAX_REQUESTS:
+        raise ConfigError(
+            f"expected at most {MAX_REQUESTS:,} requests (MAX_REQUESTS), found more; pass a limit",
+            where=_where(file, line),
+        )
 
 
 def _first_line(path: Path) -> str:
@@ -169,8 +190,8 @@ class _CsvColumns:
         missing = [c for c in required if c.lower() not in lowered]
         if missing:
             raise ConfigError(
-                f"expected columns {', '.join(required)}; missing {', '.join(missing)} "
-                f"(found columns: {', '.join(found) or 'none'})",
+                f"expected a header line with columns {', '.join(required)}; missing "
+                f"{', '.join(missing)} (the header line has {len(found)} columns)",
                 where=_where(file, 1),
             )
         self.index = {c: lowered[c.lower()] for c in required}
@@ -183,33 +204,34 @@ def _csv_records(
     """(line number, field getter) per data row; the getter returns (text, where) by column name."""
     file = str(path)
     line = 1
-    with _open_text(path) as stream:
-        reader = csv.reader(stream)
-        try:
-            header = next(reader, None)
-            if header is None:
-                raise ConfigError(
-                    f"expected a header line with columns {', '.join(required)}, found an empty file",
-                    where=_where(file, 1),
-                )
-            cols = _CsvColumns(header, required, file)
+    reader = csv.reader(text for _, text in _text_lines(path))
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise ConfigError(
+                f"expected a header line with columns {', '.join(required)}, found an empty file",
+                where=_where(file, 1),
+            )
+        cols = _CsvColumns(header, required, file)
+        line = reader.line_num
+        for row in reader:
             line = reader.line_num
-            for row in reader:
-                line = reader.line_num
-                if not any(f.strip() for f in row):
-                    continue
-                if len(row) < cols.width:
-                    raise ConfigError(
-                        f"expected at least {cols.width} comma-separated fields, found {len(row)}",
-                        where=_where(file, line),
-                    )
+            if not any(f.strip() for f in row):
+                continue
+            if len(row) < cols.width:
+                raise ConfigError(
+                    f"expected at least {cols.width} comma-separated fields, found {len(row)}",
+                    where=_where(file, line),
+                )
 
-                def get(column: str, row: list[str] = row, line: int = line) -> tuple[str, str]:
-                    return row[cols.index[column]], _where(file, line, column)
+            def get(column: str, row: list[str] = row, line: int = line) -> tuple[str, str]:
+                return row[cols.index[column]], _where(file, line, column)
 
-                yield line, get
-        except _READ_ERRORS as exc:
-            raise _read_failure(exc, file, line + 1) from None
+            yield line, get
+    except csv.Error as exc:
+        raise ConfigError(
+            f"expected a CSV record, found a malformed one ({exc})", where=_where(file, line + 1)
+        ) from None
 
 
 class _Normaliser:
@@ -226,7 +248,13 @@ class _Normaliser:
         if rel < self.last:
             raise ConfigError(
                 f"expected arrival times in non-decreasing order (>= {format_time(self.last)} after the "
-                f"first request), found {text.strip()!r} = {format_time(rel)}; sort the trace first",
+                f"first request), found {brief(text.strip())} = {format_time(rel)}; sort the trace first",
+                where=where,
+            )
+        if rel > MAX_SIM_PS:
+            raise ConfigError(
+                f"expected arrival times at most {_MAX_TIME} after the first "
+                f"request, found {brief(text.strip())} = {format_time(rel)} after it",
                 where=where,
             )
         self.last = rel
@@ -273,12 +301,15 @@ class AzureFormat(TraceFormat):
     def read(self, path: Path, **options: Any) -> Iterator[Request]:
         _no_options(options, path)
         norm = _Normaliser()
-        for rid, (_, get) in enumerate(_csv_records(path, self.columns)):
+        for rid, (line, get) in enumerate(_csv_records(path, self.columns)):
+            _count(rid, str(path), line)
             text, where = get("TIMESTAMP")
             arrival = norm(_datetime_ps(text, where), text, where)
             prompt = _tokens(*get("ContextTokens"))
             output = _tokens(*get("GeneratedTokens"))
             yield Request(rid, arrival, prompt, output)
+        if norm.origin is None:
+            raise _no_requests(str(path))
 
 
 @register("trace_reader", "splitwise")
@@ -294,12 +325,15 @@ class SplitwiseFormat(TraceFormat):
     def read(self, path: Path, **options: Any) -> Iterator[Request]:
         _no_options(options, path)
         norm = _Normaliser()
-        for rid, (_, get) in enumerate(_csv_records(path, self.columns)):
+        for rid, (line, get) in enumerate(_csv_records(path, self.columns)):
+            _count(rid, str(path), line)
             text, where = get("arrived_at")
             arrival = norm(_seconds_ps(text, where), text, where)
             prompt = _tokens(*get("num_prefill_tokens"))
             output = _tokens(*get("num_decode_tokens"))
             yield Request(rid, arrival, prompt, output)
+        if norm.origin is None:
+            raise _no_requests(str(path))
 
 
 def _reject_constant(name: str) -> Any:
@@ -327,12 +361,18 @@ class MooncakeFormat(TraceFormat):
             if not text.strip():
                 continue
             where = _where(file, line)
+            _count(rid, file, line)
             try:
                 obj = json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
             except json.JSONDecodeError as exc:
                 raise ConfigError(
                     "expected one JSON object per line, "
                     f"found malformed JSON ({exc.msg} at column {exc.colno})",
+                    where=where,
+                ) from None
+            except RecursionError:
+                raise ConfigError(
+                    "expected one JSON object per line, found arrays or objects nested too deeply",
                     where=where,
                 ) from None
             except ValueError as exc:
@@ -349,21 +389,24 @@ class MooncakeFormat(TraceFormat):
             stamp = obj["timestamp"]
             swhere = _where(file, line, "timestamp")
             if isinstance(stamp, bool) or not isinstance(stamp, int | Decimal):
-                raise ConfigError(f"expected a time in ms >= 0, found {stamp!r}", where=swhere)
-            arrival = norm(_scaled_ps(stamp, PS_PER_S // 1000, stamp, swhere, "ms"), str(stamp), swhere)
+                raise ConfigError(f"expected a time in ms >= 0, found {brief(stamp)}", where=swhere)
+            arrival = norm(_scaled_ps(stamp, PS_PER_S // 1000, str(stamp), swhere, "ms"), str(stamp), swhere)
             prompt = _json_tokens(obj["input_length"], _where(file, line, "input_length"))
             output = _json_tokens(obj["output_length"], _where(file, line, "output_length"))
             hashes = obj.get("hash_ids", [])
             hwhere = _where(file, line, "hash_ids")
             if not isinstance(hashes, list):
-                raise ConfigError(f"expected a list of block ids, found {hashes!r}", where=hwhere)
+                raise ConfigError(f"expected a list of block ids, found {brief(hashes)}", where=hwhere)
             for h in hashes:
-                if isinstance(h, bool) or not isinstance(h, int) or h < 0:
+                if isinstance(h, bool) or not isinstance(h, int) or not 0 <= h <= INT64_MAX:
                     raise ConfigError(
-                        f"expected block ids that are whole numbers >= 0, found {h!r}", where=hwhere
+                        f"expected block ids that are whole numbers in 0..2^63-1, found {brief(h)}",
+                        where=hwhere,
                     )
             yield Request(rid, arrival, prompt, output, tuple(hashes), block_tokens if hashes else 0)
             rid += 1
+        if rid == 0:
+            raise _no_requests(file)
 
 
 @register("trace_reader", "lengths")
@@ -395,11 +438,15 @@ class LengthsFormat(TraceFormat):
                 where=str(path),
             )
         arrivals = ArrivalParams.from_mapping({"rate": rate, "arrival": arrival, "cv": cv}, where=str(path))
-        times = arrival_times(arrivals, as_generator(rng))
-        for rid, (_, get) in enumerate(_csv_records(path, self.columns)):
+        times = arrival_times(arrivals, as_generator(rng), where=f"{path}: rate")
+        rid = -1
+        for rid, (line, get) in enumerate(_csv_records(path, self.columns)):
+            _count(rid, str(path), line)
             prompt = _tokens(*get("num_prefill_tokens"))
             output = _tokens(*get("num_decode_tokens"))
             yield Request(rid, next(times), prompt, output)
+        if rid < 0:
+            raise _no_requests(str(path))
 
 
 def _no_options(options: Mapping[str, Any], path: Path) -> None:
@@ -427,11 +474,10 @@ def guess_format(path: str | Path) -> str:
             f"{n} ({(lookup('trace_reader', n).__doc__ or '').strip().rstrip('.')})"
             for n in names("trace_reader")
         )
-        found = first if len(first) <= 80 else first[:77] + "..."
-        what = "several formats" if candidates else "no known format"
+        what = f"it matches {', '.join(c[0] for c in candidates)}" if candidates else "it matches none"
         raise ConfigError(
-            f"cannot tell the trace format from the first line ({what} match); expected one of {known}; "
-            f"found {found!r}; pass format=",
+            f"cannot tell the trace format from the first line ({what}); expected the first line of "
+            f"one of {known}; pass format=",
             where=_where(str(path), 1),
         )
     return candidates[0][0]
@@ -450,8 +496,9 @@ def open_trace(
     path = Path(path)
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
         raise ConfigError(f"expected limit to be a whole number >= 0, found {limit!r}", where=str(path))
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError("cannot open trace: no such file", where=str(path))
+    open_regular(path).close()  # a directory, device or pipe: say so now, not while iterating
     name = format if format is not None else guess_format(path)
     reader = lookup("trace_reader", name)()
     return _limited(reader.read(path, **options), limit)

@@ -31,7 +31,10 @@ scheduler. Records, in order:
    checking and for tools that do not model the hardware; memwall recomputes per-chip work from
    the model and mapping.
 
-Times are integer picoseconds. Unknown record types are errors; unknown keys are ignored (so later
+Times are integer picoseconds. Integer fields must be JSON integers (not ``1.7``, ``"5"`` or
+``true``) within the limits of :mod:`sim.core.limits`; a trace is read line by line (each line at
+most ``MAX_LINE_BYTES``, gzip recognised by its magic bytes) and must hold at least one iteration.
+Unknown record types are errors; unknown keys are ignored (so later
 minor versions can add fields). Adding optional keys keeps ``version`` 1; any change that an old
 reader would misread (renamed or re-typed keys, new entry fields, new record types) bumps it.
 Gzip output is written with a zero timestamp, so the same inputs give byte-identical files.
@@ -42,13 +45,15 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import zlib
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from sim.core.errors import ConfigError
+from sim.core.limits import MAX_BATCH, MAX_CHIPS, MAX_REQUESTS, MAX_SIM_PS, MAX_STEPS, MAX_TOKENS
+from sim.core.textfile import INT64_MAX, brief, text_lines, where_line
 from sim.requests.record import Request
 from sim.serving.scheduler import Batch, BatchEntry, Scheduler
 
@@ -134,81 +139,210 @@ class DecodeTrace:
     batches: list[Batch]
 
 
-def _bad(path: Path, line: int, msg: str) -> ConfigError:
-    return ConfigError(msg, where=f"{path}: line {line}")
+def _bad(path: Path, line: int, msg: str, key: str | None = None) -> ConfigError:
+    return ConfigError(msg, where=where_line(str(path), line, key))
+
+
+_MAPPING_KEYS = ("tp", "pp", "ep", "dp")
+_MAX_LINES = 2 * (MAX_REQUESTS + MAX_STEPS) + 1
+"""Lines read from one trace: a header, the requests and iterations, and as many blank lines."""
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotFinite(text)
+    return value
+
+
+def _no_constant(text: str) -> Any:
+    raise _NotFinite(text)
+
+
+class _NotFinite(ValueError):
+    pass
+
+
+def _whole(rec: dict[str, Any], key: str, path: Path, n: int, low: int, high: int, limit: str) -> int:
+    """An integer field in ``[low, high]``; floats, strings and booleans are refused."""
+    if key not in rec:
+        raise _bad(path, n, f"{rec.get('record')} record misses key {key!r}")
+    value = rec[key]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _bad(path, n, f"expected a whole number (JSON integer), found {brief(value)}", key)
+    if value < low:
+        raise _bad(path, n, f"expected a whole number >= {low}, found {brief(value)}", key)
+    if value > high:
+        raise _bad(path, n, f"expected a whole number <= {high:,} ({limit}), found {brief(value)}", key)
+    return value
+
+
+def is_decode_trace(path: str | Path) -> bool:
+    """Whether ``path`` is a regular file (plain or gzip) whose first line names this format.
+
+    Reads at most one line of at most ``MAX_LINE_BYTES``: safe on ``/dev/zero``, pipes and
+    directories (all False; the request-trace reader then says what is wrong with them).
+    """
+    try:
+        for _, text in text_lines(Path(path), "a decode trace", gzip_ok=True):
+            return FORMAT in text
+    except ConfigError:
+        return False
+    return False
 
 
 def read_decode_trace(path: str | Path) -> DecodeTrace:
-    """Parse and validate a decode trace (errors name file and line)."""
+    """Parse and validate a decode trace (errors name file and line).
+
+    Besides the record syntax the reader checks what a replay relies on: integer fields are JSON
+    integers within the documented limits (:mod:`sim.core.limits`), request ids are unique, an
+    iteration holds each request at most once, no request emits more than its ``output_tokens`` nor
+    attends to more than its prompt and output, and there is at least one iteration.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError("file not found", where=str(path))
     requests: dict[int, Request] = {}
+    emitted: dict[int, int] = {}
     batches: list[Batch] = []
     header: dict[str, Any] | None = None
-    n = 0
-    try:
-        with _open(path, "r") as fh:
-            for n, text in enumerate(fh, start=1):
-                if not text.strip():
-                    continue
-                try:
-                    rec = json.loads(text)
-                except json.JSONDecodeError as exc:
-                    raise _bad(
-                        path, n, f"expected one JSON object per line, found malformed JSON ({exc.msg})"
-                    ) from None
-                if not isinstance(rec, dict):
-                    raise _bad(path, n, f"expected a JSON object, found {type(rec).__name__}")
-                kind = rec.get("record")
-                if header is None:
-                    if kind != "header" or rec.get("format") != FORMAT:
-                        raise _bad(path, n, f"expected a {FORMAT} header first, found {text[:60]!r}")
-                    if rec.get("version") != VERSION:
-                        raise _bad(path, n, f"expected version {VERSION}, found {rec.get('version')!r}")
-                    header = rec
-                elif kind == "request":
-                    req = _request(rec, path, n)
-                    requests[req.id] = req
-                elif kind == "iteration":
-                    batches.append(_batch(rec, requests, path, n, len(batches)))
-                else:
-                    raise _bad(path, n, f"expected record = request or iteration, found {kind!r}")
-    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
-        # n is the last line read whole; the failure is in the line after it
-        reason = str(exc) or type(exc).__name__
-        raise _bad(path, n + 1, f"cannot read decode trace (truncated or corrupt file?): {reason}") from None
+    lines = text_lines(
+        path, "a UTF-8 decode trace (JSON Lines, plain or gzip)", gzip_ok=True, max_lines=_MAX_LINES
+    )
+    for n, text in lines:
+        if not text.strip():
+            continue
+        try:
+            rec = json.loads(text, parse_float=_finite_float, parse_constant=_no_constant)
+        except json.JSONDecodeError as exc:
+            raise _bad(
+                path,
+                n,
+                f"expected one JSON object per line, found malformed JSON ({exc.msg} at column {exc.colno})",
+            ) from None
+        except _NotFinite:
+            raise _bad(
+                path, n, "expected finite numbers, found NaN, Infinity or a number beyond the float range"
+            ) from None
+        except RecursionError:
+            raise _bad(path, n, "expected a JSON object, found arrays or objects nested too deeply") from None
+        except ValueError:  # an integer literal beyond Python's digit limit
+            raise _bad(path, n, "expected JSON numbers of at most 4300 digits, found a longer one") from None
+        if not isinstance(rec, dict):
+            raise _bad(path, n, f"expected a JSON object, found {type(rec).__name__}")
+        kind = rec.get("record")
+        if header is None:
+            if kind != "header" or rec.get("format") != FORMAT:
+                raise _bad(
+                    path,
+                    n,
+                    f'expected a {FORMAT} header first ({{"record": "header", "format": "{FORMAT}", ...}}), '
+                    "found another record",
+                )
+            version = rec.get("version")
+            if version != VERSION or isinstance(version, bool):
+                raise _bad(path, n, f"expected version {VERSION}, found {brief(version)}", "version")
+            _check_header(rec, path, n)
+            header = rec
+        elif kind == "request":
+            req = _request(rec, path, n)
+            if req.id in requests:
+                raise _bad(path, n, f"expected each request id once, found request {req.id} again", "id")
+            if len(requests) >= MAX_REQUESTS:
+                raise _bad(path, n, f"expected at most {MAX_REQUESTS:,} requests (MAX_REQUESTS), found more")
+            requests[req.id] = req
+            emitted[req.id] = 0
+        elif kind == "iteration":
+            if len(batches) >= MAX_STEPS:
+                raise _bad(path, n, f"expected at most {MAX_STEPS:,} iterations (MAX_STEPS), found more")
+            batches.append(_batch(rec, requests, emitted, path, n, len(batches)))
+        else:
+            raise _bad(path, n, f"expected record = request or iteration, found {brief(kind)}", "record")
     if header is None:
         raise ConfigError("empty decode trace (no header)", where=str(path))
+    if not batches:
+        raise ConfigError(
+            "expected at least one iteration record, found none (a header-only trace replays nothing)",
+            where=str(path),
+        )
     return DecodeTrace(path, header, requests, batches)
 
 
-def _request(rec: dict[str, Any], path: Path, n: int) -> Request:
-    try:
-        return Request(
-            int(rec["id"]), int(rec["arrival_ps"]), int(rec["prompt_tokens"]), int(rec["output_tokens"])
+def _check_header(rec: dict[str, Any], path: Path, n: int) -> None:
+    """The header fields a replay uses: ``model`` (a name) and ``mapping`` (tp, pp, ep, dp)."""
+    model = rec.get("model")
+    if model is not None and (not isinstance(model, str) or not model.strip()):
+        raise _bad(path, n, f"expected a model name (a string), found {brief(model)}", "model")
+    mapping = rec.get("mapping")
+    if mapping is None:
+        return
+    if not isinstance(mapping, dict):
+        raise _bad(
+            path,
+            n,
+            f'expected an object such as {{"tp": 1, "pp": 1, "ep": 1, "dp": 1}}, found {brief(mapping)}',
+            "mapping",
         )
-    except KeyError as exc:
-        raise _bad(path, n, f"request record misses key {exc.args[0]!r}") from None
-    except (TypeError, ValueError) as exc:
-        raise _bad(path, n, f"request record: {exc}") from None
-    except ConfigError as exc:
-        raise _bad(path, n, exc.message) from None
+    for key, value in mapping.items():
+        if key not in _MAPPING_KEYS:
+            raise _bad(
+                path,
+                n,
+                f"expected keys {', '.join(_MAPPING_KEYS)}, found {brief(key)}",
+                f"mapping.{key}"[:60],
+            )
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CHIPS:
+            raise _bad(
+                path,
+                n,
+                f"expected a whole number in 1..{MAX_CHIPS:,} (MAX_CHIPS), found {brief(value)}",
+                f"mapping.{key}",
+            )
 
 
-def _batch(rec: dict[str, Any], requests: dict[int, Request], path: Path, n: int, position: int) -> Batch:
+def _request(rec: dict[str, Any], path: Path, n: int) -> Request:
+    rid = _whole(rec, "id", path, n, 0, INT64_MAX, "64 bits")
+    arrival = _whole(rec, "arrival_ps", path, n, 0, MAX_SIM_PS, "MAX_SIM_PS")
+    prompt = _whole(rec, "prompt_tokens", path, n, 1, MAX_TOKENS, "MAX_TOKENS")
+    output = _whole(rec, "output_tokens", path, n, 1, MAX_TOKENS, "MAX_TOKENS")
+    return Request(rid, arrival, prompt, output)
+
+
+def _batch(
+    rec: dict[str, Any],
+    requests: dict[int, Request],
+    emitted: dict[int, int],
+    path: Path,
+    n: int,
+    position: int,
+) -> Batch:
     entries = []
     raw = rec.get("entries")
     if not isinstance(raw, list) or not raw:
-        raise _bad(path, n, "expected a non-empty entries list")
+        raise _bad(path, n, "expected a non-empty entries list", "entries")
+    if len(raw) > MAX_BATCH:
+        raise _bad(
+            path, n, f"expected at most {MAX_BATCH:,} entries (MAX_BATCH), found {len(raw):,}", "entries"
+        )
+    seen: set[int] = set()
     for i, e in enumerate(raw):
+        key = f"entries[{i}]"
         if not (isinstance(e, list) and len(e) == 5):
-            raise _bad(path, n, f"entries[{i}]: expected [id, 'p'|'d', tokens, context, emits], found {e!r}")
+            raise _bad(path, n, f"expected [id, 'p'|'d', tokens, context, emits], found {brief(e)}", key)
         rid, phase, tokens, context, emits = e
+        if isinstance(rid, bool) or not isinstance(rid, int):
+            raise _bad(path, n, f"expected a request id (JSON integer), found {brief(rid)}", key)
         if rid not in requests:
-            raise _bad(path, n, f"entries[{i}]: request {rid!r} has no request record before it")
+            raise _bad(path, n, f"request {rid} has no request record before it", key)
+        if rid in seen:
+            raise _bad(
+                path, n, f"expected each request at most once per iteration, found request {rid} again", key
+            )
+        seen.add(rid)
+        req = requests[rid]
         if (
             phase not in ("p", "d")
+            or isinstance(tokens, bool)
+            or isinstance(context, bool)
+            or isinstance(emits, bool)
             or not isinstance(tokens, int)
             or not isinstance(context, int)
             or tokens < 1
@@ -216,14 +350,35 @@ def _batch(rec: dict[str, Any], requests: dict[int, Request], path: Path, n: int
             or emits not in (0, 1)
         ):
             raise _bad(
-                path, n, f"entries[{i}]: expected phase p/d, 1 <= tokens <= context, emits 0/1, found {e!r}"
+                path, n, f"expected phase p/d, 1 <= tokens <= context, emits 0/1, found {brief(e)}", key
             )
-        entries.append(
-            BatchEntry(requests[rid], "prefill" if phase == "p" else "decode", tokens, context, bool(emits))
-        )
+        if context > req.prompt_tokens + req.output_tokens:
+            raise _bad(
+                path,
+                n,
+                f"expected context <= {req.prompt_tokens + req.output_tokens} (request {rid}'s prompt "
+                f"and output tokens), found {context}",
+                key,
+            )
+        emitted[rid] += emits
+        if emitted[rid] > req.output_tokens:
+            raise _bad(
+                path,
+                n,
+                f"expected request {rid} to emit at most its {req.output_tokens} output tokens, found more",
+                key,
+            )
+        entries.append(BatchEntry(req, "prefill" if phase == "p" else "decode", tokens, context, bool(emits)))
     index, start = rec.get("index", position), rec.get("not_before_ps", 0)
-    if not isinstance(index, int) or not isinstance(start, int) or start < 0:
-        raise _bad(path, n, f"expected integer index and not_before_ps >= 0, found {index!r}, {start!r}")
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index <= INT64_MAX:
+        raise _bad(path, n, f"expected a whole number >= 0, found {brief(index)}", "index")
+    if isinstance(start, bool) or not isinstance(start, int) or not 0 <= start <= MAX_SIM_PS:
+        raise _bad(
+            path,
+            n,
+            f"expected a whole number in 0..{MAX_SIM_PS:,} (MAX_SIM_PS), found {brief(start)}",
+            "not_before_ps",
+        )
     return Batch(index, start, tuple(entries))
 
 

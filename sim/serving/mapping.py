@@ -20,7 +20,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from sim.core.errors import CapacityError, ConfigError
+from sim.core.errors import CapacityError, ConfigError, join_where
+from sim.core.limits import MAX_TOKENS
 from sim.core.params import ParamSet, one_of, param, positive
 from sim.core.units import COUNT, RATIO, format_size
 from sim.model.spec import ModelSpec
@@ -50,6 +51,13 @@ class MappingParams(ParamSet):
         str,
         "activation precision: with fp8 (or fp4) weights too, GEMMs run at the die's fp8 (fp4) rate",
     )
+    context_limit: int = param(
+        0,
+        COUNT,
+        "longest context (prompt + output tokens) a request may reach; 0 = the model's "
+        "max_position_embeddings. Set it higher to study contexts beyond what the model was trained for",
+        check=lambda v: None if 0 <= v <= MAX_TOKENS else f"between 0 and {MAX_TOKENS}",
+    )
     kv_budget: float = param(
         0.9,
         RATIO,
@@ -61,6 +69,16 @@ class MappingParams(ParamSet):
     def validate(self) -> None:
         if self.tp % self.ep:
             raise ConfigError(f"expected ep to divide tp ({self.tp}), found {self.ep}", where="ep")
+        if self.dp != 1:
+            raise ConfigError(
+                f"data parallelism is not simulated yet: expected dp = 1 (simulate one replica and "
+                f"multiply its throughput by the replica count), found {self.dp}",
+                where="dp",
+            )
+
+    def max_context(self, model: ModelSpec) -> int:
+        """The longest context a request may reach under this mapping (see ``context_limit``)."""
+        return self.context_limit or model.max_context or MAX_TOKENS
 
 
 @dataclass(frozen=True)
@@ -98,9 +116,13 @@ class Plan:
 def mapping_from(
     system: SystemSpec, overrides: dict[str, Any] | None = None, where: str = "mapping"
 ) -> MappingParams:
-    """The system's ``[mapping]`` defaults with ``overrides`` on top."""
-    data = {**system.mapping, **(overrides or {})}
-    return MappingParams.from_mapping(data, where=where)
+    """The system's ``[mapping]`` defaults with ``overrides`` on top. A bad value is reported where it
+    was written: the system file's ``mapping.KEY``, or ``where`` (e.g. ``--set mapping``) for an
+    override."""
+    base = MappingParams.from_mapping(system.mapping, where=join_where(system.source, "mapping"))
+    if not overrides:
+        return base
+    return base.replace(overrides, where=where)
 
 
 def split_layers(layers: int, pp: int) -> tuple[tuple[int, int], ...]:
@@ -124,6 +146,7 @@ def plan(model: ModelSpec, system: SystemSpec, mapping: MappingParams) -> Plan:
         raise CapacityError(
             f"mapping needs dp x pp x tp = {chips} chips, the system has {system.chips}", where="mapping"
         )
+    _check_heads(model, m)
     if model.is_moe and model.experts % m.ep:
         raise ConfigError(
             f"expected ep to divide the {model.experts} experts, found {m.ep}", where="mapping.ep"
@@ -179,6 +202,22 @@ def plan(model: ModelSpec, system: SystemSpec, mapping: MappingParams) -> Plan:
     return Plan(
         m, weight_dtype, stages, weights_mem, kv_mem, worst_w, worst_kv, int(kv_tokens), used, total, buffers
     )
+
+
+def _check_heads(model: ModelSpec, m: MappingParams) -> None:
+    """Tensor parallelism splits attention by heads: tp divides the query heads, and either divides
+    the KV heads or is a multiple of them (each KV head then replicated on tp / kv_heads chips)."""
+    if model.heads % m.tp:
+        raise ConfigError(
+            f"expected tp to divide {model.name}'s {model.heads} attention heads, found tp = {m.tp}",
+            where="mapping.tp",
+        )
+    if not model.is_mla and model.kv_heads % m.tp and m.tp % model.kv_heads:
+        raise ConfigError(
+            f"expected tp to divide {model.name}'s {model.kv_heads} KV heads or be a multiple of them "
+            f"(replicating each), found tp = {m.tp}",
+            where="mapping.tp",
+        )
 
 
 def _check_pim_shards(

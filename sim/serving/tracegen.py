@@ -5,16 +5,23 @@ full simulation, so the clock advances by each iteration's estimate: every op's 
 die's kernel model at the memories' peak bandwidths, without queueing or collectives.
 The header says ``"clock": "estimated"``; replaying the trace in memwall re-times every iteration
 in full detail and never starts an iteration before its ``not_before_ps``.
+
+The output is written whole or not at all: to a temporary file beside it, flushed to disk and
+renamed over ``out`` only when every request has been lowered. An output that is a directory or
+one of the inputs is refused before anything is read; a generation that fails, is interrupted or
+would leave requests unscheduled leaves no file (and an existing ``out`` untouched).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from sim.compute.kernels import KernelModel, Sources
-from sim.core.errors import ConfigError
+from sim.core.atomic import atomic_path
+from sim.core.errors import ConfigError, SimulationError
 from sim.core.tomlfile import read_toml
 from sim.core.units import PS_PER_S
 from sim.model.spec import ModelSpec
@@ -65,52 +72,127 @@ def generate(
     batching: dict[str, Any] | None = None,
     source: dict[str, Any] | None = None,
     max_iterations: int = 1_000_000,
+    inputs: Sequence[str | Path | None] = (),
 ) -> dict[str, Any]:
-    """Write a decode trace to ``out``; returns counts for the CLI."""
+    """Write a decode trace to ``out``; returns counts for the CLI.
+
+    ``inputs`` are the files the trace is made from (``source["requests"]`` is one too): ``out``
+    may be none of them. At most ``max_iterations`` iterations are written; a workload that needs
+    more is refused (never a silently truncated trace).
+    """
+    target = check_output(out, [*(inputs or ()), (source or {}).get("requests")])
     p = plan(model, system, mapping)
     lowering = Lowering(model, p)
     table = {**system.batching, **(batching or {})}
     policy_name = str(table.pop("policy", "continuous"))
     policy = make_policy(policy_name, table, kv_capacity_tokens=p.kv_capacity_tokens, where="batching")
-    writer = DecodeTraceWriter(
-        out,
-        {
-            "model": model.name,
-            "weight_dtype": str(p.weight_dtype),
-            "kv_dtype": mapping.kv_dtype,
-            "mapping": {k: getattr(mapping, k) for k in ("tp", "pp", "ep", "dp")},
-            "system": system.name,
-            "source": source or {},
-            "scheduler": {"policy": policy_name, **table},
-            "clock": "estimated",
-        },
-    )
+    header = {
+        "model": model.name,
+        "weight_dtype": str(p.weight_dtype),
+        "kv_dtype": mapping.kv_dtype,
+        "mapping": {k: getattr(mapping, k) for k in ("tp", "pp", "ep", "dp")},
+        "system": system.name,
+        "source": source or {},
+        "scheduler": {"policy": policy_name, **table},
+        "clock": "estimated",
+    }
+    # written beside the output under a hidden name (same suffix: .gz decides the compression)
+    with atomic_path(target, ".gz" if target.suffix == ".gz" else "") as tmp:
+        writer = DecodeTraceWriter(tmp, header)
+        try:
+            iterations, tokens, now = _lower(policy, lowering, system, p, requests, writer, max_iterations)
+        finally:
+            writer.close()
+    return {"out": str(out), "iterations": iterations, "tokens": tokens, "estimated_span_s": now / PS_PER_S}
+
+
+def check_output(out: str | Path, inputs: Iterable[str | Path | None] = ()) -> Path:
+    """``out`` as a path for a new decode trace: not a directory, not one of ``inputs``, in a
+    directory that exists or can be created. Errors name ``--out``."""
+    target = Path(out)
+    if "\x00" in str(target) or not target.name:
+        raise ConfigError("expected a file name for the decode trace, found an invalid path", where="--out")
+    if target.is_dir():
+        raise ConfigError(
+            f"expected a file name for the decode trace, found the directory {target}", where="--out"
+        )
+    for given in inputs:
+        if not given or not isinstance(given, str | Path):
+            continue
+        src = Path(given)
+        try:
+            same = target.exists() and src.exists() and target.samefile(src)
+            same = same or target.resolve() == src.resolve()
+        except (OSError, ValueError, RuntimeError):
+            same = False
+        if same:
+            raise ConfigError(
+                f"{target} is an input of this command ({given}); expected a new file for the decode trace",
+                where="--out",
+            )
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or "invalid path"
+        raise ConfigError(f"cannot create the directory {target.parent}: {reason}", where="--out") from None
+    if not os.access(target.parent, os.W_OK):
+        raise ConfigError(f"cannot write in the directory {target.parent}: permission denied", where="--out")
+    return target
+
+
+def _lower(
+    policy: Any,
+    lowering: Lowering,
+    system: SystemSpec,
+    p: Any,
+    requests: Iterable[Request],
+    writer: DecodeTraceWriter,
+    max_iterations: int,
+) -> tuple[int, int, int]:
+    """Schedule and write every iteration; returns (iterations, tokens, estimated end in ps)."""
     pending = iter(requests)
     nxt = next(pending, None)
     now = 0
     iterations = tokens = 0
-    try:
-        while iterations < max_iterations:
-            while nxt is not None and nxt.arrival_ps <= now:
-                policy.add(nxt, now)
-                nxt = next(pending, None)
-            batch = policy.next_batch(now)
-            if batch is None:
-                wake = policy.wake_time(now)
-                times = [t for t in (wake, nxt.arrival_ps if nxt else None) if t is not None and t > now]
-                if not times:
-                    break
-                now = min(times)
-                continue
-            dt, work = estimate_iteration_ps(lowering, system, p.weights_memory, p.kv_memory, batch)
-            writer.iteration(batch, work)
-            now += max(1, dt)
-            policy.complete(batch, now)
-            iterations += 1
-            tokens += sum(1 for e in batch.entries if e.emits_token and not e.padding)
-    finally:
-        writer.close()
-    return {"out": str(out), "iterations": iterations, "tokens": tokens, "estimated_span_s": now / PS_PER_S}
+    while iterations < max_iterations:
+        while nxt is not None and nxt.arrival_ps <= now:
+            policy.add(nxt, now)
+            nxt = next(pending, None)
+        batch = policy.next_batch(now)
+        if batch is None:
+            wake = policy.wake_time(now)
+            times = [t for t in (wake, nxt.arrival_ps if nxt else None) if t is not None and t > now]
+            if not times:
+                break
+            now = min(times)
+            continue
+        dt, work = estimate_iteration_ps(lowering, system, p.weights_memory, p.kv_memory, batch)
+        writer.iteration(batch, work)
+        now += max(1, dt)
+        policy.complete(batch, now)
+        iterations += 1
+        tokens += sum(1 for e in batch.entries if e.emits_token and not e.padding)
+    unfinished = nxt is not None or not policy.idle
+    if unfinished and iterations >= max_iterations:
+        raise ConfigError(
+            f"expected a workload of at most {max_iterations:,} iterations, found more; "
+            "fewer requests (--limit N) give a shorter trace",
+            where="--requests",
+        )
+    if unfinished:
+        raise SimulationError(
+            f"the batching policy stopped after {iterations:,} iterations with "
+            f"{policy.num_waiting + policy.num_running:,} requests unfinished and nothing to wake it",
+            where="batching",
+        )
+    if iterations == 0:
+        rejected = len(getattr(policy, "rejected", ()) or ())
+        raise ConfigError(
+            "expected at least one request to lower, found "
+            + (f"{rejected:,} requests, all rejected as oversize" if rejected else "none"),
+            where="--requests",
+        )
+    return iterations, tokens, now
 
 
 def synthetic_source(path: str | Path, limit: int | None) -> tuple[list[Request], dict[str, Any]]:

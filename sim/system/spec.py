@@ -453,6 +453,16 @@ def apply_overrides(
     return out
 
 
+def _blame_override(exc: ConfigError, overrides: Mapping[str, Any], path: Path) -> ConfigError:
+    """An error at a key that a ``--set`` override wrote is the override's, not the file's."""
+    where = exc.where or ""
+    inner = where.split(": ", 1)[1] if where.startswith(f"{path}: ") else where
+    for key in sorted(overrides, key=len, reverse=True):
+        if inner == key or inner.startswith(f"{key}.") or key.startswith(f"{inner}."):
+            return ConfigError(exc.message, where=f"--set {key}")
+    return exc
+
+
 def load_system(spec: str, overrides: Mapping[str, Any] | None = None) -> SystemSpec:
     """A system by file path or by the name of a system in ``topologies/``, with dotted overrides."""
     path = Path(spec)
@@ -466,9 +476,13 @@ def load_system(spec: str, overrides: Mapping[str, Any] | None = None) -> System
             )
         path = known[spec]
     data = read_toml(path)
-    if overrides:
-        data = apply_overrides(data, overrides)
-    sys_spec = system_from_mapping(data, where=str(path))
+    if not overrides:
+        sys_spec = system_from_mapping(data, where=str(path))
+    else:
+        try:
+            sys_spec = system_from_mapping(apply_overrides(data, overrides), where=str(path))
+        except ConfigError as exc:
+            raise _blame_override(exc, overrides, path) from None
     if "name" not in data.get("system", {}):
         sys_spec = SystemSpec(**{**sys_spec.__dict__, "name": path.stem})
     return sys_spec

@@ -30,6 +30,7 @@ import sim.topology.generators  # noqa: F401  (registers the built-in generators
 from sim.core.errors import ConfigError, RegistryError
 from sim.core.registry import REGISTRY, lookup
 from sim.core.tomlfile import read_toml
+from sim.topology.size import check_network, check_topology_size
 from sim.topology.validate import key_path, validate
 
 TABLE_KEYS = ("kind", "link", "name", "description")
@@ -90,6 +91,7 @@ def topology_from_mapping(data: Any, where: str = "topology", *, max_radix: int 
     for p in accepted:
         if p.default is p.empty and p.name not in args:
             raise ConfigError(f"kind {kind!r} needs {p.name}, found nothing", where=key_path(where, p.name))
+    check_topology_size({"kind": kind, **args}, where=where)  # before building: no huge graph
     try:
         G = gen(**args)
     except ConfigError as exc:
@@ -102,6 +104,7 @@ def topology_from_mapping(data: Any, where: str = "topology", *, max_radix: int 
             if not isinstance(data[key], str):
                 raise ConfigError(f"expected a string, found {data[key]!r}", where=key_path(where, key))
             G.graph[key] = data[key]
+    check_network(G, where=where)
     return validate(G, where=where, max_radix=max_radix)
 
 

@@ -97,4 +97,4 @@ def test_preset_overrides_are_validated_with_their_key():
     hbm3 = next(p for p in PRESETS if p.name == "hbm3")
     with pytest.raises(ConfigError) as err:
         hbm3.params(Params, {"tRP": "-2ns"}, where="--set")
-    assert err.value.where == "--set.tRP"
+    assert err.value.where == "--set tRP"

@@ -101,14 +101,14 @@ def test_membench_device_from_toml(tmp_path, capsys):
     ("argv", "needle"),
     [
         (["membench", "--device", "hbm9"], "unknown device 'hbm9'"),
-        (["membench", "--device", "hbm3", "--set", "tRCDX=3ns"], "--set.tRCDX: unknown parameter"),
-        (["membench", "--device", "hbf-gen1", "--set", "tR=-3us"], "--set.tR: expected a value > 0"),
+        (["membench", "--device", "hbm3", "--set", "tRCDX=3ns"], "--set tRCDX: unknown parameter"),
+        (["membench", "--device", "hbf-gen1", "--set", "tR=-3us"], "--set tR: expected a value > 0"),
         (["membench", "--device", "hbf-gen1", "--set", "tR=3uss"], "expected a time such as '20us'"),
         (["membench", "--request-size=-4KiB"], "expected a size"),
         (["membench", "--request-size", "4KB/s"], "expected a size"),
         (["membench", "--concurrency", "0"], "expected a whole number > 0"),
         (["membench", "--pattern", "zigzag"], "invalid choice"),
-        (["membench", "--write-ratio", "2"], "write_ratio: expected a fraction in [0, 1]"),
+        (["membench", "--write-ratio", "2"], "--write-ratio: expected a fraction in [0, 1]"),
         (["describe", "no-such-thing"], "nothing registered as 'no-such-thing'"),
     ],
 )

@@ -176,7 +176,7 @@ def test_cli_sweep(tmp_path, capsys):
     parser = argparse.ArgumentParser(prog="memwall")
     sweep.add_parser(parser.add_subparsers(dest="command"), argparse.ArgumentParser)
     args = parser.parse_args(["sweep", str(toml), "--workers", "2", "--out", str(tmp_path / "o")])
-    assert args.func(args) == 1  # the two 'nope' cells fail
+    assert args.func(args) == 2  # the two 'nope' cells fail (exit 2, one error line each)
     captured = capsys.readouterr()
     assert "4 cells: 0 already done, 2 ok, 2 failed" in captured.out
     assert captured.err.count("memwall: error: cell") == 2

@@ -121,7 +121,7 @@ def test_old_driver_prefetch_keys_point_to_the_new_ones(key):
     with pytest.raises(ConfigError) as err:
         build_run({"batch": 1, "set": {key: "8MiB"}})
     assert "chip.memory.NAME.prefetch." in str(err.value)
-    assert err.value.where == f"--set.{key}"
+    assert err.value.where == f"--set {key}"
 
 
 def test_queueing_cause_is_the_devices_own():

@@ -47,7 +47,7 @@ def check_names_a_real_cycle(graph, message: str) -> None:
 
 @pytest.mark.parametrize("graph", GRAPHS, ids=IDS)
 def test_dor_unsafe_deadlocks_and_names_the_wait_cycle(graph):
-    res = run_noc(graph, HEAVY, *UNSAFE, seed=1)
+    res = run_noc(graph, HEAVY, *UNSAFE, seed=1, on_deadlock="report")
     assert res["deadlock"] is not None and res["saturated"]
     assert res["deadlock"].startswith("deadlock: no flit moved for 200 cycles")
     check_names_a_real_cycle(graph, res["deadlock"])
