@@ -31,6 +31,7 @@ from sim.core.params import ParamSet, one_of, param, positive
 from sim.core.units import COUNT, PS_PER_S
 from sim.driver import blame as causes
 from sim.driver.blame import Blame, Cause
+from sim.driver.reuse import IterationReuse, shape_key
 from sim.fabric.collectives import CollectiveCase, run_algorithm
 from sim.memory.device import MemRequest
 from sim.memory.prefetch import Prefetcher
@@ -40,6 +41,7 @@ from sim.serving.lowering import Lowering, OpWork
 from sim.serving.mapping import Plan
 from sim.serving.scheduler import Batch, Scheduler
 from sim.stats import counter, tally
+from sim.stats.kinds import Counter
 from sim.system.build import System, collective_ps
 from sim.system.chip import Chip, ChipMemory
 from sim.system.spec import launch_for
@@ -62,6 +64,21 @@ class DriverParams(ParamSet):
         bool,
         "keep every op of every iteration (start, end, blame) for "
         "ops.csv: the full blame chain of each iteration's critical path",
+    )
+    reuse: bool = param(
+        True,
+        bool,
+        "replay an iteration whose shape was simulated before (sim.driver.reuse); false simulates "
+        "every iteration in full (as does record_ops)",
+    )
+    reuse_bucket: int = param(
+        256, COUNT, "tokens per context bucket of an iteration's shape (sim.driver.reuse)", check=positive
+    )
+    reuse_check: int = param(
+        20,
+        COUNT,
+        "simulate every N-th reused iteration in full anyway and report the error (0: never)",
+        check=lambda v: None if v >= 0 else ">= 0",
     )
 
 
@@ -86,7 +103,7 @@ class _OpCost(NamedTuple):
     slack: int  # integer-ps rounding allowed against the bounds
 
 
-@dataclass
+@dataclass(slots=True)
 class IterationRecord:
     index: int
     start_ps: int
@@ -95,6 +112,7 @@ class IterationRecord:
     tokens: int
     prefill_tokens: int
     blame: Blame
+    reused: bool = False  # replayed from an earlier iteration of its shape (sim.driver.reuse)
 
     @property
     def step_ps(self) -> int:
@@ -197,7 +215,26 @@ class TokenDriver(Component):
         return params.collectives == "simulated" or plan.mapping.pp > 1
 
     def run(self) -> None:
+        p: DriverParams = self.params  # type: ignore[assignment]
+        # Recording every op asks for every iteration simulated: no reuse then.
+        self.reuse = self._make_reuse() if p.reuse and not p.record_ops else None
         self.env.process(self._main())
+
+    def _make_reuse(self) -> IterationReuse:
+        """Reuse tracking every counter of every component (but the driver's own iteration and
+        token counts, which replayed iterations add themselves) and every compute unit's busy time."""
+        p: DriverParams = self.params  # type: ignore[assignment]
+        own = {id(self.stat.iterations), id(self.stat.tokens)}
+        counters = [
+            stat
+            for group in self.sim.stats.groups.values()
+            for stat in group.values()
+            if isinstance(stat, Counter) and id(stat) not in own
+        ]
+        units = [chip.die for chip in self.chips]
+        units += [m.near for chip in self.chips for m in chip.memories.values() if m.near is not None]
+        syncs = [c.sync_stats for c in self.sim.components() if hasattr(c, "sync_stats")]
+        return IterationReuse(counters, units, p.reuse_bucket, p.reuse_check, syncs)
 
     # -- layout: where each layer's weights and KV live on a chip (streaming addresses) ----------
     def _layout(self) -> dict[tuple[int, str], tuple[str, int]]:
@@ -239,12 +276,40 @@ class TokenDriver(Component):
                 continue
             start = env.now
             blame = Blame()
-            yield from self._iteration(batch, blame)
+            reused = yield from self._step(batch, blame)
             self.scheduler.complete(batch, env.now)
-            self._account(batch, start, env.now, blame)
+            self._account(batch, start, env.now, blame, reused)
         self.done.succeed()
 
-    def _account(self, batch: Batch, start: int, end: int, blame: Blame) -> None:
+    def _step(self, batch: Batch, blame: Blame) -> Generator[simpy.Event, Any, bool]:
+        """One iteration: replayed when its shape was simulated before (and not picked for a
+        check), else simulated in full; True when replayed."""
+        reuse = self.reuse
+        if reuse is None:
+            yield from self._iteration(batch, blame)
+            return False
+        # The host time the device waits for depends on the previous step (what async scheduling
+        # hides), so it is part of the shape.
+        host_ps = self.hardware.software.iteration_ps(batch.size, self._device_step_ps)
+        key = (shape_key(batch, reuse.bucket), host_ps)
+        stored, replay = reuse.lookup(key)
+        if stored is not None and replay:
+            reuse.sync()  # time-driven energy up to here is this run's own
+            yield self.env.timeout(stored.duration_ps)
+            reuse.sync(account=False)  # the replayed span's is in the stored change
+            reuse.replay(stored, blame)
+            self._device_step_ps = stored.device_step_ps
+            return True
+        start = self.env.now
+        before = reuse.snapshot() if stored is None else None
+        yield from self._iteration(batch, blame)
+        if stored is None:
+            reuse.store(key, before, self.env.now - start, self._device_step_ps, blame)  # type: ignore[arg-type]
+        else:
+            reuse.checked(stored, self.env.now - start)
+        return False
+
+    def _account(self, batch: Batch, start: int, end: int, blame: Blame, reused: bool = False) -> None:
         emitted = 0
         for e in batch.entries:
             if not e.emits_token or e.padding:
@@ -257,7 +322,14 @@ class TokenDriver(Component):
             emitted += 1
         self.iterations.append(
             IterationRecord(
-                len(self.iterations), start, end, batch.size, batch.num_tokens, batch.prefill_tokens, blame
+                len(self.iterations),
+                start,
+                end,
+                batch.size,
+                batch.num_tokens,
+                batch.prefill_tokens,
+                blame,
+                reused,
             )
         )
         self.blame.merge(blame)

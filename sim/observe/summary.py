@@ -42,6 +42,7 @@ def token_figures(driver: TokenDriver) -> dict[str, Any]:
         "stall_breakdown": driver.blame.fractions(),
         "software_s": driver.hardware.software.stat.host_ns.value / 1e9,
         "bound_violations": int(driver.stat.bound_violations.value),
+        "reuse": driver.reuse.summary() if driver.reuse is not None else {"enabled": False},
         "bound_violation_examples": list(driver.violations),
     }
 

@@ -41,6 +41,7 @@ ITERATION_COLUMNS = (
     "prefill_tokens",
     "top_cause",
     "top_cause_share",
+    "reused",
 )
 OP_COLUMNS = ("op_id", "iteration", "where", "op", "layer", "start_us", "end_us")
 BLAME_COLUMNS = ("op_id", "iteration", "cause", "resource", "unit", "label", "us")
@@ -110,4 +111,5 @@ def _iteration_rows(iterations: Sequence[Any]) -> Iterable[list[Any]]:
             it.prefill_tokens,
             top[0][0] if top else "",
             share,
+            int(it.reused),
         ]

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from sim.stats.percentiles import QUANTILES, percentile
+from sim.stats.sketch import EXACT_SAMPLES, LogSketch
 
 
 @dataclass
@@ -56,7 +57,9 @@ class Gauge(Stat):
 
 @dataclass
 class Tally(Stat):
-    """Observations of a quantity (latencies). Keeps samples for exact percentiles when ``keep``."""
+    """Observations of a quantity (latencies). With ``keep``, percentiles are exact up to
+    :data:`~sim.stats.sketch.EXACT_SAMPLES` samples; past that the samples move into a
+    :class:`~sim.stats.sketch.LogSketch` (0.5% relative error) so memory stays bounded."""
 
     keep: bool = True
     n: int = 0
@@ -65,6 +68,7 @@ class Tally(Stat):
     lo: float = math.inf
     hi: float = -math.inf
     samples: list[float] = field(default_factory=list)
+    sketch: LogSketch | None = None
 
     def observe(self, x: float) -> None:
         self.n += 1
@@ -75,14 +79,21 @@ class Tally(Stat):
         if x > self.hi:
             self.hi = x
         if self.keep:
-            self.samples.append(x)
+            if self.sketch is not None:
+                self.sketch.add(x)
+            else:
+                self.samples.append(x)
+                if len(self.samples) >= EXACT_SAMPLES:
+                    self.sketch = LogSketch()
+                    self.sketch.extend(self.samples)
+                    self.samples = []
 
     @property
     def mean(self) -> float:
         return self.total / self.n if self.n else 0.0
 
     def percentile(self, q: float) -> float:
-        return percentile(self.samples, q)
+        return self.sketch.quantile(q) if self.sketch is not None else percentile(self.samples, q)
 
     def summary(self, now_ps: int) -> dict[str, float]:
         if self.n == 0:
@@ -95,8 +106,8 @@ class Tally(Stat):
             "min": self.lo,
             "max": self.hi,
         }
-        if self.samples:
-            out.update({f"p{q}": percentile(self.samples, q) for q in QUANTILES})
+        if self.samples or self.sketch is not None:
+            out.update({f"p{q}": self.percentile(q) for q in QUANTILES})
         return out
 
 

@@ -114,6 +114,12 @@ RUNS: tuple[FixedRun, ...] = (
     _run("collective-alltoall-fc8", "collective --topology topologies/fc8.toml --op alltoall"),
     # -- end to end: every shipped system ----------------------------------------------------------
     _run("run-default", "run"),
+    # Iteration reuse off: every iteration through the memories, compute and fabric.
+    _run("run-default-noreuse", "run --set driver.reuse=false"),
+    _run(
+        "run-gpu-hbm-70b-noreuse",
+        "run gpu-hbm --model llama-3.1-70b --batch 8 --context 512 --steps 8 --set driver.reuse=false",
+    ),
     _run("run-default-out", "run default --limit 6 --out {out}", files=("requests.csv", "iterations.csv")),
     _run("run-default-fixed", "run --batch 8 --context 512 --steps 4"),
     _run("run-default-decode-trace", "run default traces/llama-3.1-8b_azure_conv_24.jsonl.gz"),

@@ -285,6 +285,20 @@ class Dram3D(MemoryDevice):
         phases, period, _ = self._ref_phases
         return refreshes_due(phases, period, now)
 
+    def sync_stats(self, account: bool = True) -> None:
+        """Bring the counters up to now (iteration reuse snapshots them): pending counts and TSV
+        bursts, and refreshes due by time either accounted (``account``) or, after a replayed span
+        whose stored change already holds them, only marked as counted."""
+        if self._lanes is not None:
+            self._flush()  # the command level counts its own refreshes, as commands
+        elif account:
+            self._flush(refresh_by_time=True)
+        else:
+            self._flush()
+            if self._ref_phases is not None:
+                self._ref_counted = self._refreshes_due(self.env.now)
+        self._flush_tsv()
+
     def finalize(self) -> None:
         if self._lanes is not None:
             for lane in self._lanes:
@@ -292,6 +306,10 @@ class Dram3D(MemoryDevice):
             self._flush()
         else:
             self._flush(refresh_by_time=True)
+        self._flush_tsv()
+
+    def _flush_tsv(self) -> None:
+        """Report the bursts each channel's TSV bus carried since the last report."""
         pc = self.geometry.pseudo_channels
         counts = self._txn.lane_bursts.tolist() if self._txn is not None else list(self._lane_bursts)
         tburst, bb = self.timing.tBURST, self.geometry.burst_bytes

@@ -1,0 +1,88 @@
+"""Iteration reuse (sim.driver.reuse): replayed iterations conserve what they replay, a check of
+every hit is the full simulation, and the totals stay within the reported error of reuse off."""
+
+import pytest
+
+from sim.experiments.run import build_run, execute
+
+TRACE = "traces/splitwise_conv_200.csv"
+
+
+def run(**sets):
+    spec, _ = build_run({"system": "default", "trace": TRACE, "limit": 40, "set": sets})
+    summary, driver, _ = execute(spec)
+    return summary, driver
+
+
+@pytest.fixture(scope="module")
+def on():
+    return run()
+
+
+@pytest.fixture(scope="module")
+def off():
+    return run(**{"driver.reuse": False})
+
+
+def test_every_iteration_is_a_shape_seen_first_or_a_hit(on):
+    summary, driver = on
+    reuse = summary["reuse"]
+    assert reuse["hits"] > 0 and reuse["shapes"] > 0
+    assert summary["iterations"] == reuse["shapes"] + reuse["hits"]
+    replayed = sum(it.reused for it in driver.iterations)
+    assert replayed == reuse["hits"] - reuse["sampled"]
+    assert reuse["sampled"] == reuse["hits"] // 20  # every 20th hit simulated in full (the default)
+
+
+def test_reuse_conserves_tokens_and_stays_within_its_error_of_the_full_run(on, off):
+    a, _ = on
+    b, _ = off
+    assert b["reuse"] == {"enabled": False}
+    assert a["tokens"] == b["tokens"] and a["requests_finished"] == b["requests_finished"]
+    assert a["iterations"] == b["iterations"]
+    for key in ("ttft_ms", "tpot_ms", "e2e_latency_ms"):
+        assert a[key]["mean"] == pytest.approx(b[key]["mean"], rel=0.01)
+    assert a["energy_j"] == pytest.approx(b["energy_j"], rel=0.01)
+    for name, joules in b["energy_by_component_j"].items():
+        assert a["energy_by_component_j"][name] == pytest.approx(joules, rel=0.01), name
+    assert a["memory_to_die_bytes_per_token"] == pytest.approx(b["memory_to_die_bytes_per_token"], rel=0.01)
+    assert a["reuse"]["max_rel_error"] < 0.01
+
+
+def test_checking_every_hit_is_the_full_simulation(off):
+    b, full = off
+    a, checked = run(**{"driver.reuse_check": 1})
+    assert a["reuse"]["hits"] == a["reuse"]["sampled"] > 0
+    assert not any(it.reused for it in checked.iterations)
+    assert [it.step_ps for it in checked.iterations] == [it.step_ps for it in full.iterations]
+    assert a["energy_j"] == pytest.approx(b["energy_j"], rel=1e-12)
+
+
+def fixed(steps=6, **sets):
+    spec, _ = build_run({"system": "default", "batch": 4, "context": 256, "steps": steps, "set": sets})
+    summary, driver, _ = execute(spec)
+    return summary, driver.iterations
+
+
+def test_a_replayed_iteration_takes_its_shapes_stored_time():
+    summary, its = fixed()
+    assert [it.reused for it in its] == [False] + [True] * 5
+    assert {it.step_ps for it in its} == {its[0].step_ps}
+    assert summary["reuse"]["shapes"] == 1
+
+
+def test_host_time_hidden_or_not_is_part_of_the_shape():
+    # async scheduling hides host time behind the previous step: none before the first one
+    summary, its = fixed(software="vllm-v0.6-async")
+    assert [it.reused for it in its] == [False, False] + [True] * 4
+    assert its[0].step_ps > its[1].step_ps and {it.step_ps for it in its[1:]} == {its[1].step_ps}
+    assert summary["reuse"]["shapes"] == 2
+
+
+def test_recording_ops_simulates_every_iteration():
+    spec, _ = build_run(
+        {"system": "default", "batch": 4, "context": 256, "steps": 4, "set": {"driver.record_ops": True}}
+    )
+    summary, driver, _ = execute(spec)
+    assert summary["reuse"] == {"enabled": False}
+    assert {op.iteration for op in driver.op_log} == {0, 1, 2, 3}
