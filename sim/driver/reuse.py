@@ -1,12 +1,20 @@
 """Iteration reuse: simulate each iteration shape in full once, replay it afterwards, measure the error.
 
-A serving run repeats itself: a 200-request trace of Llama-3.1-70B runs ~5,000 iterations of only
-~500 distinct shapes, and the step times within a shape differ by hundredths of a percent. An
-iteration's **shape** (:func:`shape_key`) is its batch composition with contexts bucketed:
+A serving run repeats itself: a 200-request trace of Llama-3.1-70B runs ~5,000 iterations whose
+costs fall into a few hundred groups. An iteration's cost follows from a handful of sums over its
+batch (what :class:`~sim.serving.lowering.Lowering` reads): the tokens it processes (the GEMMs'
+rows), the decode entries and their cached context (KV reads and decode attention), the prefill
+chunks, their cached context and their attention work (sum of tokens x mid-chunk context), and the
+entries that emit a token (the LM head's rows). Its **shape** (:func:`shape_key`) is those sums,
+each kept to ``bits`` significant binary digits: exact below 2^bits, and above that in buckets
+whose width is at most 2^(1 - bits) of the value (3.2% at the default 6 bits).
 
-* the number of decode entries and their total context in ``bucket``-token buckets;
-* every prefill chunk as (tokens, cached tokens before it in buckets, emits a token);
-* how many entries emit a token (the LM head's rows).
+Within a bucket the stored iteration sits wherever the first one fell, and contexts only grow, so a
+plain replay would run short, and the small bias would add up over thousands of iterations and move
+when later requests arrive relative to iteration boundaries (the scheduling diverges). A replay is
+therefore moved by the decode context and prefill attention pairs it has beyond the stored one, at
+the kernel model's time per context token and per pair on one chip (:attr:`IterationReuse.slopes`,
+from probe batches): first order within the bucket. The sampled checks below measure what is left.
 
 The first iteration of a shape runs in full through the memories, compute and fabric at the
 system's chosen fidelity; what it did is stored: its duration, the chips' share of it, its blame,
@@ -14,10 +22,13 @@ and the change it made to every counter of every component (bytes, energy, FLOPs
 every compute unit's busy time. A later iteration of the same shape replays those: one timeout, the
 blame, the counter deltas. Every ``check_every``-th hit is simulated in full anyway and compared with
 the stored duration; the summary reports ``reuse: {hits, shapes, sampled, max_rel_error,
-mean_rel_error}``. Nothing stored ever comes from an analytic twin unless the system chose it.
+mean_rel_error}``. What is stored comes from the full simulation at the system's fidelity, never
+from an analytic twin unless the system chose it; only the first-order shift uses the kernel model.
 
-What a replayed iteration does not do: add latency samples to device tallies, move device queues
-and row buffers, or record ops for ``ops.csv`` (``iterations.csv`` marks it ``reused``).
+What a replayed iteration does not do: add latency samples to device tallies (queueing means are over
+the simulated iterations), move device queues and row buffers, scale its counter changes by the
+shift, or record ops for ``ops.csv`` (``iterations.csv`` marks it ``reused``; ``record_ops`` turns
+reuse off).
 """
 
 from __future__ import annotations
@@ -26,23 +37,41 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sim.driver.blame import Blame, Cause
+from sim.driver.blame import Blame
 from sim.serving.scheduler import Batch
 from sim.stats.kinds import Counter
 
 
-def shape_key(batch: Batch, bucket: int) -> tuple[Any, ...]:
-    """What decides an iteration's cost, with contexts in ``bucket``-token buckets (see module)."""
-    decodes = context = emitting = 0
-    prefill = []
+def significant(x: int, bits: int) -> int:
+    """``x`` with all but its ``bits`` leading binary digits cleared: exact below 2^bits, within a
+    relative 2^(1 - bits) above (a bucket that widens with the value)."""
+    shift = x.bit_length() - bits
+    return x if shift <= 0 else (x >> shift) << shift
+
+
+def batch_sums(batch: Batch) -> tuple[int, int, int, int, int, int, int]:
+    """The sums an iteration's cost follows from (see module): tokens, decode entries, decode
+    context, prefill chunks, prefill cached context, prefill attention pairs, emitting entries."""
+    decodes = decode_context = emitting = tokens = 0
+    chunks = prefill_past = prefill_pairs = 0
     for e in batch.entries:
         emitting += e.emits_token
+        tokens += e.tokens
+        past = e.context_tokens - e.tokens
         if e.phase == "decode":
             decodes += 1
-            context += e.context_tokens
+            decode_context += past
         else:
-            prefill.append((e.tokens, (e.context_tokens - e.tokens) // bucket, e.emits_token))
-    return decodes, context // bucket, tuple(sorted(prefill)), emitting
+            chunks += 1
+            prefill_past += past
+            prefill_pairs += e.tokens * (past + (e.tokens + 1) // 2)  # attention work of the chunk
+    return tokens, decodes, decode_context, chunks, prefill_past, prefill_pairs, emitting
+
+
+def shape_key(sums: tuple[int, ...], bits: int) -> tuple[int, ...]:
+    """An iteration's shape: its :func:`batch_sums`, each kept to ``bits`` significant bits (the
+    chunk count exactly)."""
+    return tuple(x if i == 3 else significant(x, bits) for i, x in enumerate(sums))
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +80,9 @@ class StoredIteration:
 
     duration_ps: int
     device_step_ps: int
-    blame: tuple[tuple[Cause, float], ...]
+    context: int  # its decode entries' cached context (tokens)
+    pairs: int  # its prefill attention pairs
+    blame: Blame  # shared by every replay of the shape; never changed after it is stored
     counters: tuple[float, ...]  # change of each tracked counter
     busy: tuple[int, ...]  # change of each tracked unit's busy time (ps)
 
@@ -63,14 +94,15 @@ class IterationReuse:
         self,
         counters: Sequence[Counter],
         units: Sequence[Any],
-        bucket: int,
+        bits: int,
         check_every: int,
         syncs: Sequence[Any] = (),
     ) -> None:
         self.syncs = list(syncs)  # flush pending device counts into counters before a snapshot
         self.counters = list(counters)
         self.units = list(units)  # objects with a Timeline ``timeline`` (compute die, MAC units)
-        self.bucket = bucket
+        self.bits = bits
+        self.slopes: tuple[float, float] = (0.0, 0.0)  # ps per context token, per attention pair
         self.check_every = check_every
         self.shapes: dict[tuple[Any, ...], StoredIteration] = {}
         self.hits = 0
@@ -102,6 +134,7 @@ class IterationReuse:
     def store(
         self,
         key: tuple[Any, ...],
+        sums: tuple[int, ...],
         before: tuple[tuple[float, ...], tuple[int, ...]],
         duration_ps: int,
         device_step_ps: int,
@@ -111,22 +144,32 @@ class IterationReuse:
         self.shapes[key] = StoredIteration(
             duration_ps,
             device_step_ps,
-            tuple(blame.by_cause.items()),
+            sums[2],
+            sums[5],
+            blame,
             tuple(a - b for a, b in zip(counters, before[0], strict=True)),
             tuple(a - b for a, b in zip(busy, before[1], strict=True)),
         )
 
-    def checked(self, stored: StoredIteration, duration_ps: int) -> None:
-        """A hit simulated in full: how far the stored duration was from it."""
+    def shift_ps(self, stored: StoredIteration, sums: tuple[int, ...]) -> int:
+        """How much longer an iteration with ``sums`` takes than its shape's stored one: the
+        context and attention work it has beyond the stored iteration's, at the slopes of
+        :attr:`slopes` (first order within the bucket, so replays carry no bias from where in
+        its bucket the stored iteration fell)."""
+        per_token, per_pair = self.slopes
+        extra = per_token * (sums[2] - stored.context) + per_pair * (sums[5] - stored.pairs)
+        return round(extra)
+
+    def checked(self, stored: StoredIteration, sums: tuple[int, ...], duration_ps: int) -> None:
+        """A hit simulated in full: how far its replay would have been from it."""
         self.sampled += 1
-        err = abs(stored.duration_ps - duration_ps) / duration_ps if duration_ps else 0.0
+        replayed = stored.duration_ps + self.shift_ps(stored, sums)
+        err = abs(replayed - duration_ps) / duration_ps if duration_ps else 0.0
         self.max_rel_error = max(self.max_rel_error, err)
         self._sum_rel_error += err
 
-    def replay(self, stored: StoredIteration, blame: Blame) -> None:
-        """Apply a stored iteration's blame, counter and busy-time changes (not its time)."""
-        for cause, ps in stored.blame:
-            blame.add(cause, ps)
+    def replay(self, stored: StoredIteration) -> None:
+        """Apply a stored iteration's counter and busy-time changes (not its time)."""
         for c, d in zip(self.counters, stored.counters, strict=True):
             if d:
                 c.value += d
@@ -141,5 +184,5 @@ class IterationReuse:
             "sampled": self.sampled,
             "max_rel_error": self.max_rel_error,
             "mean_rel_error": self._sum_rel_error / self.sampled if self.sampled else 0.0,
-            "bucket_tokens": self.bucket,
+            "significant_bits": self.bits,
         }

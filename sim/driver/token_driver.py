@@ -31,7 +31,7 @@ from sim.core.params import ParamSet, one_of, param, positive
 from sim.core.units import COUNT, PS_PER_S
 from sim.driver import blame as causes
 from sim.driver.blame import Blame, Cause
-from sim.driver.reuse import IterationReuse, shape_key
+from sim.driver.reuse import IterationReuse, batch_sums, shape_key
 from sim.fabric.collectives import CollectiveCase, run_algorithm
 from sim.memory.device import MemRequest
 from sim.memory.prefetch import Prefetcher
@@ -39,7 +39,7 @@ from sim.model.spec import ModelSpec
 from sim.requests.record import Request
 from sim.serving.lowering import Lowering, OpWork
 from sim.serving.mapping import Plan
-from sim.serving.scheduler import Batch, Scheduler
+from sim.serving.scheduler import Batch, BatchEntry, Scheduler
 from sim.stats import counter, tally
 from sim.stats.kinds import Counter
 from sim.system.build import System, collective_ps
@@ -52,10 +52,10 @@ class DriverParams(ParamSet):
     """How the driver runs (not what the hardware is)."""
 
     collectives: str = param(
-        "analytic",
+        "simulated",
         str,
-        "collectives on the fabric: analytic (alpha-beta twin, "
-        "no events) or simulated (message patterns on the system's fabric)",
+        "collectives on the fabric: simulated (message patterns on the system's fabric, at its "
+        "fidelity) or analytic (the alpha-beta twin, no events)",
         check=one_of("analytic", "simulated"),
     )
     max_iterations: int = param(1_000_000, COUNT, "stop after this many iterations", check=positive)
@@ -65,17 +65,27 @@ class DriverParams(ParamSet):
         "keep every op of every iteration (start, end, blame) for "
         "ops.csv: the full blame chain of each iteration's critical path",
     )
+    collective_memo: bool = param(
+        True,
+        bool,
+        "replay a simulated collective already run on the idle fabric (exact when the fabric keeps "
+        "no state between messages; see TokenDriver._simulated_collective); false simulates each",
+    )
     reuse: bool = param(
         True,
         bool,
         "replay an iteration whose shape was simulated before (sim.driver.reuse); false simulates "
         "every iteration in full (as does record_ops)",
     )
-    reuse_bucket: int = param(
-        256, COUNT, "tokens per context bucket of an iteration's shape (sim.driver.reuse)", check=positive
+    reuse_bits: int = param(
+        6,
+        COUNT,
+        "significant binary digits kept of each sum in an iteration's shape (sim.driver.reuse): "
+        "buckets at most 2^(1 - bits) of the value wide",
+        check=lambda v: None if 1 <= v <= 62 else "between 1 and 62",
     )
     reuse_check: int = param(
-        20,
+        100,
         COUNT,
         "simulate every N-th reused iteration in full anyway and report the error (0: never)",
         check=lambda v: None if v >= 0 else ">= 0",
@@ -200,6 +210,11 @@ class TokenDriver(Component):
         self.blame = Blame()
         self.op_log: list[OpRecord] = []  # every op of every iteration when record_ops
         self._collective_cache: dict[tuple[str, int], int] = {}
+        # simulated collectives on an idle fabric: case -> (duration, counter changes)
+        self._fabric_memo: dict[tuple[Any, ...], tuple[int, tuple[float, ...]]] | None = (
+            {} if self.params.collective_memo else None  # type: ignore[attr-defined]
+        )
+        self._fabric_counter_list: list[Counter] | None = None
         self.done = self.env.event()
         self._tokens = 1  # tokens of the iteration in flight
         self._device_step_ps = 0  # the previous iteration's time on the chips (after the host's)
@@ -234,7 +249,36 @@ class TokenDriver(Component):
         units = [chip.die for chip in self.chips]
         units += [m.near for chip in self.chips for m in chip.memories.values() if m.near is not None]
         syncs = [c.sync_stats for c in self.sim.components() if hasattr(c, "sync_stats")]
-        return IterationReuse(counters, units, p.reuse_bucket, p.reuse_check, syncs)
+        reuse = IterationReuse(counters, units, p.reuse_bits, p.reuse_check, syncs)
+        reuse.slopes = self._context_slopes()
+        return reuse
+
+    def _context_slopes(self) -> tuple[float, float]:
+        """Kernel-model time per cached token of context (decode) and per prefill attention pair,
+        summed over the layers on one chip: how iteration reuse moves a replay within its bucket.
+        From two probe batches each, so whatever the kernel model does to attention is in them."""
+        chip = self.chips[0]
+        wmem = chip.memories[self.plan.weights_memory]
+        kvmem = chip.memories[self.plan.kv_memory]
+        src = self._sources(chip, wmem, kvmem)
+        probe = 4096
+
+        def time_ps(entry: BatchEntry) -> float:
+            total = 0.0
+            for layer in range(self.model.layers):
+                for op in self.lowering.layer_ops(layer, [entry]):
+                    total += sum(t.total_ps for t in chip.die.kernel_times(op.kernels, src))
+            return total
+
+        def decode(past: int) -> BatchEntry:
+            return BatchEntry(None, "decode", 1, past + 1, True)  # type: ignore[arg-type]
+
+        def prefill(past: int) -> BatchEntry:
+            return BatchEntry(None, "prefill", probe, past + probe, True)  # type: ignore[arg-type]
+
+        per_token = (time_ps(decode(2 * probe)) - time_ps(decode(probe))) / probe
+        per_pair = (time_ps(prefill(probe)) - time_ps(prefill(0))) / (probe * probe)
+        return max(0.0, per_token), max(0.0, per_pair)
 
     # -- layout: where each layer's weights and KV live on a chip (streaming addresses) ----------
     def _layout(self) -> dict[tuple[int, str], tuple[str, int]]:
@@ -275,39 +319,42 @@ class TokenDriver(Component):
                 yield env.timeout(min(times) - env.now)
                 continue
             start = env.now
-            blame = Blame()
-            reused = yield from self._step(batch, blame)
+            blame, reused = yield from self._step(batch)
             self.scheduler.complete(batch, env.now)
             self._account(batch, start, env.now, blame, reused)
         self.done.succeed()
 
-    def _step(self, batch: Batch, blame: Blame) -> Generator[simpy.Event, Any, bool]:
+    def _step(self, batch: Batch) -> Generator[simpy.Event, Any, tuple[Blame, bool]]:
         """One iteration: replayed when its shape was simulated before (and not picked for a
-        check), else simulated in full; True when replayed."""
+        check), else simulated in full. Its blame (a replay shares its shape's, unchanged) and
+        whether it was replayed."""
         reuse = self.reuse
+        blame = Blame()
         if reuse is None:
             yield from self._iteration(batch, blame)
-            return False
+            return blame, False
         # The host time the device waits for depends on the previous step (what async scheduling
         # hides), so it is part of the shape.
         host_ps = self.hardware.software.iteration_ps(batch.size, self._device_step_ps)
-        key = (shape_key(batch, reuse.bucket), host_ps)
+        sums = batch_sums(batch)
+        key = (shape_key(sums, reuse.bits), host_ps)
         stored, replay = reuse.lookup(key)
         if stored is not None and replay:
+            shift = reuse.shift_ps(stored, sums)
             reuse.sync()  # time-driven energy up to here is this run's own
-            yield self.env.timeout(stored.duration_ps)
+            yield self.env.timeout(max(1, stored.duration_ps + shift))
             reuse.sync(account=False)  # the replayed span's is in the stored change
-            reuse.replay(stored, blame)
-            self._device_step_ps = stored.device_step_ps
-            return True
+            reuse.replay(stored)
+            self._device_step_ps = max(1, stored.device_step_ps + shift)
+            return stored.blame, True
         start = self.env.now
         before = reuse.snapshot() if stored is None else None
         yield from self._iteration(batch, blame)
         if stored is None:
-            reuse.store(key, before, self.env.now - start, self._device_step_ps, blame)  # type: ignore[arg-type]
+            reuse.store(key, sums, before, self.env.now - start, self._device_step_ps, blame)  # type: ignore[arg-type]
         else:
-            reuse.checked(stored, self.env.now - start)
-        return False
+            reuse.checked(stored, sums, self.env.now - start)
+        return blame, False
 
     def _account(self, batch: Batch, start: int, end: int, blame: Blame, reused: bool = False) -> None:
         emitted = 0
@@ -709,7 +756,7 @@ class TokenDriver(Component):
         if p.collectives == "simulated":
             if launch:
                 yield env.timeout(launch)
-            yield run_algorithm(self.network, case)
+            yield from self._simulated_collective(case)
         else:
             key = (op, case.nbytes, group)
             ps = self._collective_cache.get(key)
@@ -726,6 +773,50 @@ class TokenDriver(Component):
         blame.add(cause, env.now - t0)
         self.stat.fabric_link_bytes.add(self._collective_link_bytes(case))
         self._log("fabric", op, -1, t0, Blame({cause: env.now - t0}))
+
+    def _simulated_collective(self, case: CollectiveCase) -> Generator[simpy.Event, Any, None]:
+        """A collective's messages on the simulated fabric, or its stored outcome.
+
+        The driver puts one collective or transfer on the fabric at a time and the fabric has no
+        other traffic, so each starts on an idle fabric; when the fabric keeps no state across idle
+        periods (``idle_is_stateless``: links and buffers only, no arbiter priorities), a case's
+        duration and the counters it moves are a function of the case alone. They are simulated
+        the first time and replayed after (``driver.collective_memo``), exactly."""
+        env, net = self.env, self.network
+        memo = self._fabric_memo
+        if memo is None or net.sources or not getattr(net, "idle_is_stateless", False):
+            yield run_algorithm(net, case)
+            return
+        key = (case.op, case.algorithm, case.nbytes, case.ranks)
+        # Messages start on a fabric clock edge and move in whole cycles: the time from that edge
+        # on is the same at any clock phase.
+        edge = -(-env.now // net.cycle_ps) * net.cycle_ps
+        stored = memo.get(key)
+        if stored is not None:
+            duration, deltas = stored
+            yield env.timeout(edge - env.now + duration)
+            for c, d in zip(self._fabric_counters, deltas, strict=True):
+                if d:
+                    c.value += d
+            return
+        before = [c.value for c in self._fabric_counters]
+        yield run_algorithm(net, case)
+        changes = tuple(c.value - b for c, b in zip(self._fabric_counters, before, strict=True))
+        memo[key] = (env.now - edge, changes)
+
+    @property
+    def _fabric_counters(self) -> list[Counter]:
+        """Every counter of the fabric and its parts (routers, NICs)."""
+        if self._fabric_counter_list is None:
+            root = self.network.path
+            self._fabric_counter_list = [
+                stat
+                for scope, group in sorted(self.sim.stats.groups.items())
+                if scope == root or scope.startswith(root + ".")
+                for stat in group.values()
+                if isinstance(stat, Counter)
+            ]
+        return self._fabric_counter_list
 
     @staticmethod
     def _fabric_share(case: CollectiveCase) -> float:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Generator
-from typing import Any
+from typing import Any, ClassVar
 
 import simpy
 
@@ -33,6 +33,9 @@ from sim.stats import counter, tally
 
 class MessageNetwork(NetworkBase):
     """The fabric at message level (see module docstring); same API as ``FlitNetwork``."""
+
+    idle_is_stateless: ClassVar[bool] = True
+    """An idle fabric is the same whatever it carried before: free channels, no arbiter state."""
 
     STATS = (
         counter("packets_delivered", "packets", "packets whose tail reached the destination NIC"),
