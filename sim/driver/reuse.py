@@ -33,12 +33,12 @@ reuse off).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sim.driver.blame import Blame
-from sim.serving.scheduler import Batch
+from sim.driver.blame import Blame, Cause
+from sim.serving.scheduler import Batch, BatchEntry
 from sim.stats.kinds import Counter
 
 
@@ -79,9 +79,11 @@ class StoredIteration:
     """What the first full simulation of a shape did."""
 
     duration_ps: int
-    device_step_ps: int
+    device_step_ps: int  # its time on the chips, after the host's
+    host_ps: int  # the host time it waited for (a replay takes its own)
     context: int  # its decode entries' cached context (tokens)
     pairs: int  # its prefill attention pairs
+    kernel_ps: float  # its kernel-model time, when it has prefill chunks (see IterationReuse.shift_ps)
     blame: Blame  # shared by every replay of the shape; never changed after it is stored
     counters: tuple[float, ...]  # change of each tracked counter
     busy: tuple[int, ...]  # change of each tracked unit's busy time (ps)
@@ -97,11 +99,19 @@ class IterationReuse:
         bits: int,
         check_every: int,
         syncs: Sequence[Any] = (),
+        prefill_bits: int | None = None,
+        kernel_ps: Callable[[Sequence[BatchEntry]], float] | None = None,
+        host_counter: Counter | None = None,
+        host_cause: Cause | None = None,
     ) -> None:
         self.syncs = list(syncs)  # flush pending device counts into counters before a snapshot
         self.counters = list(counters)
         self.units = list(units)  # objects with a Timeline ``timeline`` (compute die, MAC units)
         self.bits = bits
+        self.prefill_bits = bits if prefill_bits is None or kernel_ps is None else prefill_bits
+        self.kernel_ps = kernel_ps  # kernel-model time of a batch (moves prefill replays)
+        self.host_counter = host_counter  # the software's host time (ns), among ``counters``
+        self.host_cause = host_cause  # the blame cause of that host time
         self.slopes: tuple[float, float] = (0.0, 0.0)  # ps per context token, per attention pair
         self.check_every = check_every
         self.shapes: dict[tuple[Any, ...], StoredIteration] = {}
@@ -121,6 +131,13 @@ class IterationReuse:
         self.sync()
         return tuple(c.value for c in self.counters), tuple(u.timeline.busy_ps for u in self.units)
 
+    def key(self, sums: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape of an iteration with ``sums``: coarser when it has prefill chunks."""
+        if sums[3] and self.kernel_ps is not None:
+            # the kernel-model shift carries the rest: chunk count and tokens (the GEMMs' rows)
+            return (sums[3], significant(sums[0], self.prefill_bits))
+        return shape_key(sums, self.bits)
+
     def lookup(self, key: tuple[Any, ...]) -> tuple[StoredIteration | None, bool]:
         """The stored iteration of ``key`` (None: first of its shape) and whether to replay it
         (False: simulate it in full, to store it or to check it)."""
@@ -135,47 +152,71 @@ class IterationReuse:
         self,
         key: tuple[Any, ...],
         sums: tuple[int, ...],
+        batch: Batch,
         before: tuple[tuple[float, ...], tuple[int, ...]],
         duration_ps: int,
         device_step_ps: int,
+        host_ps: int,
         blame: Blame,
     ) -> None:
         counters, busy = self.snapshot()  # synced to the end of the iteration
         self.shapes[key] = StoredIteration(
             duration_ps,
             device_step_ps,
+            host_ps,
             sums[2],
             sums[5],
+            self._kernel(sums, batch),
             blame,
             tuple(a - b for a, b in zip(counters, before[0], strict=True)),
             tuple(a - b for a, b in zip(busy, before[1], strict=True)),
         )
 
-    def shift_ps(self, stored: StoredIteration, sums: tuple[int, ...]) -> int:
-        """How much longer an iteration with ``sums`` takes than its shape's stored one: the
-        context and attention work it has beyond the stored iteration's, at the slopes of
-        :attr:`slopes` (first order within the bucket, so replays carry no bias from where in
-        its bucket the stored iteration fell)."""
+    def _kernel(self, sums: tuple[int, ...], batch: Batch) -> float:
+        """Kernel-model time of ``batch`` when it has prefill chunks (0 otherwise: unused)."""
+        return self.kernel_ps(batch.entries) if sums[3] and self.kernel_ps is not None else 0.0
+
+    def shift_ps(self, stored: StoredIteration, sums: tuple[int, ...], batch: Batch) -> int:
+        """How much longer an iteration with ``sums`` takes than its shape's stored one, first
+        order within the bucket, so replays carry no bias from where in its bucket the stored
+        iteration fell: with prefill chunks, the kernel model's time difference of the two
+        batches; decode only, the decode context beyond the stored one at :attr:`slopes`."""
+        if sums[3] and self.kernel_ps is not None:
+            return round(self._kernel(sums, batch) - stored.kernel_ps)
         per_token, per_pair = self.slopes
         extra = per_token * (sums[2] - stored.context) + per_pair * (sums[5] - stored.pairs)
         return round(extra)
 
-    def checked(self, stored: StoredIteration, sums: tuple[int, ...], duration_ps: int) -> None:
-        """A hit simulated in full: how far its replay would have been from it."""
+    def checked(
+        self, stored: StoredIteration, sums: tuple[int, ...], batch: Batch, host_ps: int, device_ps: int
+    ) -> None:
+        """A hit simulated in full (``host_ps`` then ``device_ps`` long): how far its replay would
+        have been from it, relative to its whole duration."""
         self.sampled += 1
-        replayed = stored.duration_ps + self.shift_ps(stored, sums)
-        err = abs(replayed - duration_ps) / duration_ps if duration_ps else 0.0
+        replayed = stored.device_step_ps + self.shift_ps(stored, sums, batch)
+        total = host_ps + device_ps
+        err = abs(replayed - device_ps) / total if total else 0.0
         self.max_rel_error = max(self.max_rel_error, err)
         self._sum_rel_error += err
 
-    def replay(self, stored: StoredIteration) -> None:
-        """Apply a stored iteration's counter and busy-time changes (not its time)."""
+    def replay(self, stored: StoredIteration, host_ps: int, device_ps: int) -> Blame:
+        """Apply a stored iteration's counter and busy-time changes (not its time), with this
+        iteration's own host time; its blame: the stored one (shared) when nothing moved, else the
+        device causes scaled to ``device_ps`` and the host's set to ``host_ps``."""
         for c, d in zip(self.counters, stored.counters, strict=True):
             if d:
                 c.value += d
         for u, d in zip(self.units, stored.busy, strict=True):
             if d:
                 u.timeline.busy_ps += d
+        if self.host_counter is not None and host_ps != stored.host_ps:
+            self.host_counter.value += (host_ps - stored.host_ps) / 1000  # ns
+        if host_ps == stored.host_ps and device_ps == stored.device_step_ps:
+            return stored.blame
+        scale = device_ps / stored.device_step_ps if stored.device_step_ps else 1.0
+        blame = Blame({c: ps * scale for c, ps in stored.blame.by_cause.items() if c != self.host_cause})
+        blame.add(self.host_cause, host_ps)
+        return blame
 
     def summary(self) -> dict[str, Any]:
         return {

@@ -18,7 +18,7 @@ slowest of its inputs needed at that input's peak, and the rest, by cause.
 from __future__ import annotations
 
 import os
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -31,7 +31,7 @@ from sim.core.params import ParamSet, one_of, param, positive
 from sim.core.units import COUNT, PS_PER_S
 from sim.driver import blame as causes
 from sim.driver.blame import Blame, Cause
-from sim.driver.reuse import IterationReuse, batch_sums, shape_key
+from sim.driver.reuse import IterationReuse, batch_sums
 from sim.fabric.collectives import CollectiveCase, run_algorithm
 from sim.memory.device import MemRequest
 from sim.memory.prefetch import Prefetcher
@@ -82,6 +82,13 @@ class DriverParams(ParamSet):
         COUNT,
         "significant binary digits kept of each sum in an iteration's shape (sim.driver.reuse): "
         "buckets at most 2^(1 - bits) of the value wide",
+        check=lambda v: None if 1 <= v <= 62 else "between 1 and 62",
+    )
+    reuse_prefill_bits: int = param(
+        3,
+        COUNT,
+        "significant binary digits of the sums of an iteration with prefill chunks: fewer, since its "
+        "replay is moved by the kernel model's difference from the stored one (sim.driver.reuse)",
         check=lambda v: None if 1 <= v <= 62 else "between 1 and 62",
     )
     reuse_check: int = param(
@@ -249,9 +256,44 @@ class TokenDriver(Component):
         units = [chip.die for chip in self.chips]
         units += [m.near for chip in self.chips for m in chip.memories.values() if m.near is not None]
         syncs = [c.sync_stats for c in self.sim.components() if hasattr(c, "sync_stats")]
-        reuse = IterationReuse(counters, units, p.reuse_bits, p.reuse_check, syncs)
+        reuse = IterationReuse(
+            counters,
+            units,
+            p.reuse_bits,
+            p.reuse_check,
+            syncs,
+            p.reuse_prefill_bits,
+            self._kernel_ps,
+            self.hardware.software.stat.host_ns,
+            causes.SOFTWARE,
+        )
         reuse.slopes = self._context_slopes()
         return reuse
+
+    def _kernel_ps(self, entries: Sequence[BatchEntry]) -> float:
+        """Kernel-model time of an iteration of ``entries`` on one chip (every layer and the LM
+        head, each kernel at its sources' peak) plus its tensor-parallel all-reduces on the
+        fabric's twin: what iteration reuse moves a replayed prefill iteration by, as the
+        difference from its stored iteration's (so only first order comes from models)."""
+        chip = self.chips[0]
+        src = self._sources(chip, chip.memories[self.plan.weights_memory], chip.memories[self.plan.kv_memory])
+        die = chip.die
+        seen: dict[int, float] = {}
+        total = 0.0
+        for layer in range(self.model.layers):
+            for op in self.lowering.layer_ops(layer, entries):
+                t = seen.get(id(op.kernels))
+                if t is None:
+                    t = seen[id(op.kernels)] = sum(k.total_ps for k in die.kernel_times(op.kernels, src))
+                total += t
+        head = self.lowering.head_op(sum(1 for e in entries if e.emits_token))
+        total += sum(k.total_ps for k in die.kernel_times(head.kernels, src))
+        tp = self.plan.mapping.tp
+        if tp > 1:  # two all-reduces of the activations per layer (the fabric's twin)
+            act = max(1, self.lowering.activation_bytes(sum(e.tokens for e in entries)))
+            case = CollectiveCase("allreduce", "ring", act, tuple(range(tp)))
+            total += 2 * self.model.layers * self._twin_collective_ps(case)
+        return total
 
     def _context_slopes(self) -> tuple[float, float]:
         """Kernel-model time per cached token of context (decode) and per prefill attention pair,
@@ -333,27 +375,28 @@ class TokenDriver(Component):
         if reuse is None:
             yield from self._iteration(batch, blame)
             return blame, False
-        # The host time the device waits for depends on the previous step (what async scheduling
-        # hides), so it is part of the shape.
+        # The host time the device waits for (before the device work, so it adds exactly) depends
+        # on the batch size and on the previous step (what async scheduling hides): a replay takes
+        # its own, not the stored iteration's.
         host_ps = self.hardware.software.iteration_ps(batch.size, self._device_step_ps)
         sums = batch_sums(batch)
-        key = (shape_key(sums, reuse.bits), host_ps)
+        key = reuse.key(sums)
         stored, replay = reuse.lookup(key)
         if stored is not None and replay:
-            shift = reuse.shift_ps(stored, sums)
+            device_ps = max(1, stored.device_step_ps + reuse.shift_ps(stored, sums, batch))
             reuse.sync()  # time-driven energy up to here is this run's own
-            yield self.env.timeout(max(1, stored.duration_ps + shift))
+            yield self.env.timeout(host_ps + device_ps)
             reuse.sync(account=False)  # the replayed span's is in the stored change
-            reuse.replay(stored)
-            self._device_step_ps = max(1, stored.device_step_ps + shift)
-            return stored.blame, True
+            self._device_step_ps = device_ps
+            return reuse.replay(stored, host_ps, device_ps), True
         start = self.env.now
         before = reuse.snapshot() if stored is None else None
         yield from self._iteration(batch, blame)
         if stored is None:
-            reuse.store(key, sums, before, self.env.now - start, self._device_step_ps, blame)  # type: ignore[arg-type]
+            duration = self.env.now - start
+            reuse.store(key, sums, batch, before, duration, self._device_step_ps, host_ps, blame)  # type: ignore[arg-type]
         else:
-            reuse.checked(stored, sums, self.env.now - start)
+            reuse.checked(stored, sums, batch, host_ps, self._device_step_ps)
         return blame, False
 
     def _account(self, batch: Batch, start: int, end: int, blame: Blame, reused: bool = False) -> None:
@@ -758,13 +801,7 @@ class TokenDriver(Component):
                 yield env.timeout(launch)
             yield from self._simulated_collective(case)
         else:
-            key = (op, case.nbytes, group)
-            ps = self._collective_cache.get(key)
-            if ps is None:
-                ps = self._collective_cache[key] = collective_ps(
-                    self.system, self.hardware.fabric_twin(), case
-                )
-            yield env.timeout(ps)
+            yield env.timeout(self._twin_collective_ps(case))
         self._check_fabric(op, env.now - t0, case.nbytes * self._fabric_share(case))
         if launch:
             blame.add(self._cause("launch", op), launch)
@@ -773,6 +810,14 @@ class TokenDriver(Component):
         blame.add(cause, env.now - t0)
         self.stat.fabric_link_bytes.add(self._collective_link_bytes(case))
         self._log("fabric", op, -1, t0, Blame({cause: env.now - t0}))
+
+    def _twin_collective_ps(self, case: CollectiveCase) -> int:
+        """The analytic twin's time of a collective (its launch included), cached per case."""
+        key = (case.op, case.nbytes, len(case.ranks))
+        ps = self._collective_cache.get(key)
+        if ps is None:
+            ps = self._collective_cache[key] = collective_ps(self.system, self.hardware.fabric_twin(), case)
+        return ps
 
     def _simulated_collective(self, case: CollectiveCase) -> Generator[simpy.Event, Any, None]:
         """A collective's messages on the simulated fabric, or its stored outcome.

@@ -87,13 +87,19 @@ def test_the_context_slope_is_the_kv_cache_read_time_of_a_token():
     assert per_token == pytest.approx(kv_bytes / peak * 1e12, rel=0.25)
 
 
-def test_host_time_hidden_or_not_is_part_of_the_shape():
+def test_a_replay_waits_for_its_own_host_time():
     # async scheduling hides host time behind the previous step: none before the first one
+    from sim.system.spec import load_system
+
     summary, driver = fixed(software="vllm-v0.6-async")
     its = driver.iterations
-    assert [it.reused for it in its] == [False, False] + [True] * 4
-    assert its[0].step_ps > its[1].step_ps
-    assert summary["reuse"]["shapes"] == 2
+    assert [it.reused for it in its] == [False] + [True] * 5
+    sw = load_system("default", {"software": "vllm-v0.6-async"}).software
+    host = sw.iteration + sw.per_sequence * 4
+    hidden = host * sw.overlap
+    assert its[0].step_ps - its[1].step_ps == pytest.approx(hidden - driver.reuse.slopes[0] * 4, abs=1)
+    assert summary["software_s"] == pytest.approx((host + 5 * (host - hidden)) / 1e12)
+    assert summary["reuse"]["shapes"] == 1
 
 
 def test_recording_ops_simulates_every_iteration():

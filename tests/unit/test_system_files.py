@@ -101,15 +101,15 @@ def test_hbf_hybrid_differs_from_gpu_hbm_only_in_memory():
     assert per_node["hbf-hybrid"] >= 10 * per_node["gpu-hbm"]
 
 
-def test_default_is_gpu_hbm_with_analytic_hbm():
+def test_default_is_gpu_hbm_run_as_shipped():
     gpu, d = load_system("gpu-hbm"), load_system("default")
     assert (d.chips, d.compute, d.mapping, d.batching) == (gpu.chips, gpu.compute, gpu.mapping, gpu.batching)
     assert (d.network, d.router, d.fabric_fidelity) == (gpu.network, gpu.router, gpu.fabric_fidelity)
     assert d.topology.graph["params"] == gpu.topology.graph["params"]
     assert set(d.memories) == set(gpu.memories) == {"hbm"}
     hbm, ref = d.memories["hbm"], gpu.memories["hbm"]
-    assert hbm.params.fidelity == "analytic" and ref.params.fidelity != "analytic"
-    assert hbm.params.replace({"fidelity": ref.params.fidelity}) == ref.params
+    assert hbm.params.fidelity == ref.params.fidelity == "transaction"
+    assert hbm.params == ref.params
     assert (hbm.stacks, hbm.preset) == (ref.stacks, ref.preset)
 
 
