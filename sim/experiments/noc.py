@@ -3,7 +3,12 @@
 Packets created during the measurement window are *measured*; their latency runs from creation
 to tail ejection, source queueing included. Injection continues through the drain so the measured
 packets see a steady load. The run ends when every measured packet has arrived, or when the drain
-limit passes, in which case the load is reported as saturated (never an endless run).
+limit passes (never an endless run). A load is reported as *saturated* when the drain limit passed,
+when the accepted rate falls short of the offered one, or when the measured packets' mean latency
+exceeds :data:`SATURATION_LATENCY_FACTOR` times their mean zero-load latency (the closed form,
+:meth:`~sim.fabric.network.NetworkBase.zero_load_cycles`): near saturation queues grow for the
+whole run, so latency shows it long before throughput falls behind. :func:`sweep_noc` runs a range
+of loads and stops at the first saturated one.
 
 A deadlock (flits buffered and none moving for ``deadlock_cycles``) stops the run with a
 :class:`~sim.fabric.network.DeadlockError` naming the wait cycle, a non-zero exit of ``memwall noc``;
@@ -94,12 +99,25 @@ def sweep_rates(text: str, where: str = "--sweep") -> list[float]:
     return [round(start + i * step, 10) for i in range(round(span) + 1)]
 
 
+SATURATION_LATENCY_FACTOR = 3.0
+"""A load is saturated when its measured packets take on average more than this many times their
+zero-load latency. ASSUMPTION: 3x, the knee the issue proposes; below saturation an M/D/1-like
+queue per hop adds rho/(2(1-rho)) cycles, which stays under twice the zero-load latency up to about
+90% of the bottleneck link's capacity, while past saturation latency grows with the run's length.
+BookSim's own fail-safe is an absolute ``latency_thres`` (500 cycles by default)."""
+SATURATION_THROUGHPUT_SHORTFALL = 0.05
+"""A load is saturated when the accepted rate falls more than this fraction below the offered rate
+(ASSUMPTION: 5%, above the +-2% a 64-terminal Bernoulli source scatters over a few thousand
+cycles)."""
+
+
 @dataclass
 class _Tracker:
     measured: int = 0
     delivered: int = 0
     window_flits: int = 0
     closed: bool = False
+    zero_load_sum: int = 0  # the measured packets' zero-load latencies (closed form), summed
 
 
 def run_noc(
@@ -159,6 +177,7 @@ def run_noc(
             track.window_flits += pkt.size_flits
         if pkt.measured:
             track.delivered += 1
+            track.zero_load_sum += zero_load(pkt.src, pkt.dst, pkt.size_flits)
             latencies.append(pkt.eject_cycle - pkt.create_cycle)
             hops.append(pkt.hops)
             if track.closed and track.delivered == track.measured and not done.triggered:
@@ -170,6 +189,7 @@ def run_noc(
         if track.delivered == track.measured and not done.triggered:
             done.succeed()
 
+    zero_load = network.zero_load_cycles
     network.on_deliver = delivered
     source = BernoulliSource(
         network.new_packet,
@@ -216,7 +236,18 @@ def run_noc(
     drained = track.closed and track.delivered == track.measured
     accepted = track.window_flits / (n * run.measure)
     lat = np.asarray(latencies if latencies else [0])
-    saturated = (not drained) or accepted < 0.95 * run.rate or deadlock is not None
+    zero = track.zero_load_sum / track.delivered if track.delivered else 0.0
+    reasons = [
+        why
+        for why, hit in (
+            ("deadlock", deadlock is not None),
+            ("drain", not drained),
+            ("throughput", accepted < (1 - SATURATION_THROUGHPUT_SHORTFALL) * run.rate),
+            ("latency", float(lat.mean()) > SATURATION_LATENCY_FACTOR * zero),
+        )
+        if hit
+    ]
+    saturated = bool(reasons)
     perf = sim.performance()
     return {
         "topology": graph.graph.get("kind", "explicit"),
@@ -235,6 +266,8 @@ def run_noc(
         "p99_packet_latency_cycles": percentile(lat, 99),
         "avg_hops": float(np.mean(hops)) if hops else 0.0,
         "saturated": bool(saturated),
+        "saturated_by": reasons,
+        "zero_load_latency_cycles": zero,
         "deadlock": deadlock,
         "cycles": network.cycle,
         "flit_hops": int(network.stat.flit_hops.value),
@@ -244,3 +277,21 @@ def run_noc(
         "events_per_s": perf["events"] / wall if wall > 0 else 0.0,
         "sim_s_per_wall_s": perf["sim_s_per_wall_s"],
     }
+
+
+def sweep_noc(
+    graph: nx.Graph,
+    runs: list[NocRunParams],
+    net: NetworkParams | None = None,
+    router: RouterParams | None = None,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Run ``runs`` (increasing loads) in order and stop after the first saturated one: past
+    saturation latency only measures how long the run was, and each further load costs more."""
+    out = []
+    for run in runs:
+        r = run_noc(graph, run, net, router, seed)
+        out.append(r)
+        if r["saturated"]:
+            break
+    return out
