@@ -271,7 +271,12 @@ def run_noc(
         "deadlock": deadlock,
         "cycles": network.cycle,
         "flit_hops": int(network.stat.flit_hops.value),
+        # every flit delivered crossed one router more than links (BookSim's "hops" per flit)
+        "router_traversals": int(network.stat.flit_hops.value + network.stat.flits_delivered.value),
         "flit_hops_per_s": network.stat.flit_hops.value / wall if wall > 0 else 0.0,
+        "router_traversals_per_s": (network.stat.flit_hops.value + network.stat.flits_delivered.value) / wall
+        if wall > 0
+        else 0.0,
         "events": perf["events"],
         "wall_s": wall,
         "events_per_s": perf["events"] / wall if wall > 0 else 0.0,
