@@ -65,7 +65,8 @@ class Plan:
 
 def _routes(routing: RoutingFunction, routers: list[int]) -> dict[tuple[int, int], list[int]]:
     """Routers visited between every pair (first routing candidate at each hop). Where the next
-    hop depends on (router, destination) only, each route is the next hop plus the route onward."""
+    hop depends on (router, destination) only, each route is the next hop plus the route onward,
+    and the table holds the routes from every router met on the way too."""
     if not routing.input_independent:
         return {(a, b): list(path_of(routing, a, b)) for a, b in itertools.product(routers, repeat=2)}
     from sim.fabric.packet import Packet
@@ -89,6 +90,64 @@ def _routes(routing: RoutingFunction, routers: list[int]) -> dict[tuple[int, int
     return out
 
 
+def _sequences(
+    routing: RoutingFunction,
+    terminals: list[int],
+    nodes: int,
+    link_key: np.ndarray,
+    link_lat: np.ndarray,
+    first_link: int,
+    inject: int,
+    pipe: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Channel ids, latencies before each channel, and hops of every terminal pair's route, as
+    (pairs x position) arrays; links are looked up by the key ``u * nodes + v`` in ``link_key``."""
+    n = len(terminals)
+    routes = _routes(routing, sorted(set(terminals)))
+    tr = np.asarray(terminals, dtype=np.int64)
+    src_t, dst_t = np.repeat(np.arange(n), n), np.tile(np.arange(n), n)
+    longest = max(len(r) for r in routes.values()) + 1
+    seq = np.full((n * n, longest), -1, dtype=np.int64)
+    after = np.zeros((n * n, longest), dtype=np.int64)
+    hops = np.zeros(n * n, dtype=np.int64)
+    if routing.input_independent:  # walk all pairs at once through a next-hop table
+        keys = np.array([a * nodes + b for a, b in routes], dtype=np.int64)
+        nexts = np.array([r[1] if len(r) > 1 else r[0] for r in routes.values()], dtype=np.int64)
+        by_key = np.argsort(keys)
+        keys, nexts = keys[by_key], nexts[by_key]
+        cur, dest = tr[src_t].copy(), tr[dst_t]
+        prev = np.full(n * n, inject, dtype=np.int64)  # latency of the channel last taken
+        pos = 1
+        active = np.flatnonzero(cur != dest)
+        while len(active):
+            a = cur[active]
+            b = nexts[np.searchsorted(keys, a * nodes + dest[active])]
+            li = np.searchsorted(link_key, a * nodes + b)
+            seq[active, pos] = first_link + li
+            after[active, pos] = prev[active] + pipe
+            prev[active] = link_lat[li]
+            cur[active] = b
+            hops[active] += 1
+            pos += 1
+            active = active[cur[active] != dest[active]]
+    else:
+        for q in range(n * n):
+            route = routes[terminals[src_t[q]], terminals[dst_t[q]]]
+            prev_lat = inject
+            for i, (u, v) in enumerate(itertools.pairwise(route), start=1):
+                li = int(np.searchsorted(link_key, u * nodes + v))
+                seq[q, i] = first_link + li
+                after[q, i] = prev_lat + pipe
+                prev_lat = int(link_lat[li])
+            hops[q] = len(route) - 1
+    rows = np.arange(n * n)
+    seq[:, 0] = src_t
+    last_lat = np.where(hops > 0, link_lat[np.maximum(seq[rows, hops] - first_link, 0)], inject)
+    seq[rows, hops + 1] = first_link + len(link_key) + dst_t
+    after[rows, hops + 1] = last_lat + pipe
+    return seq, after, hops
+
+
 def plan(
     graph: nx.Graph, routing: RoutingFunction, terminals: list[int], net: NetworkParams, router: RouterParams
 ) -> Plan | None:
@@ -97,52 +156,51 @@ def plan(
     if not routing.deterministic:
         return None
     n = len(terminals)
-    pipe = router.pipeline
-    link_id: dict[tuple[int, int], int] = {}
-    link_lat: dict[tuple[int, int], int] = {}
+    nodes = max(graph.nodes) + 1
+    links: dict[int, int] = {}  # u * nodes + v -> latency, for each directed link
     for a, b, data in graph.edges(data=True):
         for u, v in ((a, b), (b, a)):
-            link_id[u, v] = n + len(link_id)
-            link_lat[u, v] = net.link_latency or int(data.get("latency", 1))
-    eject0 = n + len(link_id)
-    routes = _routes(routing, sorted(set(terminals)))
-    longest = max(len(r) for r in routes.values()) + 1
-    seq = np.full((n, n, longest), -1, dtype=np.int64)
-    after = np.zeros((n, n, longest), dtype=np.int64)
-    hops = np.zeros((n, n), dtype=np.int64)
-    zero = np.zeros((n, n), dtype=np.int64)
-    edges: set[tuple[int, int]] = set()
-    for s, d in itertools.product(range(n), repeat=2):
-        route = routes[terminals[s], terminals[d]]
-        pairs = list(itertools.pairwise(route))
-        chans = [s] + [link_id[p] for p in pairs] + [eject0 + d]
-        # from the start on the previous channel to ready here: its latency, then the pipeline
-        lats = [0, net.inject_latency + pipe] + [link_lat[p] + pipe for p in pairs]
-        seq[s, d, : len(chans)] = chans
-        after[s, d, : len(chans)] = lats
-        hops[s, d] = len(pairs)
-        zero[s, d] = sum(lats) + net.eject_latency
-        edges.update(itertools.pairwise(chans))
-    # levels by Kahn's algorithm: a channel's level is one more than its deepest predecessor's
+            links[u * nodes + v] = net.link_latency or int(data.get("latency", 1))
+    link_key = np.array(sorted(links), dtype=np.int64)
+    link_lat = np.array([links[k] for k in link_key.tolist()], dtype=np.int64)
+    pipe = router.pipeline
+    seq, after, hops = _sequences(routing, terminals, nodes, link_key, link_lat, n, net.inject_latency, pipe)
+    total = n + len(link_key) + n  # injection channels, links, ejection channels
+    zero = after.sum(axis=1) + net.eject_latency
+    # the channel graph: consecutive channels of a route
+    u, v = seq[:, :-1].reshape(-1), seq[:, 1:].reshape(-1)
+    both = (u >= 0) & (v >= 0)
+    pairs = np.unique(u[both] * total + v[both])
     succ: dict[int, list[int]] = {}
-    indeg = np.zeros(eject0 + n, dtype=np.int64)
-    for u, v in edges:
-        succ.setdefault(u, []).append(v)
-        indeg[v] += 1
-    level = np.zeros(eject0 + n, dtype=np.int64)
-    todo = [c for c in range(eject0 + n) if indeg[c] == 0]
+    indeg = np.zeros(total, dtype=np.int64)
+    for key in pairs.tolist():
+        a, b = divmod(key, total)
+        succ.setdefault(a, []).append(b)
+        indeg[b] += 1
+    # levels by Kahn's algorithm: a channel's level is one more than its deepest predecessor's
+    level = np.zeros(total, dtype=np.int64)
+    todo = [c for c in range(total) if indeg[c] == 0]
     seen = 0
     while todo:
         c = todo.pop()
         seen += 1
-        for v in succ.get(c, ()):
-            level[v] = max(level[v], level[c] + 1)
-            indeg[v] -= 1
-            if indeg[v] == 0:
-                todo.append(v)
-    if seen < eject0 + n:  # a cycle (a torus ring): no order to take channels in
+        for w in succ.get(c, ()):
+            level[w] = max(level[w], level[c] + 1)
+            indeg[w] -= 1
+            if indeg[w] == 0:
+                todo.append(w)
+    if seen < total:  # a cycle (a torus ring): no order to take channels in
         return None
-    return Plan(seq, after, level, hops + 2, hops, zero, net.eject_latency, int(level.max()) + 1)
+    return Plan(
+        seq.reshape(n, n, -1),
+        after.reshape(n, n, -1),
+        level,
+        (hops + 2).reshape(n, n),
+        hops.reshape(n, n),
+        zero.reshape(n, n),
+        net.eject_latency,
+        int(level.max()) + 1,
+    )
 
 
 def simulate(
