@@ -319,7 +319,7 @@ def _run_batch(
 ) -> tuple[_Tracker, np.ndarray, np.ndarray, None, float, dict[str, Any]]:
     """The message level in batch (:mod:`sim.fabric.message_batch`): the same packets as the event
     run (same random numbers), and the same bookkeeping, from every packet's ejection cycle."""
-    from sim.fabric.message_batch import MESSAGE_EFFICIENCY, simulate
+    from sim.fabric.message_batch import efficiency, simulate
 
     w0, w1 = run.warmup, run.warmup + run.measure
     stop_at = w1 + run.drain
@@ -331,7 +331,8 @@ def _run_batch(
         network.new_packet, n, run.rate, run.packet_flits, pattern, sim.rng["noc.traffic"], stop=w1 + margin
     )
     create, src, dst = source.draw_all()
-    eject = simulate(batch, create, src, dst, run.packet_flits, MESSAGE_EFFICIENCY)
+    eff = efficiency(network.router_params, run.packet_flits, batch.link_latency)
+    eject = simulate(batch, create, src, dst, run.packet_flits, eff)
     size = run.packet_flits
     measured = (create >= w0) & (create < w1)
     arrived = measured & (eject < stop_at)

@@ -40,13 +40,29 @@ from sim.fabric.routing import RoutingFunction, path_of
 
 MESSAGE_EFFICIENCY = 0.85
 """Fraction of a channel's flit rate that a router sustains under load, as the message level's
-service rate. CALIBRATED (ASSUMPTION outside the fit): an input-queued VC router with separable,
-single-iteration allocation (the flit level's) loses switch and VC matches that an output-queued
-FIFO would not (Dally & Towles, sec. 19.3: separable allocators reach roughly 80-90% of a maximum
-matching under uniform load); 0.85 puts the message level's 8x8-mesh latency within ~4% of the flit
-level's up to 0.38 flits/node/cycle and its first saturated load on the flit level's (0.44), with
-4 VCs x 8 flits, DOR, uniform 1-flit packets (``benchmarks/bench_noc.py``). Refit for other router
-microarchitectures."""
+service rate. CALIBRATED against the flit level, not from an outside source: an input-queued VC
+router with separable, single-iteration allocation and a VC turnaround of a few cycles per packet
+(the flit level's) loses switch and VC matches that an output-queued FIFO would not. 0.85 puts the
+message level's 8x8-mesh latency within 4% of the flit level's up to 0.38 flits/node/cycle (90% of
+its first saturated load, 0.42) and its own first saturated load at 0.44, with 4 VCs x 8 flits, DOR,
+uniform 1-flit packets (``benchmarks/bench_noc.py``). Refit for other router microarchitectures."""
+
+
+def efficiency(router: RouterParams, size: int, link_latency: float = 1.0) -> float:
+    """The message level's service rate as a fraction of a channel's: :data:`MESSAGE_EFFICIENCY`
+    (allocation) times what an input port's VCs can take in (at most 1).
+
+    One VC passes a packet of ``size`` flits per ``size + t_rc + t_va`` cycles (after a tail leaves,
+    the next head is routed and allocated an output VC before it may bid for the switch: the flit
+    level's turnaround), and at most ``vc_buffer`` flits per credit round trip ``t_sa + t_st +
+    2 link + t_rc + credit_delay``. A port's ``vcs`` VCs take in ``vcs`` times the lesser of the two.
+    On an 8x8 mesh (DOR, uniform, 1-flit packets) the flit level's first saturated load is
+    0.13-0.15 with 1 VC, 0.28-0.31 with 2 and 0.41-0.42 with 4 (4 or 8 flits each); this gives
+    0.14, 0.28 and 0.43 (half the port factor: the bisection bound 4/k of 0.5, times 0.85)."""
+    turnaround = size / (size + router.t_rc + router.t_va)
+    round_trip = router.t_sa + router.t_st + 2 * link_latency + router.t_rc + router.credit_delay
+    per_vc = min(turnaround, router.vc_buffer / round_trip)
+    return MESSAGE_EFFICIENCY * min(1.0, router.vcs * per_vc)
 
 
 @dataclass
@@ -61,6 +77,7 @@ class Plan:
     zero_load: np.ndarray  # [src terminal, dst terminal] -> zero-load latency of a 1-flit packet
     eject_latency: int
     levels: int
+    link_latency: float  # the median link latency (cycles), for the credit round trip
 
 
 def _routes(routing: RoutingFunction, routers: list[int]) -> dict[tuple[int, int], list[int]]:
@@ -200,6 +217,7 @@ def plan(
         zero.reshape(n, n),
         net.eject_latency,
         int(level.max()) + 1,
+        float(np.median(link_lat)) if len(link_lat) else 1.0,
     )
 
 

@@ -79,3 +79,30 @@ def test_batch_runs_are_deterministic_and_measure_the_flit_levels_packets():
     flit = run_noc(mesh(4), NocRunParams(rate=0.2, warmup=200, measure=600), seed=3)
     assert a["measured_packets"] == flit["measured_packets"] and a["avg_hops"] == flit["avg_hops"]
     assert a["mean_packet_latency_cycles"] >= a["zero_load_latency_cycles"]
+
+
+@pytest.mark.parametrize(
+    ("vcs", "vc_buffer", "size", "port"),
+    [
+        (4, 8, 1, 1.0),  # 4 VCs x 1/3 packet per cycle: the port is not the limit
+        (1, 8, 1, 1 / 3),  # one VC: a 1-flit packet per 1 + t_rc + t_va = 3 cycles
+        (2, 4, 1, 2 / 3),
+        (1, 8, 4, 4 / 6),  # 4 flits per 4 + 2 cycles
+        (1, 2, 4, 2 / 5),  # 2 flits per credit round trip t_sa + t_st + 2 link + t_rc = 5
+        (8, 2, 1, 1.0),
+    ],
+)
+def test_efficiency_is_allocation_times_what_a_port_takes_in(vcs, vc_buffer, size, port):
+    from sim.fabric.message_batch import MESSAGE_EFFICIENCY, efficiency
+
+    eff = efficiency(RouterParams(vcs=vcs, vc_buffer=vc_buffer), size)
+    assert eff == pytest.approx(MESSAGE_EFFICIENCY * port)
+
+
+def test_fewer_vcs_saturate_the_message_level_earlier():
+    """The message level sees the VCs through its efficiency (the flit level: 1 VC saturates an
+    8x8 mesh near 0.14, 4 VCs near 0.42); on a 4x4 mesh 1 VC is saturated at a load 4 VCs carry."""
+    run = NocRunParams(rate=0.3, warmup=300, measure=1000, fidelity="message")
+    one = run_noc(mesh(4), run, router=RouterParams(vcs=1, vc_buffer=8))
+    four = run_noc(mesh(4), run, router=RouterParams(vcs=4, vc_buffer=8))
+    assert one["saturated"] and not four["saturated"]
