@@ -10,6 +10,10 @@ exceeds :data:`SATURATION_LATENCY_FACTOR` times their mean zero-load latency (th
 whole run, so latency shows it long before throughput falls behind. :func:`sweep_noc` runs a range
 of loads and stops at the first saturated one.
 
+At message fidelity the run is evaluated in batch (:mod:`sim.fabric.message_batch`: the same packets,
+from the same random numbers, queued on their channels with numpy) where the routes' channel graph
+is acyclic, and as events (:class:`~sim.fabric.message_network.MessageNetwork`) elsewhere (tori).
+
 A deadlock (flits buffered and none moving for ``deadlock_cycles``) stops the run with a
 :class:`~sim.fabric.network.DeadlockError` naming the wait cycle, a non-zero exit of ``memwall noc``;
 ``on_deadlock="report"`` records it in the result instead (deadlock studies). Sizes are checked
