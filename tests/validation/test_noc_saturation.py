@@ -42,10 +42,11 @@ def test_low_load_is_not_saturated_and_reports_its_zero_load_latency():
     assert r["zero_load_latency_cycles"] <= r["mean_packet_latency_cycles"]
 
 
-@pytest.mark.parametrize("fidelity", ["flit"])
+@pytest.mark.parametrize("fidelity", ["flit", "message"])
 def test_overload_is_flagged_by_latency(fidelity):
-    """4x4 mesh, uniform: the bisection bound is 4/k = 1 flit/node/cycle, and DOR saturates well
-    below it; at 0.9 queues grow for the whole run."""
+    """4x4 mesh, uniform: the bisection bound is 4/k = 1 flit/node/cycle; the flit level saturates
+    below it, and so does the message level, whose channels serve at most MESSAGE_EFFICIENCY (0.85)
+    flits per cycle; at 0.9 queues grow for the whole run."""
     r = run_noc(mesh(4), NocRunParams(rate=0.9, warmup=200, measure=600, fidelity=fidelity))
     assert r["saturated"]
     assert "latency" in r["saturated_by"]
