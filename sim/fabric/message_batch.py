@@ -246,7 +246,7 @@ def simulate(
     base = np.where(pos == 0, create[pk], 0) + lat
     service = size / efficiency
     eps = 1e-6  # float slack before rounding a start up to its cycle
-    span_i = total
+    n_chan = len(p.level)
     for lv in range(p.levels):
         h = order[bounds[lv] : bounds[lv + 1]]
         if not len(h):
@@ -254,9 +254,11 @@ def simulate(
         first_hop = pos[h] == 0
         ready = base[h] + np.where(first_hop, 0, start[h - 1 + first_hop])
         c = ch[h]
-        # FIFO per channel by ready time, then packet (hop ids grow with the packet id): one sort
-        span_r = int(ready.max()) + 1
-        o = np.argsort((c * span_r + ready) * span_i + h)
+        # FIFO per channel by ready time, then packet (hop ids grow with the packet id): stable sorts
+        # by ready time (nearly in order already: timsort) then by channel (a radix sort when the
+        # ids fit 16 bits); ``h`` is ascending, so equal ready times keep packet order
+        o = np.argsort(ready, kind="stable")
+        o = o[np.argsort(c[o].astype(np.int16 if n_chan < 1 << 15 else np.int64), kind="stable")]
         c_s, r_s = c[o], ready[o].astype(np.float64)
         first = np.empty(len(c_s), dtype=bool)
         first[0] = True
