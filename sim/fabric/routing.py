@@ -71,9 +71,14 @@ class _Cube(RoutingFunction):
         self.n = len(self.shape)
         self.wrap = graph.graph.get("kind") in ("torus", "ring")
         self.stride = [math.prod(self.shape[:i]) for i in range(self.n)]
+        # every node's coordinates, looked up rather than divided out at each routing decision
+        self.coords = [
+            tuple((node // self.stride[d]) % self.shape[d] for d in range(self.n))
+            for node in range(math.prod(self.shape))
+        ]
 
     def coord(self, node: int, dim: int) -> int:
-        return (node // self.stride[dim]) % self.shape[dim]
+        return self.coords[node][dim]
 
     def direction(self, node: int, dest: int, dim: int) -> int:
         """+1 or -1: the shorter way along ``dim`` from ``node`` toward ``dest``.
@@ -112,16 +117,15 @@ class _Cube(RoutingFunction):
         return there < here if self.direction(node, dest, dim) > 0 else there > here
 
     def first_dim(self, node: int, dest: int) -> int:
+        """The lowest dimension in which ``node`` and ``dest`` differ (-1: the same node)."""
+        here, there = self.coords[node], self.coords[dest]
         for dim in range(self.n):
-            if self.coord(node, dim) != self.coord(dest, dim):
+            if here[dim] != there[dim]:
                 return dim
         return -1
 
     def dim_of(self, a: int, b: int) -> int:
-        for dim in range(self.n):
-            if self.coord(a, dim) != self.coord(b, dim):
-                return dim
-        return -1
+        return self.first_dim(a, b)
 
 
 @register("routing", "dor")
