@@ -117,7 +117,16 @@ measured packets would feel the traffic left out is flagged saturated anyway."""
 SATURATION_THROUGHPUT_SHORTFALL = 0.05
 """A load is saturated when the accepted rate falls more than this fraction below the offered rate
 (ASSUMPTION: 5%, above the +-2% a 64-terminal Bernoulli source scatters over a few thousand
-cycles)."""
+cycles; smaller runs get a wider margin, see :func:`_shortfall`)."""
+
+
+def _shortfall(run: NocRunParams, terminals: int) -> float:
+    """The throughput shortfall that flags saturation: :data:`SATURATION_THROUGHPUT_SHORTFALL`, or
+    three standard deviations of the window's packet count where that is larger (the count is a
+    sum of Bernoulli trials, relative deviation about 1 / sqrt(expected packets): a short run on a
+    few terminals would otherwise be flagged by chance)."""
+    expected = terminals * run.measure * run.rate / run.packet_flits
+    return max(SATURATION_THROUGHPUT_SHORTFALL, 3 / math.sqrt(expected)) if expected > 0 else 1.0
 
 
 @dataclass
@@ -200,7 +209,7 @@ def run_noc(
         for why, hit in (
             ("deadlock", deadlock is not None),
             ("drain", not drained),
-            ("throughput", accepted < (1 - SATURATION_THROUGHPUT_SHORTFALL) * run.rate),
+            ("throughput", accepted < (1 - _shortfall(run, n)) * run.rate),
             ("latency", float(lat.mean()) > SATURATION_LATENCY_FACTOR * zero),
         )
         if hit
