@@ -3,7 +3,16 @@
 Packets created during the measurement window are *measured*; their latency runs from creation
 to tail ejection, source queueing included. Injection continues through the drain so the measured
 packets see a steady load. The run ends when every measured packet has arrived, or when the drain
-limit passes, in which case the load is reported as saturated (never an endless run).
+limit passes (never an endless run). A load is reported as *saturated* when the drain limit passed,
+when the accepted rate falls short of the offered one, or when the measured packets' mean latency
+exceeds :data:`SATURATION_LATENCY_FACTOR` times their mean zero-load latency (the closed form,
+:meth:`~sim.fabric.network.NetworkBase.zero_load_cycles`): near saturation queues grow for the
+whole run, so latency shows it long before throughput falls behind. :func:`sweep_noc` runs a range
+of loads and stops at the first saturated one.
+
+At message fidelity the run is evaluated in batch (:mod:`sim.fabric.message_batch`: the same packets,
+from the same random numbers, queued on their channels with numpy) where the routes' channel graph
+is acyclic, and as events (:class:`~sim.fabric.message_network.MessageNetwork`) elsewhere (tori).
 
 A deadlock (flits buffered and none moving for ``deadlock_cycles``) stops the run with a
 :class:`~sim.fabric.network.DeadlockError` naming the wait cycle, a non-zero exit of ``memwall noc``;
@@ -94,12 +103,39 @@ def sweep_rates(text: str, where: str = "--sweep") -> list[float]:
     return [round(start + i * step, 10) for i in range(round(span) + 1)]
 
 
+SATURATION_LATENCY_FACTOR = 3.0
+"""A load is saturated when its measured packets take on average more than this many times their
+zero-load latency. ASSUMPTION: 3x, the knee the issue proposes; below saturation an M/D/1-like
+queue per hop adds rho/(2(1-rho)) cycles, which stays under twice the zero-load latency up to about
+90% of the bottleneck link's capacity, while past saturation latency grows with the run's length.
+BookSim's own fail-safe is an absolute ``latency_thres`` (500 cycles by default)."""
+BATCH_MARGIN_CYCLES = 1000
+"""Cycles of traffic the batch message level draws past the measurement window (at most the drain):
+ASSUMPTION, far above the queueing delay of any load below saturation (tens of cycles), and above
+the latency test's threshold (3x zero-load: about 100 cycles on an 8x8 mesh), so a load whose
+measured packets would feel the traffic left out is flagged saturated anyway."""
+SATURATION_THROUGHPUT_SHORTFALL = 0.05
+"""A load is saturated when the accepted rate falls more than this fraction below the offered rate
+(ASSUMPTION: 5%, above the +-2% a 64-terminal Bernoulli source scatters over a few thousand
+cycles; smaller runs get a wider margin, see :func:`_shortfall`)."""
+
+
+def _shortfall(run: NocRunParams, terminals: int) -> float:
+    """The throughput shortfall that flags saturation: :data:`SATURATION_THROUGHPUT_SHORTFALL`, or
+    three standard deviations of the window's packet count where that is larger (the count is a
+    sum of Bernoulli trials, relative deviation about 1 / sqrt(expected packets): a short run on a
+    few terminals would otherwise be flagged by chance)."""
+    expected = terminals * run.measure * run.rate / run.packet_flits
+    return max(SATURATION_THROUGHPUT_SHORTFALL, 3 / math.sqrt(expected)) if expected > 0 else 1.0
+
+
 @dataclass
 class _Tracker:
     measured: int = 0
     delivered: int = 0
     window_flits: int = 0
     closed: bool = False
+    zero_load_sum: int = 0  # the measured packets' zero-load latencies (closed form), summed
 
 
 def run_noc(
@@ -142,6 +178,83 @@ def run_noc(
         network = MessageNetwork(sim, "noc", graph, net, router)
     pattern = lookup("traffic", run.traffic)
     n = len(graph.graph["terminals"])
+    batch = None
+    if run.fidelity == "message":
+        from sim.fabric.message_batch import plan
+
+        batch = plan(graph, network.routing, network.terminal_router, net, router)
+    if batch is not None:
+        out = _run_batch(batch, network, sim, run, pattern, n)
+    else:
+        out = _run_events(network, sim, run, pattern, n, on_deadlock)
+    track, latencies, hops, deadlock, wall, work = out
+    if deadlock is None and not track.delivered:  # no latency to report (never "0.0")
+        why = (
+            "no packet was created in the measurement window"
+            if not track.measured
+            else f"none of the {track.measured:,} measured packets arrived within the drain of "
+            f"{run.drain:,} cycles"
+        )
+        raise ConfigError(
+            f"{why}; expected a rate, measure or drain long enough to measure at least one packet, "
+            f"found rate {run.rate:g} flits/node/cycle over {run.measure:,} cycles",
+            where="noc",
+        )
+    drained = track.closed and track.delivered == track.measured
+    accepted = track.window_flits / (n * run.measure)
+    lat = np.asarray(latencies if len(latencies) else [0])
+    zero = track.zero_load_sum / track.delivered if track.delivered else 0.0
+    reasons = [
+        why
+        for why, hit in (
+            ("deadlock", deadlock is not None),
+            ("drain", not drained),
+            ("throughput", accepted < (1 - _shortfall(run, n)) * run.rate),
+            ("latency", float(lat.mean()) > SATURATION_LATENCY_FACTOR * zero),
+        )
+        if hit
+    ]
+    saturated = bool(reasons)
+    flit_hops, traversals, events = work["flit_hops"], work["router_traversals"], work["events"]
+    sim_s = work["cycles"] * network.cycle_ps / 1e12
+    return {
+        "topology": graph.graph.get("kind", "explicit"),
+        "k": graph.graph.get("params", {}).get("k"),
+        "n": graph.graph.get("params", {}).get("n"),
+        "terminals": n,
+        "routing": network.routing_name,
+        "fidelity": run.fidelity,
+        "traffic": run.traffic,
+        "packet_flits": run.packet_flits,
+        "offered_flits_per_node_cycle": run.rate,
+        "accepted_flits_per_node_cycle": accepted,
+        "measured_packets": track.measured,
+        "delivered_measured_packets": track.delivered,
+        "mean_packet_latency_cycles": float(lat.mean()),
+        "p99_packet_latency_cycles": percentile(lat, 99),
+        "avg_hops": float(np.mean(hops)) if len(hops) else 0.0,
+        "saturated": bool(saturated),
+        "saturated_by": reasons,
+        "zero_load_latency_cycles": zero,
+        "deadlock": deadlock,
+        "cycles": work["cycles"],
+        "flit_hops": flit_hops,
+        # every flit delivered crossed one router more than links (BookSim's "hops" per flit)
+        "router_traversals": traversals,
+        "flit_hops_per_s": flit_hops / wall if wall > 0 else 0.0,
+        "router_traversals_per_s": traversals / wall if wall > 0 else 0.0,
+        "events": events,
+        "wall_s": wall,
+        "events_per_s": events / wall if wall > 0 else 0.0,
+        "sim_s_per_wall_s": sim_s / wall if wall > 0 else 0.0,
+    }
+
+
+def _run_events(
+    network: Any, sim: Simulation, run: NocRunParams, pattern: Any, n: int, on_deadlock: str
+) -> tuple[_Tracker, list[int], list[int], str | None, float, dict[str, Any]]:
+    """The run as events (flit level, or the message level where :mod:`sim.fabric.message_batch`
+    does not apply): tracker, measured latencies and hops, deadlock, wall seconds, work done."""
     w0, w1 = run.warmup, run.warmup + run.measure
     stop_at = w1 + run.drain
     track = _Tracker()
@@ -159,6 +272,7 @@ def run_noc(
             track.window_flits += pkt.size_flits
         if pkt.measured:
             track.delivered += 1
+            track.zero_load_sum += zero_load(pkt.src, pkt.dst, pkt.size_flits)
             latencies.append(pkt.eject_cycle - pkt.create_cycle)
             hops.append(pkt.hops)
             if track.closed and track.delivered == track.measured and not done.triggered:
@@ -170,6 +284,7 @@ def run_noc(
         if track.delivered == track.measured and not done.triggered:
             done.succeed()
 
+    zero_load = network.zero_load_cycles
     network.on_deliver = delivered
     source = BernoulliSource(
         network.new_packet,
@@ -201,46 +316,74 @@ def run_noc(
         gc.set_threshold(*thresholds)
         gc.unfreeze()
     sim.finalize()
-    if deadlock is None and not track.delivered:  # no latency to report (never "0.0")
-        why = (
-            "no packet was created in the measurement window"
-            if not track.measured
-            else f"none of the {track.measured:,} measured packets arrived within the drain of "
-            f"{run.drain:,} cycles"
-        )
-        raise ConfigError(
-            f"{why}; expected a rate, measure or drain long enough to measure at least one packet, "
-            f"found rate {run.rate:g} flits/node/cycle over {run.measure:,} cycles",
-            where="noc",
-        )
-    drained = track.closed and track.delivered == track.measured
-    accepted = track.window_flits / (n * run.measure)
-    lat = np.asarray(latencies if latencies else [0])
-    saturated = (not drained) or accepted < 0.95 * run.rate or deadlock is not None
     perf = sim.performance()
-    return {
-        "topology": graph.graph.get("kind", "explicit"),
-        "k": graph.graph.get("params", {}).get("k"),
-        "n": graph.graph.get("params", {}).get("n"),
-        "terminals": n,
-        "routing": network.routing_name,
-        "fidelity": run.fidelity,
-        "traffic": run.traffic,
-        "packet_flits": run.packet_flits,
-        "offered_flits_per_node_cycle": run.rate,
-        "accepted_flits_per_node_cycle": accepted,
-        "measured_packets": track.measured,
-        "delivered_measured_packets": track.delivered,
-        "mean_packet_latency_cycles": float(lat.mean()),
-        "p99_packet_latency_cycles": percentile(lat, 99),
-        "avg_hops": float(np.mean(hops)) if hops else 0.0,
-        "saturated": bool(saturated),
-        "deadlock": deadlock,
+    flit_hops = int(network.stat.flit_hops.value)
+    work = {
         "cycles": network.cycle,
-        "flit_hops": int(network.stat.flit_hops.value),
-        "flit_hops_per_s": network.stat.flit_hops.value / wall if wall > 0 else 0.0,
+        "flit_hops": flit_hops,
+        "router_traversals": flit_hops + int(network.stat.flits_delivered.value),
         "events": perf["events"],
-        "wall_s": wall,
-        "events_per_s": perf["events"] / wall if wall > 0 else 0.0,
-        "sim_s_per_wall_s": perf["sim_s_per_wall_s"],
     }
+    return track, latencies, hops, deadlock, wall, work
+
+
+def _run_batch(
+    batch: Any, network: Any, sim: Simulation, run: NocRunParams, pattern: Any, n: int
+) -> tuple[_Tracker, np.ndarray, np.ndarray, None, float, dict[str, Any]]:
+    """The message level in batch (:mod:`sim.fabric.message_batch`): the same packets as the event
+    run (same random numbers), and the same bookkeeping, from every packet's ejection cycle."""
+    from sim.fabric.message_batch import efficiency, simulate
+
+    w0, w1 = run.warmup, run.warmup + run.measure
+    stop_at = w1 + run.drain
+    # packets created this long after the window can only delay measured ones that queue longer
+    # than that (a saturated load, flagged anyway): the same cut as the drain, at most
+    margin = min(run.drain, BATCH_MARGIN_CYCLES)
+    t0 = time.perf_counter()
+    source = BernoulliSource(
+        network.new_packet, n, run.rate, run.packet_flits, pattern, sim.rng["noc.traffic"], stop=w1 + margin
+    )
+    create, src, dst = source.draw_all()
+    eff = efficiency(network.router_params, run.packet_flits, batch.link_latency)
+    eject = simulate(batch, create, src, dst, run.packet_flits, eff)
+    size = run.packet_flits
+    measured = (create >= w0) & (create < w1)
+    arrived = measured & (eject < stop_at)
+    track = _Tracker()
+    track.measured = int(measured.sum())
+    track.delivered = int(arrived.sum())
+    track.closed = True
+    track.window_flits = size * int(((eject >= w0) & (eject < w1)).sum())
+    zero = batch.zero_load[src, dst] + size - 1
+    track.zero_load_sum = int(zero[arrived].sum())
+    latencies = (eject - create)[arrived].astype(np.int64)
+    hops = batch.hops[src, dst][arrived]
+    end = int(eject[arrived].max()) if track.delivered == track.measured and track.delivered else stop_at
+    done = eject <= end  # the packets an event run would have delivered by its end
+    flit_hops = size * int(batch.hops[src, dst][done].sum())
+    wall = time.perf_counter() - t0
+    work = {
+        "cycles": end,
+        "flit_hops": flit_hops,
+        "router_traversals": flit_hops + size * int(done.sum()),
+        "events": 0,
+    }
+    return track, latencies, hops, None, wall, work
+
+
+def sweep_noc(
+    graph: nx.Graph,
+    runs: list[NocRunParams],
+    net: NetworkParams | None = None,
+    router: RouterParams | None = None,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Run ``runs`` (increasing loads) in order and stop after the first saturated one: past
+    saturation latency only measures how long the run was, and each further load costs more."""
+    out = []
+    for run in runs:
+        r = run_noc(graph, run, net, router, seed)
+        out.append(r)
+        if r["saturated"]:
+            break
+    return out

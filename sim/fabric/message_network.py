@@ -11,7 +11,9 @@ exactly as in the flit-level model, so both give the same zero-load latency:
 
 Buffers are not modelled (a packet never waits for credits), so this level is accurate below
 saturation and optimistic near it; the flit level is the reference there. One SimPy event per
-packet (its delivery) plus one per injection cycle.
+packet (its delivery) plus one per injection cycle. Synthetic-traffic runs (``memwall noc
+--fidelity message``) use :mod:`sim.fabric.message_batch` instead wherever its channel graph is
+acyclic: the same closed form for all packets at once, with the router's VCs in its service rate.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ literature's convention) and sends one flit per cycle when it holds a credit for
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import deque
 from collections.abc import Callable, Generator, Iterable
@@ -30,7 +31,7 @@ from sim.core.registry import lookup
 from sim.core.units import COUNT, ENERGY, FREQUENCY, PS_PER_S, SIZE
 from sim.fabric.packet import Packet
 from sim.fabric.router import ACTIVE, IDLE, WAIT_VA, CreditVCRouter, InputVC, RouterParams
-from sim.fabric.routing import default_routing
+from sim.fabric.routing import default_routing, path_of
 from sim.stats import counter, tally
 
 MAX_CLOCK_HZ = PS_PER_S
@@ -189,6 +190,7 @@ class NetworkBase(Component):
         self.in_flight = 0  # packets created and not yet delivered
         self._next_packet_id = 0
         self.on_deliver: Callable[[Packet], None] | None = None
+        self._zero_load: dict[tuple[int, int], int] = {}  # (src router, dst router) -> cycles
         self.build_fabric()
 
     def build_fabric(self) -> None:
@@ -205,6 +207,26 @@ class NetworkBase(Component):
 
     def add_source(self, source: TrafficSource) -> None:
         self.sources.append(source)
+
+    def zero_load_cycles(self, src: int, dst: int, size_flits: int) -> int:
+        """Creation-to-ejection cycles of a packet alone in the network (the closed form both
+        levels meet): ``inject + (hops + 1) * pipeline + links + eject + size_flits - 1``, where
+        ``links`` sums the link latencies of its route (first routing candidate at each hop).
+        Used as the yardstick of the latency saturation test (see :mod:`sim.experiments.noc`)."""
+        a, b = self.terminal_router[src], self.terminal_router[dst]
+        cached = self._zero_load.get((a, b))
+        if cached is None:
+            p: NetworkParams = self.params  # type: ignore[assignment]
+            route = path_of(self.routing, a, b)
+            links = sum(
+                p.link_latency or int(self.graph.edges[u, v].get("latency", 1))
+                for u, v in itertools.pairwise(route)
+            )
+            hops = len(route) - 1
+            cached = self._zero_load[a, b] = (
+                p.inject_latency + (hops + 1) * self.router_params.pipeline + links + p.eject_latency
+            )
+        return cached + size_flits - 1
 
 
 class FlitNetwork(NetworkBase):

@@ -365,20 +365,30 @@ class CreditVCRouter(Component):
             ready: list[InputVC] = []
             in_mask = 0
             dup_mask = 0  # input ports with two or more ready VCs
+            out_mask = 0
+            out_clash = 0  # output ports that two or more ready VCs ask for
             for ivc in active:
                 if ivc.ready > now:  # (includes: its next flit is buffered, and written t_rc ago)
                     continue
-                if ivc.ovc.credits <= 0:  # type: ignore[union-attr]
+                ovc = ivc.ovc
+                if ovc.credits <= 0:  # type: ignore[union-attr]
                     self.n_credit_stalls += 1
                     continue
                 bit = ivc.in_bit
                 if in_mask & bit:
                     dup_mask |= bit
                 in_mask |= bit
+                bit = ovc.port_bit  # type: ignore[union-attr]
+                if out_mask & bit:
+                    out_clash |= bit
+                out_mask |= bit
                 ready.append(ivc)
-            # one ready VC (the common case at low load) needs no arbitration
-            if len(ready) > 1:
+            # ready VCs on distinct inputs bound for distinct outputs (the common case) all win,
+            # as _allocate_switch would find; one ready VC needs no arbitration either
+            if dup_mask:
                 winners = self._allocate_switch(ready, dup_mask)
+            elif out_clash:
+                winners = self._pick_outputs(ready, out_clash)
             elif ready:
                 winners = ready
         waiting = self.waiting_va

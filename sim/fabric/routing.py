@@ -62,40 +62,70 @@ class RoutingFunction:
 class _Cube(RoutingFunction):
     """Shared coordinate arithmetic for k-ary n-cubes (node id = sum coords[i] * k**i)."""
 
+    # even-k torus ties split between + and - (see :meth:`direction`); False: every tie goes +
+    balanced_ties = True
+
     def __init__(self, graph: nx.Graph, vcs: int) -> None:
         super().__init__(graph, vcs)
         self.shape = tuple(int(k) for k in graph.graph["shape"])
         self.n = len(self.shape)
         self.wrap = graph.graph.get("kind") in ("torus", "ring")
         self.stride = [math.prod(self.shape[:i]) for i in range(self.n)]
+        # every node's coordinates, looked up rather than divided out at each routing decision
+        self.coords = [
+            tuple((node // self.stride[d]) % self.shape[d] for d in range(self.n))
+            for node in range(math.prod(self.shape))
+        ]
 
     def coord(self, node: int, dim: int) -> int:
-        return (node // self.stride[dim]) % self.shape[dim]
+        return self.coords[node][dim]
+
+    def direction(self, node: int, dest: int, dim: int) -> int:
+        """+1 or -1: the shorter way along ``dim`` from ``node`` toward ``dest``.
+
+        On a torus or ring of even radix a destination k/2 away is as near both ways. Those ties go
+        ``+`` from routers at an even coordinate and ``-`` from odd ones, so each direction carries
+        half of them: always ``+`` would load the + links with 10/8 of the - links' traffic on an
+        8-ary torus (uniform traffic), and saturate it early. BookSim breaks the same tie at random
+        (``dor_next_torus``); a rule of the coordinate keeps routes cacheable and deterministic. Once
+        a packet has taken its first step the distance is below k/2, so the tie arises only there.
+        """
+        here, there = self.coord(node, dim), self.coord(dest, dim)
+        delta = there - here
+        if not self.wrap:
+            return 1 if delta > 0 else -1
+        k = self.shape[dim]
+        fwd = delta % k
+        if 2 * fwd == k:  # a tie (even k only)
+            return 1 if here % 2 == 0 or not self.balanced_ties else -1
+        return 1 if 2 * fwd < k else -1
 
     def step(self, node: int, dest: int, dim: int) -> int:
-        """Next node along ``dim`` toward ``dest`` (shortest way on a torus, ties go +)."""
-        here, there = self.coord(node, dim), self.coord(dest, dim)
-        k = self.shape[dim]
-        delta = there - here
-        if self.wrap:
-            fwd = delta % k
-            direction = 1 if fwd <= k - fwd else -1
-        else:
-            direction = 1 if delta > 0 else -1
-        nxt = (here + direction) % k
+        """Next node along ``dim`` toward ``dest`` (shortest way; ties as in :meth:`direction`)."""
+        here = self.coord(node, dim)
+        nxt = (here + self.direction(node, dest, dim)) % self.shape[dim]
         return node + (nxt - here) * self.stride[dim]
 
+    def crosses_wrap(self, node: int, dest: int, dim: int) -> bool:
+        """Whether the way from ``node`` along ``dim`` toward ``dest`` takes the wrap-around link
+        (k-1 -- 0; a dimension of radix 2 has none, see :func:`sim.topology.generators.torus`)."""
+        if not self.wrap or self.shape[dim] <= 2:
+            return False
+        here, there = self.coord(node, dim), self.coord(dest, dim)
+        if here == there:
+            return False
+        return there < here if self.direction(node, dest, dim) > 0 else there > here
+
     def first_dim(self, node: int, dest: int) -> int:
+        """The lowest dimension in which ``node`` and ``dest`` differ (-1: the same node)."""
+        here, there = self.coords[node], self.coords[dest]
         for dim in range(self.n):
-            if self.coord(node, dim) != self.coord(dest, dim):
+            if here[dim] != there[dim]:
                 return dim
         return -1
 
     def dim_of(self, a: int, b: int) -> int:
-        for dim in range(self.n):
-            if self.coord(a, dim) != self.coord(b, dim):
-                return dim
-        return -1
+        return self.first_dim(a, b)
 
 
 @register("routing", "dor")
@@ -115,11 +145,15 @@ class DimensionOrder(_Cube):
 
 @register("routing", "dor_dateline")
 class DatelineDimensionOrder(_Cube):
-    """Dimension-order routing on tori and rings with dateline VC classes (Dally & Seitz).
+    """Dimension-order routing on tori and rings with dateline VC classes.
 
-    VCs split into two classes. A packet uses class 0 in each dimension until it crosses that
-    dimension's wrap-around link (the dateline), then class 1 until it turns to the next dimension.
-    Each ring's channel dependency graph is then acyclic, so the torus cannot deadlock.
+    VCs split into two classes. When a packet turns into a dimension it takes class 1 if its way
+    along that dimension will cross the wrap-around link (the dateline), class 0 if not, and keeps
+    that class until it turns again (BookSim's ``dim_order_torus``; Dally & Towles, sec. 14.2).
+    Both classes thus carry traffic (the classic rule, class 0 until the dateline and class 1 after
+    it, leaves class 1 to the few hops past the dateline). Deadlock freedom per ring: class 0 paths
+    never use the wrap link, so their channel dependencies are acyclic; class 1 paths all use it and
+    are minimal (at most k/2 hops), so none continues through the router opposite the dateline.
     """
 
     topologies = ("torus", "ring")
@@ -135,18 +169,23 @@ class DatelineDimensionOrder(_Cube):
         if dim < 0:
             return [(EJECT, self.all_vcs)]
         nxt = self.step(node, dest, dim)
-        crossed = self.graph.edges[node, nxt].get("wrap", False)
-        same_dim = prev >= 0 and self.dim_of(prev, node) == dim
-        in_class1 = in_vc >= len(self.classes[0])
-        cls = 1 if crossed or (same_dim and in_class1) else 0
+        if prev >= 0 and self.dim_of(prev, node) == dim:  # going on along the same dimension
+            cls = 1 if in_vc >= len(self.classes[0]) else 0
+        else:  # turning into the dimension (or injected)
+            cls = 1 if self.crosses_wrap(node, dest, dim) else 0
         return [(nxt, self.classes[cls])]
 
 
 @register("routing", "dor_unsafe")
 class UnrestrictedDimensionOrder(_Cube):
-    """Dimension-order on a torus *without* dateline classes: deadlocks under load (for tests)."""
+    """Dimension-order on a torus *without* dateline classes: deadlocks under load (for tests).
+
+    Ties go ``+`` always: with balanced ties a 4-ary ring's only two-hop paths (the ties) no
+    longer chain round the ring, and the deadlock this function exists to show would vanish there.
+    """
 
     topologies = ("torus", "ring")
+    balanced_ties = False
 
     input_independent = True
 

@@ -139,6 +139,29 @@ class BernoulliSource:
             self.pos = 0
         return True
 
+    def draw_all(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every injection not yet taken, up to ``stop``, as arrays (cycle, source, destination)
+        in (cycle, source) order: the packets :meth:`due` would create, from the same random numbers
+        drawn in the same calls as :meth:`_draw` (for the batch message level; needs a ``stop``)."""
+        if self.end is None:
+            raise ValueError("draw_all needs a source with a stop cycle")
+        n = self.n
+        rest = [np.array(x[self.pos :], dtype=np.int64) for x in (self.cycles, self.srcs, self.dsts)]
+        parts = [rest] if len(rest[0]) else []
+        self.cycles, self.srcs, self.dsts, self.pos = [], [], [], 0
+        while self.next_trial < self.end:
+            gaps = self.rng.geometric(self.p, size=self.BLOCK)
+            trials = np.cumsum(gaps, dtype=np.int64) + (self.next_trial - 1)
+            self.next_trial = int(trials[-1]) + 1
+            if trials[-1] >= self.end:
+                trials = trials[: np.searchsorted(trials, self.end)]
+            srcs = trials % n
+            dsts = np.asarray(self.pattern(srcs, n, self.rng), dtype=np.int64)
+            parts.append([trials // n, srcs, dsts])
+        if not parts:
+            return tuple(np.zeros(0, dtype=np.int64) for _ in range(3))  # type: ignore[return-value]
+        return tuple(np.concatenate(x) for x in zip(*parts, strict=True))  # type: ignore[return-value]
+
     def next_cycle(self) -> int | None:
         if self.pos >= len(self.cycles) and not self._draw():
             return None

@@ -149,20 +149,64 @@ def test_dor_paths_are_minimal_and_dimension_ordered(graph):
 
 
 @pytest.mark.parametrize("graph", [torus(4), torus(5), torus([3, 6]), ring(8), ring(5)])
-def test_dateline_paths_are_minimal_and_switch_class_only_at_the_dateline(graph):
+def test_dateline_paths_are_minimal_and_keep_one_class_per_dimension(graph):
+    """A packet takes class 1 along a dimension exactly when its way there crosses the wrap link."""
     fn = routing("dor_dateline", graph, 2)
+    used = set()
     for s, d, path in all_paths(fn, graph):
         assert len(path) - 1 == nx.shortest_path_length(graph, s, d)
         prev, vc = -1, 0
-        for a, b in itertools.pairwise(path):
+        hops = list(itertools.pairwise(path))
+        for i, (a, b) in enumerate(hops):
             ((nxt, vcs),) = fn.route(a, d, prev, vc, PROBE, lambda _n: 0)
             assert nxt == b
-            crossed = graph.edges[a, b]["wrap"]
-            if crossed:
-                assert vcs == (1,)  # the wrap link is taken in the high class
-            elif prev < 0 or graph.edges[prev, a]["dim"] != graph.edges[a, b]["dim"]:
-                assert vcs == (0,)  # a new dimension starts in the low class
+            dim = graph.edges[a, b]["dim"]
+            run = [graph.edges[x, y]["wrap"] for x, y in hops[i:] if graph.edges[x, y]["dim"] == dim]
+            if prev < 0 or graph.edges[prev, a]["dim"] != dim:  # entering the dimension
+                assert vcs == ((1,) if any(run) else (0,))
+            else:
+                assert vcs == (vc,)  # the class is kept along the dimension
+            used.add(vcs[0])
             prev, vc = a, vcs[0]
+    assert used == {0, 1}  # both classes carry traffic
+
+
+def link_loads(fn, graph):
+    """Packets per directed link when every router sends one packet to every router."""
+    load = {}
+    for _s, _d, path in all_paths(fn, graph):
+        for a, b in itertools.pairwise(path):
+            load[a, b] = load.get((a, b), 0) + 1
+    return load
+
+
+@pytest.mark.parametrize("graph", [ring(8), torus(8), torus(4), torus([6, 4]), ring(6)])
+def test_even_k_ties_split_between_directions(graph):
+    """All-to-all on an even-k torus: + and - links carry the same total load; with k/2 even,
+    every link carries the same load."""
+    for name in ("dor_dateline", "dor_unsafe"):
+        load = link_loads(routing(name, graph, 2), graph)
+        shape = graph.graph["shape"]
+        plus = sum(v for (a, b), v in load.items() if (b - a) % graph.number_of_nodes() in _plus_steps(shape))
+        minus = sum(load.values()) - plus
+        if name == "dor_dateline":
+            assert plus == minus
+            if all(k % 4 == 0 for k in shape):
+                assert len(set(load.values())) == 1
+        else:  # the unsafe function keeps every tie on + (its deadlock demo needs them there)
+            assert plus > minus
+
+
+def _plus_steps(shape) -> set[int]:
+    """Node-id differences (mod the node count) of a + step in each dimension, wrap included."""
+    n, out, stride = 1, set(), 1
+    for k in shape:
+        n *= k
+    for k in shape:
+        out.add(stride % n)
+        out.add((stride - k * stride) % n)
+        stride *= k
+    return out
 
 
 @pytest.mark.parametrize("graph", [tree(2, 4), tree(3, 3), fat_tree(4, 3), fat_tree(4, 2), fat_tree(6, 3)])
