@@ -200,12 +200,18 @@ class StreamReport:
         return self.nbytes * PS_PER_S / span if span > 0 else 0.0
 
 
+def _arrived(done: simpy.Event) -> bool:
+    """Whether a request's completion has happened: a device process has ended (triggered), a
+    device's completion timeout (transaction-level HBF returns one) has fired (processed)."""
+    return done.processed if isinstance(done, simpy.Timeout) else done.triggered
+
+
 class _Entry:
     """A chunk requested and not yet consumed: its device process and when it was issued."""
 
     __slots__ = ("done", "issued_ps")
 
-    def __init__(self, done: simpy.Process, issued_ps: int) -> None:
+    def __init__(self, done: simpy.Event, issued_ps: int) -> None:
         self.done = done
         self.issued_ps = issued_ps
 
@@ -342,7 +348,7 @@ class Prefetcher(Component):
                 wait = env.now - t0
                 st.miss_wait_ns.observe(wait / PS_PER_NS)
                 stall += wait
-            elif entry.done.triggered:
+            elif _arrived(entry.done):
                 hits += 1
                 self._fill()
             else:
