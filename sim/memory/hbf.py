@@ -716,20 +716,26 @@ class HighBandwidthFlash(MemoryDevice):
             done = max(done, self._book_write(pc, erase, now))
         return done + self.params.base_latency
 
-    def _book_reads(self, req: MemRequest, now: int) -> int:
+    def _book_reads(self, req: MemRequest, now: int, ready: int = -1) -> int:
         """A read at the transaction level: :meth:`_book_read` for each page, then the counters and
-        energy :meth:`_prepare` would book, less the senses that page-register hits saved."""
+        energy :meth:`_prepare` would book, less the senses that page-register hits saved.
+
+        ``ready`` (default ``now``) is when the request reaches the device: a prefetch window's
+        batched stream books reads it will issue later (see :meth:`stream_reads`).
+        """
+        if ready < now:
+            ready = now
         p, st = self.params, self.stat
         addr, size = req.addr, req.size
         page = p.page_size
         pg = addr // page
         if (addr + size - 1) // page == pg:
-            return self._book_page_read(pg, addr - pg * page, size, now)
+            return self._book_page_read(pg, addr - pg * page, size, now, ready)
         pieces = self._pieces(addr, size)
-        done = now
+        done = ready
         hits = moved = 0
         for pc in pieces:
-            end, hit = self._book_read(pc, now)
+            end, hit = self._book_read(pc, now, ready)
             hits += hit
             moved += pc[6]
             if end > done:
@@ -766,6 +772,14 @@ class HighBandwidthFlash(MemoryDevice):
         ev = simpy.Timeout(env, done - now)
         ev.callbacks.append(partial(self._complete, req))
         return ev
+
+    def stream_reads(self) -> FlashStreamReads | None:
+        """Reads booked in closed form at a later ready time, for a prefetch window that books a
+        whole stream without events (:class:`~sim.memory.prefetch.Prefetcher`); None at the
+        detailed level, whose reads must run as processes."""
+        if self.params.fidelity == "detailed":
+            return None
+        return FlashStreamReads(self)
 
     def _complete(self, req: MemRequest, _ev: simpy.Event | None = None) -> None:
         now = self.env.now
@@ -816,7 +830,7 @@ class HighBandwidthFlash(MemoryDevice):
         self._q_die.wait(got, t, now)
         return t, got - ready, t - got
 
-    def _book_page_read(self, pg: int, lo: int, size: int, now: int) -> int:
+    def _book_page_read(self, pg: int, lo: int, size: int, now: int, ready: int) -> int:
         """:meth:`_book_reads` of a read inside page ``pg`` (from byte ``lo`` of it), inlined: the
         same bookings, counters and energy, without building pieces."""
         p, st = self.params, self.stat
@@ -833,7 +847,7 @@ class HighBandwidthFlash(MemoryDevice):
         if self._reg_page[plane] == pg:  # served from the plane's page register
             hit = True
             end = reg_end[plane]
-            sensed = end if end > now else now
+            sensed = end if end > ready else ready
             plane_w = die_w = 0
         else:
             hit = False
@@ -842,7 +856,7 @@ class HighBandwidthFlash(MemoryDevice):
             block = plane * p.blocks_per_plane + blk
             pc = (plane, die_g, ch, block, pib * spp + s_lo, pib * spp + s_hi, nbytes, pg)
             tR = p.tR
-            start, plane_w, die_w = self._book_array(pc, now, tR, now)
+            start, plane_w, die_w = self._book_array(pc, ready, tR, now)
             sensed = start + tR
             if sensed >= reg_end[plane]:
                 self._reg_page[plane] = pg
@@ -884,17 +898,17 @@ class HighBandwidthFlash(MemoryDevice):
         st.energy_pj.value += array_pj + io_pj
         return ie + p.base_latency
 
-    def _book_read(self, pc: Piece, now: int) -> tuple[int, bool]:
+    def _book_read(self, pc: Piece, now: int, ready: int) -> tuple[int, bool]:
         """Book one page read; returns (when its last byte leaves the interface, register hit)."""
         plane = pc[0]
         hit = self._reg_page[plane] == pc[7]
         if hit:  # the page is (or will be, once its sense ends) in the plane's register
             end = self._reg_end[plane]
-            sensed = end if end > now else now
+            sensed = end if end > ready else ready
             plane_w = die_w = 0
         else:
             tR = self.params.tR
-            start, plane_w, die_w = self._book_array(pc, now, tR, now)
+            start, plane_w, die_w = self._book_array(pc, ready, tR, now)
             sensed = start + tR
             if sensed >= self._reg_end[plane]:
                 self._reg_page[plane] = pc[7]
@@ -1112,3 +1126,87 @@ class HighBandwidthFlash(MemoryDevice):
             wa = max(1.0, st.block_erases.value * self.block_bytes / written)
             st.write_amplification.set(wa)
             st.projected_lifetime_s.set(self.projected_lifetime_s(written * PS_PER_S / now, wa))
+
+
+class FlashStreamReads:
+    """Closed-form reads issued at a known ready time (>= now), booked without events.
+
+    * transaction level: each read is booked page by page on the timelines exactly as
+      :meth:`HighBandwidthFlash.access` would book it at its ready time (same counters and energy);
+    * analytic level: the twin's FIFO at peak bandwidth plus the unloaded latency beyond the transfer
+      (``MemoryDevice._analytic_end`` at the ready time); counters and energy are booked per
+      contiguous range with :meth:`account` (same pages and bytes as chunk by chunk).
+
+    Booked reads count in every device stat except the ``inflight`` level (as ``MemoryDevice.book``).
+    """
+
+    __slots__ = ("_cost", "analytic", "dev")
+
+    def __init__(self, dev: HighBandwidthFlash) -> None:
+        self.dev = dev
+        self.analytic = dev.params.fidelity == "analytic"
+        self._cost: dict[int, tuple[int, int]] = {}
+
+    def book(self, addr: int, size: int, ready: int) -> int:
+        """Book a ``size``-byte read at ``addr`` reaching the device at ``ready``; its completion."""
+        dev = self.dev
+        if not self.analytic:
+            return dev._book_reads(MemRequest(addr, size), dev.env.now, ready)
+        xfer, fixed = self.cost(size)
+        _, end = dev._analytic.reserve(ready, xfer)
+        return end + fixed
+
+    def cost(self, size: int) -> tuple[int, int]:
+        """Analytic level: (FIFO transfer, fixed latency beyond it) of a ``size``-byte read."""
+        cost = self._cost.get(size)
+        if cost is None:
+            dev = self.dev
+            xfer = transfer_ps(size, dev.peak_bandwidth_Bps())
+            cost = self._cost[size] = (xfer, max(0, dev.unloaded_latency_ps(size) - xfer))
+        return cost
+
+    def book_run(self, size: int, ready0: int, count: int, busy_until: int) -> bool:
+        """Book ``count`` reads of ``size`` bytes, the k-th ready at ``ready0 + k x transfer``, in one
+        step, when the twin's FIFO is busy until exactly ``busy_until`` and that is no earlier than
+        ``ready0``: each read then starts when the one before ends (what ``count`` calls of
+        :meth:`book` would do). False, booking nothing, otherwise (and at the transaction level)."""
+        fifo = self.dev._analytic
+        if not self.analytic or fifo.busy_until != busy_until or busy_until < ready0:
+            return False
+        xfer = self.cost(size)[0]
+        fifo.busy_until += count * xfer
+        fifo.busy_ps += count * xfer
+        fifo.waited_ps += count * (busy_until - ready0)
+        fifo.jobs += count
+        return True
+
+    def account(self, addr: int, size: int) -> None:
+        """Counters and energy of reads covering ``[addr, addr + size)`` (analytic level; the
+        transaction level booked them in :meth:`book`)."""
+        if self.analytic:
+            self.dev.account_analytic(MemRequest(addr, size))
+
+    def record(self, nbytes: int, latencies_ps: list[int]) -> None:
+        """Device read stats of the booked reads: count, bytes and each one's latency."""
+        st = self.dev.stat
+        st.reads.add(len(latencies_ps))
+        st.bytes_read.add(nbytes)
+        observe_all(st.read_latency_ns, latencies_ps)
+
+
+def observe_all(tally: Any, values_ps: list[int]) -> None:
+    """``tally.observe(v / PS_PER_NS)`` for each value in order (same sums), without a call each."""
+    n, total, total_sq, lo, hi = tally.n, tally.total, tally.total_sq, tally.lo, tally.hi
+    keep = tally.samples if tally.keep else None
+    for v in values_ps:
+        x = v / PS_PER_NS
+        n += 1
+        total += x
+        total_sq += x * x
+        if x < lo:
+            lo = x
+        if x > hi:
+            hi = x
+        if keep is not None:
+            keep.append(x)
+    tally.n, tally.total, tally.total_sq, tally.lo, tally.hi = n, total, total_sq, lo, hi

@@ -16,10 +16,25 @@ but not yet consumed*, in the order its registered policy gives:
 Each consumed page is a *hit* (data already arrived), a *late hit* (requested, still in flight: the
 consumer waited) or a *miss* (not yet requested: the consumer requested it and waited). Tensors are
 assumed disjoint; a page is the memory's page (``unit``) clipped to the tensor.
+
+Two models of the same window (``model``):
+
+* ``requests``: every chunk is a device request served by its own events; the consumer waits on
+  each. Events grow with the bytes streamed.
+* ``batched`` (default, when the device offers closed-form reads, ``device.stream_reads()``): the
+  same window walked in a loop on a virtual clock. The consumer's times follow from the reads'
+  completion times, which the device books at their issue times without events; the stream then
+  costs one timeout however many bytes it moves. It replays exactly what ``requests`` does as long
+  as nothing else uses the device while the stream runs (each read is booked when the loop reaches
+  its issue time, not when simulated time does; ASSUMPTION: another requester on the same device
+  during a stream queues behind reads that ``requests`` would have booked after it). Reads booked
+  this way are not in the device's ``inflight`` level; the window's occupancy level is replayed from
+  its changes. Devices without closed-form reads (detailed level) always use ``requests``.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -32,7 +47,9 @@ from sim.core.params import ParamSet, non_negative, one_of, param, positive
 from sim.core.registry import REGISTRY, lookup, names, register
 from sim.core.units import COUNT, PS_PER_NS, PS_PER_S, SIZE
 from sim.memory.device import MemoryDevice, MemRequest
+from sim.memory.hbf import observe_all
 from sim.stats import counter, gauge, level, tally
+from sim.stats.kinds import Level
 
 if TYPE_CHECKING:
     from sim.core.simulation import Simulation
@@ -118,6 +135,13 @@ class PrefetchParams(ParamSet):
         "bytes per prefetch request; 0 means the device's page_size parameter (4 KiB if it has none)",
         check=non_negative,
     )
+    model: str = param(
+        "batched",
+        str,
+        "batched: a stream books its reads in closed form and costs one event (when the device can); "
+        "requests: one device request with its own events per chunk (the reference)",
+        check=one_of("batched", "requests"),
+    )
 
 
 @dataclass(frozen=True)
@@ -200,6 +224,37 @@ class StreamReport:
         return self.nbytes * PS_PER_S / span if span > 0 else 0.0
 
 
+class _Changes:
+    """Changes of a time-weighted level known ahead of simulated time, replayed in time order.
+
+    Every change is added at a time no earlier than the last replay (a batched stream books issues
+    and consumptions at or after the stream's start), so replaying up to ``now`` keeps the level's
+    time monotone; on equal times a decrement goes first (as ``DeferredLevel``).
+    """
+
+    __slots__ = ("_keys", "_limit", "level")
+
+    def __init__(self, lvl: Level) -> None:
+        self.level = lvl
+        self._keys: list[int] = []  # 2*t for -1, 2*t+1 for +1
+        self._limit = 1 << 15
+
+    def add(self, t: int, delta: int, now: int) -> None:
+        self._keys.append(2 * t + (delta > 0))
+        if len(self._keys) > self._limit:
+            self.flush(now)
+
+    def flush(self, now: int) -> None:
+        keys = self._keys
+        keys.sort()
+        cut = bisect_right(keys, 2 * now + 1)
+        add = self.level.add
+        for k in keys[:cut]:
+            add(1 if k & 1 else -1, k >> 1)
+        del keys[:cut]
+        self._limit = max(1 << 15, 2 * len(keys))
+
+
 def _arrived(done: simpy.Event) -> bool:
     """Whether a request's completion has happened: a device process has ended (triggered), a
     device's completion timeout (transaction-level HBF returns one) has fired (processed)."""
@@ -209,11 +264,12 @@ def _arrived(done: simpy.Event) -> bool:
 class _Entry:
     """A chunk requested and not yet consumed: its device process and when it was issued."""
 
-    __slots__ = ("done", "issued_ps")
+    __slots__ = ("done", "done_ps", "issued_ps")
 
-    def __init__(self, done: simpy.Event, issued_ps: int) -> None:
-        self.done = done
+    def __init__(self, done: simpy.Event | None, issued_ps: int, done_ps: int = -1) -> None:
+        self.done = done  # the request's completion event (requests model)
         self.issued_ps = issued_ps
+        self.done_ps = done_ps  # its completion time (batched model)
 
 
 @register("prefetcher", "window")
@@ -266,6 +322,9 @@ class Prefetcher(Component):
         self._consumed = 0  # chunks of the current tensor consumed so far
         self._active = False
         self._next_id = 0
+        reads = getattr(self.device, "stream_reads", None)
+        self._reads = reads() if p.model == "batched" and reads is not None else None
+        self._occupancy = _Changes(self.stat.window_occupancy) if self._reads is not None else None
 
     # -- chunking ----------------------------------------------------------------------------
     def chunks(self, base_addr: int, nbytes: int) -> list[Chunk]:
@@ -305,7 +364,10 @@ class Prefetcher(Component):
         now = self.env.now
         for chunk in [c for c in self._buffer if c not in keep]:
             del self._buffer[chunk]
-            self.stat.window_occupancy.add(-1, now)
+            if self._occupancy is not None:
+                self._occupancy.add(now, -1, now)
+            else:
+                self.stat.window_occupancy.add(-1, now)
             self.stat.wasted_bytes.add(chunk[1])
 
     # -- the consumer's process --------------------------------------------------------------
@@ -325,6 +387,10 @@ class Prefetcher(Component):
         """
         if self._active:
             raise SimulationError(f"{self.path}: stream() called while another stream is running")
+        if self._reads is not None:
+            args = (tensor_id, base_addr, nbytes, hint_next, consume_ps_per_page)
+            report = yield from self._stream_batched(*args)
+            return report
         self._active = True
         env, st = self.env, self.stat
         start = env.now
@@ -377,7 +443,166 @@ class Prefetcher(Component):
         self._active = False
         return StreamReport(tensor_id, nbytes, len(current), hits, late, misses, start, end, stall)
 
+    def _stream_batched(
+        self,
+        tensor_id: Any,
+        base_addr: int,
+        nbytes: int,
+        hint_next: tuple[int, int] | None,
+        consume_ps_per_page: int,
+    ) -> Generator[simpy.Event, Any, StreamReport]:
+        """:meth:`stream` on a virtual clock: the same window, issues and waits, one timeout."""
+        self._active = True
+        env, st = self.env, self.stat
+        start = t = env.now
+        current = self.chunks(base_addr, nbytes)
+        hint = self.chunks(*hint_next) if hint_next else []
+        self._drop_stale({*current, *hint})
+        plan = self.policy.plan(current, hint)
+        n_plan = len(plan)
+        position = {c: i for i, c in enumerate(current)}
+        n_cur = len(position)
+        buffer = self._buffer
+        window = self.window
+        book = self._reads.book  # type: ignore[union-attr]
+        occupancy = self._occupancy
+        assert occupancy is not None
+        latencies: list[int] = []  # device latency of each read issued, in issue order
+        ranges: list[list[int]] = []  # contiguous [addr, end) ranges issued, in order
+        requested = 0
+        cursor = consumed = 0
+
+        def issue(chunk: Chunk, at: int) -> _Entry:
+            nonlocal requested
+            addr, size = chunk
+            done = book(addr, size, at)
+            entry = _Entry(None, at, done)
+            buffer[chunk] = entry
+            occupancy.add(at, 1, start)
+            latencies.append(done - at)
+            requested += size
+            if ranges and ranges[-1][1] == addr:
+                ranges[-1][1] = addr + size
+            else:
+                ranges.append([addr, addr + size])
+            return entry
+
+        def fill(at: int) -> None:
+            nonlocal cursor
+            while len(buffer) < window and cursor < n_plan:
+                chunk = plan[cursor]
+                cursor += 1
+                if chunk in buffer or position.get(chunk, n_cur) < consumed:
+                    continue
+                issue(chunk, at)
+
+        hits = late = misses = 0
+        stall = 0
+        late_waits: list[int] = []
+        miss_waits: list[int] = []
+        residences: list[int] = []
+        reads = self._reads
+        assert reads is not None
+        unit = self.unit
+        # Steady state (see _fast_forward): the run of full-size chunks up to the tensor's last one
+        steady = (
+            reads.analytic
+            and not consume_ps_per_page
+            and type(self.policy) in (SequentialAhead, NextTensor)
+            and n_cur > window
+        )
+        full_end = n_cur - 1 if n_cur and current[-1][1] != unit else n_cur
+        next_try = 0
+        i = 0
+        while i < n_cur:
+            chunk = current[i]
+            entry = buffer.get(chunk)
+            if steady and i >= next_try and entry is not None and i + window < full_end:
+                next_try = i + window
+                if len(buffer) == window and cursor == i + window and chunk[1] == unit:
+                    x, fixed = reads.cost(unit)
+                    d0 = entry.done_ps
+                    count = full_end - (i + window)
+                    olds = [buffer.get(current[i + m]) for m in range(window)]
+                    if (
+                        t == d0 - x
+                        and all(e is not None and e.done_ps == d0 + m * x for m, e in enumerate(olds))
+                        and reads.book_run(unit, d0, count, d0 - fixed + (window - 1) * x)
+                    ):
+                        # `count` late hits, each x after the one before; each consumption frees
+                        # the slot the next full chunk is issued into, at once, behind the FIFO
+                        for m in range(window):
+                            del buffer[current[i + m]]
+                        for m in range(min(count, window)):
+                            residences.append(d0 + m * x - olds[m].issued_ps)  # type: ignore[union-attr]
+                        residences.extend([window * x] * (count - window))
+                        for j in range(i + count, i + count + window):
+                            if j < i + window:
+                                buffer[current[j]] = olds[j - i]  # type: ignore[assignment]
+                            else:
+                                buffer[current[j]] = _Entry(None, d0 + (j - i - window) * x, d0 + (j - i) * x)
+                        late += count
+                        stall += count * x
+                        late_waits.extend([x] * count)
+                        latencies.extend([window * x] * count)
+                        requested += count * unit
+                        lo = current[i + window][0]
+                        if ranges and ranges[-1][1] == lo:
+                            ranges[-1][1] = lo + count * unit
+                        else:
+                            ranges.append([lo, lo + count * unit])
+                        cursor += count
+                        i += count
+                        consumed = i
+                        t = d0 + (count - 1) * x
+                        continue
+            if entry is None:
+                misses += 1
+                entry = issue(chunk, t)
+                fill(t)
+                wait = entry.done_ps - t
+                miss_waits.append(wait)
+                stall += wait
+                t = entry.done_ps
+            elif entry.done_ps <= t:
+                hits += 1
+                fill(t)
+            else:
+                late += 1
+                fill(t)
+                wait = entry.done_ps - t
+                late_waits.append(wait)
+                stall += wait
+                t = entry.done_ps
+            t += consume_ps_per_page
+            del buffer[chunk]
+            occupancy.add(t, -1, start)
+            residences.append(t - entry.issued_ps)
+            i += 1
+            consumed = i
+            fill(t)
+        for lo, hi in ranges:
+            reads.account(lo, hi - lo)
+        reads.record(requested, latencies)
+        st.bytes_requested.add(requested)
+        observe_all(st.miss_wait_ns, miss_waits)
+        observe_all(st.late_wait_ns, late_waits)
+        observe_all(st.residence_ns, residences)
+        if t > env.now:
+            yield env.timeout(t - env.now)
+        st.hits.add(hits)
+        st.late_hits.add(late)
+        st.misses.add(misses)
+        st.stall_ns.add(stall / PS_PER_NS)
+        st.bytes.add(nbytes)
+        st.streams.add()
+        st.stream_ns.add((t - start) / PS_PER_NS)
+        self._active = False
+        return StreamReport(tensor_id, nbytes, len(current), hits, late, misses, start, t, stall)
+
     def finalize(self) -> None:
+        if self._occupancy is not None:
+            self._occupancy.flush(self.env.now)
         st = self.stat
         if st.stream_ns.value > 0:
             bw = st.bytes.value * 1e9 / st.stream_ns.value
