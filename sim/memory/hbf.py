@@ -1180,11 +1180,48 @@ class FlashStreamReads:
         fifo.jobs += count
         return True
 
-    def account(self, addr: int, size: int) -> None:
-        """Counters and energy of reads covering ``[addr, addr + size)`` (analytic level; the
-        transaction level booked them in :meth:`book`)."""
-        if self.analytic:
-            self.dev.account_analytic(MemRequest(addr, size))
+    def account(self, addr: int, size: int, unit: int) -> None:
+        """Counters and energy of reads of ``unit``-aligned chunks covering ``[addr, addr + size)``,
+        issued in address order (analytic level; the transaction level booked them in :meth:`book`).
+
+        The same as one request per chunk: the first chunk may hit what the previous read left in
+        the page registers; later chunks only follow their own disjoint predecessor (no hits); the
+        registers then hold what the last chunk left.
+        """
+        if not self.analytic:
+            return
+        dev = self.dev
+        end = addr + size
+        first_end = min(end, (addr // unit + 1) * unit)
+        dev._account_read(MemRequest(addr, first_end - addr), registers=True)
+        if first_end >= end:
+            return
+        p, st = dev.params, dev.stat
+        page, sector = p.page_size, p.sector_size
+        last = max(first_end, (end - 1) // unit * unit)
+        n_mid = (last - first_end) // unit  # whole chunks between the first and the last
+        if n_mid and (unit % page or unit % sector):
+            for a in range(first_end, last, unit):
+                dev._account_read(MemRequest(a, unit))
+        elif n_mid:
+            # each whole chunk senses unit / page pages and moves unit bytes; the float counters get
+            # the same term added once per chunk, in order, as chunk-by-chunk accounting would
+            array_pj = unit // page * dev._page_bits * p.read_energy_per_bit
+            io_pj = unit * 8 * (p.channel_energy_per_bit + p.interface_energy_per_bit)
+            st.pages_read.add(unit // page * n_mid)
+            st.channel_bytes.add(unit * n_mid)
+            st.interface_bytes.add(unit * n_mid)
+            for counter, term in (
+                (st.array_energy_pj, array_pj),
+                (st.io_energy_pj, io_pj),
+                (st.energy_pj, array_pj + io_pj),
+            ):
+                value = counter.value
+                for _ in range(n_mid):
+                    value += term
+                counter.value = value
+        dev._account_read(MemRequest(last, end - last))
+        dev._last_read = (last // page, (end - 1) // page)
 
     def record(self, nbytes: int, latencies_ps: list[int]) -> None:
         """Device read stats of the booked reads: count, bytes and each one's latency."""

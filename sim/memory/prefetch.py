@@ -471,6 +471,8 @@ class Prefetcher(Component):
         ranges: list[list[int]] = []  # contiguous [addr, end) ranges issued, in order
         requested = 0
         cursor = consumed = 0
+        # reads of adjacent chunks are accounted as one range when no page straddles their boundary
+        page = int(getattr(self.device.params, "page_size", 1))
 
         def issue(chunk: Chunk, at: int) -> _Entry:
             nonlocal requested
@@ -481,7 +483,7 @@ class Prefetcher(Component):
             occupancy.add(at, 1, start)
             latencies.append(done - at)
             requested += size
-            if ranges and ranges[-1][1] == addr:
+            if ranges and ranges[-1][1] == addr and addr % page == 0:  # no page shared with the last
                 ranges[-1][1] = addr + size
             else:
                 ranges.append([addr, addr + size])
@@ -547,7 +549,7 @@ class Prefetcher(Component):
                         latencies.extend([window * x] * count)
                         requested += count * unit
                         lo = current[i + window][0]
-                        if ranges and ranges[-1][1] == lo:
+                        if ranges and ranges[-1][1] == lo and lo % page == 0:
                             ranges[-1][1] = lo + count * unit
                         else:
                             ranges.append([lo, lo + count * unit])
@@ -582,7 +584,7 @@ class Prefetcher(Component):
             consumed = i
             fill(t)
         for lo, hi in ranges:
-            reads.account(lo, hi - lo)
+            reads.account(lo, hi - lo, unit)
         reads.record(requested, latencies)
         st.bytes_requested.add(requested)
         observe_all(st.miss_wait_ns, miss_waits)
