@@ -35,7 +35,7 @@ Two models of the same window (``model``):
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -224,6 +224,57 @@ class StreamReport:
         return self.nbytes * PS_PER_S / span if span > 0 else 0.0
 
 
+class _Chunks(Sequence[Chunk]):
+    """``Prefetcher.chunks(base, nbytes)`` computed on demand: the i-th chunk, or the index of a
+    chunk, in O(1), so a stream's set-up costs nothing per byte."""
+
+    __slots__ = ("_base", "_end", "_first", "_n", "_unit")
+
+    def __init__(self, base: int, nbytes: int, unit: int) -> None:
+        self._base, self._end, self._unit = base, base + nbytes, unit
+        self._first = base // unit
+        self._n = (self._end - 1) // unit - self._first + 1 if nbytes > 0 else 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i: int) -> Chunk:  # type: ignore[override]
+        if i < 0:
+            i += self._n
+        if not 0 <= i < self._n:
+            raise IndexError(i)
+        unit = self._unit
+        lo = self._base if i == 0 else (self._first + i) * unit
+        hi = (self._first + i + 1) * unit
+        if hi > self._end:
+            hi = self._end
+        return (lo, hi - lo)
+
+    def __iter__(self) -> Iterator[Chunk]:
+        return (self[i] for i in range(self._n))
+
+    def index(self, chunk: Any, *_: Any) -> int:
+        """Position of ``chunk`` in the tensor; ValueError if it is not one of its chunks."""
+        addr = chunk[0]
+        if self._base <= addr < self._end:
+            i = addr // self._unit - self._first
+            if self[i] == chunk:
+                return i
+        raise ValueError(chunk)
+
+    def position(self, chunk: Chunk) -> int:
+        """Position of ``chunk`` in the tensor, or the number of chunks if it is not one of them."""
+        addr = chunk[0]
+        if self._base <= addr < self._end:
+            i = addr // self._unit - self._first
+            if self[i] == chunk:
+                return i
+        return self._n
+
+    def __contains__(self, chunk: object) -> bool:
+        return isinstance(chunk, tuple) and len(chunk) == 2 and self.position(chunk) < self._n  # type: ignore[arg-type]
+
+
 class _Changes:
     """Changes of a time-weighted level known ahead of simulated time, replayed in time order.
 
@@ -253,6 +304,21 @@ class _Changes:
             add(1 if k & 1 else -1, k >> 1)
         del keys[:cut]
         self._limit = max(1 << 15, 2 * len(keys))
+
+
+class _Concat(Sequence[Chunk]):
+    """Two chunk sequences one after the other (the ``next_tensor`` plan), without copying."""
+
+    __slots__ = ("_a", "_b", "_na")
+
+    def __init__(self, a: Sequence[Chunk], b: Sequence[Chunk]) -> None:
+        self._a, self._b, self._na = a, b, len(a)
+
+    def __len__(self) -> int:
+        return self._na + len(self._b)
+
+    def __getitem__(self, i: int) -> Chunk:  # type: ignore[override]
+        return self._a[i] if i < self._na else self._b[i - self._na]
 
 
 def _arrived(done: simpy.Event) -> bool:
@@ -455,14 +521,28 @@ class Prefetcher(Component):
         self._active = True
         env, st = self.env, self.stat
         start = t = env.now
-        current = self.chunks(base_addr, nbytes)
-        hint = self.chunks(*hint_next) if hint_next else []
-        self._drop_stale({*current, *hint})
-        plan = self.policy.plan(current, hint)
-        n_plan = len(plan)
-        position = {c: i for i, c in enumerate(current)}
-        n_cur = len(position)
+        unit = self.unit
+        current = _Chunks(base_addr, nbytes, unit)
+        hint = _Chunks(*hint_next, unit) if hint_next else _Chunks(0, 0, unit)
         buffer = self._buffer
+        for chunk in [c for c in buffer if c not in current and c not in hint]:
+            del buffer[chunk]
+            occupancy_drop = self._occupancy
+            assert occupancy_drop is not None
+            occupancy_drop.add(start, -1, start)
+            st.wasted_bytes.add(chunk[1])
+        policy = type(self.policy)
+        if policy is NextTensor:
+            plan: Sequence[Chunk] = _Concat(current, hint)
+        elif policy is SequentialAhead:
+            plan = current
+        elif policy is OnDemand:
+            plan = ()
+        else:  # another policy sees lists, as in the requests model
+            plan = self.policy.plan(list(current), list(hint))
+        n_plan = len(plan)
+        n_cur = len(current)
+        position = current.position
         window = self.window
         book = self._reads.book  # type: ignore[union-attr]
         occupancy = self._occupancy
@@ -494,7 +574,7 @@ class Prefetcher(Component):
             while len(buffer) < window and cursor < n_plan:
                 chunk = plan[cursor]
                 cursor += 1
-                if chunk in buffer or position.get(chunk, n_cur) < consumed:
+                if chunk in buffer or position(chunk) < consumed:
                     continue
                 issue(chunk, at)
 
@@ -505,7 +585,6 @@ class Prefetcher(Component):
         residences: list[int] = []
         reads = self._reads
         assert reads is not None
-        unit = self.unit
         # Steady state (see _fast_forward): the run of full-size chunks up to the tensor's last one
         steady = (
             reads.analytic
@@ -514,50 +593,57 @@ class Prefetcher(Component):
             and n_cur > window
         )
         full_end = n_cur - 1 if n_cur and current[-1][1] != unit else n_cur
+        unit_x = reads.cost(unit)[0] if steady else 0
         next_try = 0
         i = 0
         while i < n_cur:
             chunk = current[i]
             entry = buffer.get(chunk)
-            if steady and i >= next_try and entry is not None and i + window < full_end:
-                next_try = i + window
-                if len(buffer) == window and cursor == i + window and chunk[1] == unit:
-                    x, fixed = reads.cost(unit)
-                    d0 = entry.done_ps
-                    count = full_end - (i + window)
-                    olds = [buffer.get(current[i + m]) for m in range(window)]
-                    if (
-                        t == d0 - x
-                        and all(e is not None and e.done_ps == d0 + m * x for m, e in enumerate(olds))
-                        and reads.book_run(unit, d0, count, d0 - fixed + (window - 1) * x)
-                    ):
-                        # `count` late hits, each x after the one before; each consumption frees
-                        # the slot the next full chunk is issued into, at once, behind the FIFO
-                        for m in range(window):
-                            del buffer[current[i + m]]
-                        for m in range(min(count, window)):
-                            residences.append(d0 + m * x - olds[m].issued_ps)  # type: ignore[union-attr]
-                        residences.extend([window * x] * (count - window))
-                        for j in range(i + count, i + count + window):
-                            if j < i + window:
-                                buffer[current[j]] = olds[j - i]  # type: ignore[assignment]
-                            else:
-                                buffer[current[j]] = _Entry(None, d0 + (j - i - window) * x, d0 + (j - i) * x)
-                        late += count
-                        stall += count * x
-                        late_waits.extend([x] * count)
-                        latencies.extend([window * x] * count)
-                        requested += count * unit
-                        lo = current[i + window][0]
-                        if ranges and ranges[-1][1] == lo and lo % page == 0:
-                            ranges[-1][1] = lo + count * unit
+            if (
+                steady
+                and i >= next_try
+                and entry is not None
+                and i + window < full_end
+                and len(buffer) == window
+                and cursor == i + window
+                and chunk[1] == unit
+                and t == entry.done_ps - unit_x
+            ):
+                next_try = i + window  # at most one full check per window of chunks
+                x, fixed = reads.cost(unit)
+                d0 = entry.done_ps
+                count = full_end - (i + window)
+                olds = [buffer.get(current[i + m]) for m in range(window)]
+                if all(
+                    e is not None and e.done_ps == d0 + m * x for m, e in enumerate(olds)
+                ) and reads.book_run(unit, d0, count, d0 - fixed + (window - 1) * x):
+                    # `count` late hits, each x after the one before; each consumption frees
+                    # the slot the next full chunk is issued into, at once, behind the FIFO
+                    for m in range(window):
+                        del buffer[current[i + m]]
+                    for m in range(min(count, window)):
+                        residences.append(d0 + m * x - olds[m].issued_ps)  # type: ignore[union-attr]
+                    residences.extend([window * x] * (count - window))
+                    for j in range(i + count, i + count + window):
+                        if j < i + window:
+                            buffer[current[j]] = olds[j - i]  # type: ignore[assignment]
                         else:
-                            ranges.append([lo, lo + count * unit])
-                        cursor += count
-                        i += count
-                        consumed = i
-                        t = d0 + (count - 1) * x
-                        continue
+                            buffer[current[j]] = _Entry(None, d0 + (j - i - window) * x, d0 + (j - i) * x)
+                    late += count
+                    stall += count * x
+                    late_waits.extend([x] * count)
+                    latencies.extend([window * x] * count)
+                    requested += count * unit
+                    lo = current[i + window][0]
+                    if ranges and ranges[-1][1] == lo and lo % page == 0:
+                        ranges[-1][1] = lo + count * unit
+                    else:
+                        ranges.append([lo, lo + count * unit])
+                    cursor += count
+                    i += count
+                    consumed = i
+                    t = d0 + (count - 1) * x
+                    continue
             if entry is None:
                 misses += 1
                 entry = issue(chunk, t)
