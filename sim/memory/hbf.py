@@ -1223,27 +1223,52 @@ class FlashStreamReads:
         dev._account_read(MemRequest(last, end - last))
         dev._last_read = (last // page, (end - 1) // page)
 
-    def record(self, nbytes: int, latencies_ps: list[int]) -> None:
+    def record(self, nbytes: int, latencies_ps: Runs) -> None:
         """Device read stats of the booked reads: count, bytes and each one's latency."""
         st = self.dev.stat
-        st.reads.add(len(latencies_ps))
+        st.reads.add(latencies_ps.total())
         st.bytes_read.add(nbytes)
-        observe_all(st.read_latency_ns, latencies_ps)
+        latencies_ps.observe(st.read_latency_ns)
 
 
-def observe_all(tally: Any, values_ps: list[int]) -> None:
-    """``tally.observe(v / PS_PER_NS)`` for each value in order (same sums), without a call each."""
-    n, total, total_sq, lo, hi = tally.n, tally.total, tally.total_sq, tally.lo, tally.hi
-    keep = tally.samples if tally.keep else None
-    for v in values_ps:
-        x = v / PS_PER_NS
-        n += 1
-        total += x
-        total_sq += x * x
-        if x < lo:
-            lo = x
-        if x > hi:
-            hi = x
-        if keep is not None:
-            keep.append(x)
-    tally.n, tally.total, tally.total_sq, tally.lo, tally.hi = n, total, total_sq, lo, hi
+class Runs:
+    """Values in ps, in order, kept as runs of equal values: what a batched stream observes."""
+
+    __slots__ = ("counts", "values")
+
+    def __init__(self) -> None:
+        self.values: list[int] = []
+        self.counts: list[int] = []
+
+    def add(self, value: int, count: int = 1) -> None:
+        if count <= 0:
+            return
+        values = self.values
+        if values and values[-1] == value:
+            self.counts[-1] += count
+        else:
+            values.append(value)
+            self.counts.append(count)
+
+    def total(self) -> int:
+        return sum(self.counts)
+
+    def observe(self, tally: Any) -> None:
+        """``tally.observe(v / PS_PER_NS)`` for each value in order (the same float sums), without a
+        call each."""
+        n, total, total_sq, lo, hi = tally.n, tally.total, tally.total_sq, tally.lo, tally.hi
+        samples = tally.samples if tally.keep else None
+        for v, k in zip(self.values, self.counts, strict=True):
+            x = v / PS_PER_NS
+            xx = x * x
+            n += k
+            for _ in range(k):
+                total += x
+                total_sq += xx
+            if x < lo:
+                lo = x
+            if x > hi:
+                hi = x
+            if samples is not None:
+                samples.extend([x] * k)
+        tally.n, tally.total, tally.total_sq, tally.lo, tally.hi = n, total, total_sq, lo, hi

@@ -47,7 +47,7 @@ from sim.core.params import ParamSet, non_negative, one_of, param, positive
 from sim.core.registry import REGISTRY, lookup, names, register
 from sim.core.units import COUNT, PS_PER_NS, PS_PER_S, SIZE
 from sim.memory.device import MemoryDevice, MemRequest
-from sim.memory.hbf import observe_all
+from sim.memory.hbf import Runs
 from sim.stats import counter, gauge, level, tally
 from sim.stats.kinds import Level
 
@@ -547,7 +547,7 @@ class Prefetcher(Component):
         book = self._reads.book  # type: ignore[union-attr]
         occupancy = self._occupancy
         assert occupancy is not None
-        latencies: list[int] = []  # device latency of each read issued, in issue order
+        latencies = Runs()  # device latency of each read issued, in issue order
         ranges: list[list[int]] = []  # contiguous [addr, end) ranges issued, in order
         requested = 0
         cursor = consumed = 0
@@ -561,7 +561,7 @@ class Prefetcher(Component):
             entry = _Entry(None, at, done)
             buffer[chunk] = entry
             occupancy.add(at, 1, start)
-            latencies.append(done - at)
+            latencies.add(done - at)
             requested += size
             if ranges and ranges[-1][1] == addr and addr % page == 0:  # no page shared with the last
                 ranges[-1][1] = addr + size
@@ -580,9 +580,7 @@ class Prefetcher(Component):
 
         hits = late = misses = 0
         stall = 0
-        late_waits: list[int] = []
-        miss_waits: list[int] = []
-        residences: list[int] = []
+        late_waits, miss_waits, residences = Runs(), Runs(), Runs()
         reads = self._reads
         assert reads is not None
         # Steady state (see _fast_forward): the run of full-size chunks up to the tensor's last one
@@ -622,8 +620,8 @@ class Prefetcher(Component):
                     for m in range(window):
                         del buffer[current[i + m]]
                     for m in range(min(count, window)):
-                        residences.append(d0 + m * x - olds[m].issued_ps)  # type: ignore[union-attr]
-                    residences.extend([window * x] * (count - window))
+                        residences.add(d0 + m * x - olds[m].issued_ps)  # type: ignore[union-attr]
+                    residences.add(window * x, count - window)
                     for j in range(i + count, i + count + window):
                         if j < i + window:
                             buffer[current[j]] = olds[j - i]  # type: ignore[assignment]
@@ -631,8 +629,8 @@ class Prefetcher(Component):
                             buffer[current[j]] = _Entry(None, d0 + (j - i - window) * x, d0 + (j - i) * x)
                     late += count
                     stall += count * x
-                    late_waits.extend([x] * count)
-                    latencies.extend([window * x] * count)
+                    late_waits.add(x, count)
+                    latencies.add(window * x, count)
                     requested += count * unit
                     lo = current[i + window][0]
                     if ranges and ranges[-1][1] == lo and lo % page == 0:
@@ -649,7 +647,7 @@ class Prefetcher(Component):
                 entry = issue(chunk, t)
                 fill(t)
                 wait = entry.done_ps - t
-                miss_waits.append(wait)
+                miss_waits.add(wait)
                 stall += wait
                 t = entry.done_ps
             elif entry.done_ps <= t:
@@ -659,13 +657,13 @@ class Prefetcher(Component):
                 late += 1
                 fill(t)
                 wait = entry.done_ps - t
-                late_waits.append(wait)
+                late_waits.add(wait)
                 stall += wait
                 t = entry.done_ps
             t += consume_ps_per_page
             del buffer[chunk]
             occupancy.add(t, -1, start)
-            residences.append(t - entry.issued_ps)
+            residences.add(t - entry.issued_ps)
             i += 1
             consumed = i
             fill(t)
@@ -673,9 +671,9 @@ class Prefetcher(Component):
             reads.account(lo, hi - lo, unit)
         reads.record(requested, latencies)
         st.bytes_requested.add(requested)
-        observe_all(st.miss_wait_ns, miss_waits)
-        observe_all(st.late_wait_ns, late_waits)
-        observe_all(st.residence_ns, residences)
+        miss_waits.observe(st.miss_wait_ns)
+        late_waits.observe(st.late_wait_ns)
+        residences.observe(st.residence_ns)
         if t > env.now:
             yield env.timeout(t - env.now)
         st.hits.add(hits)
