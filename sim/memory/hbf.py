@@ -434,6 +434,9 @@ class HighBandwidthFlash(MemoryDevice):
         self._wp = [0] * self.n_blocks
         self._idle_latency: dict[tuple[int, bool], int] = {}
         self._finalized = False
+        self._one_event = p.fidelity == "transaction"  # requests cost one timeout (see access)
+        self._capacity = self.capacity_bytes
+        self._page = p.page_size
         # page registers: the page each plane holds (-1: none) and when its sense ends (ps)
         self._reg_page = [-1] * self.n_planes
         self._reg_end = [0] * self.n_planes
@@ -760,15 +763,25 @@ class HighBandwidthFlash(MemoryDevice):
         At the transaction level the completion time is known at arrival, so the request costs one
         timeout event instead of a process (same times, same statistics, recorded at completion).
         """
-        if self.params.fidelity != "transaction":
+        if not self._one_event:
             return super().access(req)
-        if req.size <= 0 or req.addr < 0 or req.addr + req.size > self.capacity_bytes:
+        addr, size = req.addr, req.size
+        if size <= 0 or addr < 0 or addr + size > self._capacity:
             self.check_request(req)  # raises, naming the request
         env = self.env
         now = env.now
         req.arrive_ps = now
         self.stat.inflight.add(1, now)
-        done = self._book_transaction(req, now)
+        if req.write:
+            done = self._book_transaction(req, now)
+        else:
+            page = self._page
+            pg = addr // page
+            if (addr + size - 1) // page == pg:  # within one page: the inlined path
+                done = self._book_page_read(pg, addr - pg * page, size, now, now)
+            else:
+                self._if_tl.prune(now)
+                done = self._book_reads(req, now)
         ev = simpy.Timeout(env, done - now)
         ev.callbacks.append(partial(self._complete, req))
         return ev
@@ -784,8 +797,14 @@ class HighBandwidthFlash(MemoryDevice):
     def _complete(self, req: MemRequest, _ev: simpy.Event | None = None) -> None:
         now = self.env.now
         req.done_ps = now
-        self.stat.inflight.add(-1, now)
-        self._record(req)
+        st = self.stat
+        st.inflight.add(-1, now)
+        if req.write:
+            self._record(req)
+        else:  # MemoryDevice._record of a read, inlined (Counter.add is value += amount)
+            st.reads.value += 1
+            st.bytes_read.value += req.size
+            st.read_latency_ns.observe((now - req.arrive_ps) / PS_PER_NS)
 
     def _xfer(self, nbytes: int, rate: float) -> int:
         """``transfer_ps`` memoised: requests reuse a handful of sizes."""
