@@ -69,7 +69,9 @@ Fidelity levels
 * ``detailed``: every page is a process that queues for its plane (and die sense slot), its channel
   bus and the stack interface as SimPy resources.
 * ``transaction``: each resource is a :class:`Timeline` booked in closed form at arrival; a request
-  costs one timeout. Levels of queue occupancy are replayed in time order without events. Where
+  costs one timeout event (``access`` returns it; no process), its stats are recorded when it fires.
+  Levels of queue occupancy are replayed in time order without events. A prefetch window can book
+  whole streams of reads at later ready times without any event (:meth:`stream_reads`). Where
   pages reach a bus out of arrival order, the page booked first keeps its slot (the detailed model
   serves in ready order), so bus queue statistics are close but not identical; bandwidth and
   latency agree within a few percent (tests/validation/test_hbf_bandwidth.py).
