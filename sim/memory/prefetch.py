@@ -525,11 +525,11 @@ class Prefetcher(Component):
         current = _Chunks(base_addr, nbytes, unit)
         hint = _Chunks(*hint_next, unit) if hint_next else _Chunks(0, 0, unit)
         buffer = self._buffer
-        for chunk in [c for c in buffer if c not in current and c not in hint]:
+        occupancy = self._occupancy
+        assert occupancy is not None
+        for chunk in [c for c in buffer if c not in current and c not in hint]:  # as _drop_stale
             del buffer[chunk]
-            occupancy_drop = self._occupancy
-            assert occupancy_drop is not None
-            occupancy_drop.add(start, -1, start)
+            occupancy.add(start, -1, start)
             st.wasted_bytes.add(chunk[1])
         policy = type(self.policy)
         if policy is NextTensor:
@@ -545,8 +545,6 @@ class Prefetcher(Component):
         position = current.position
         window = self.window
         book = self._reads.book  # type: ignore[union-attr]
-        occupancy = self._occupancy
-        assert occupancy is not None
         latencies = Runs()  # device latency of each read issued, in issue order
         ranges: list[list[int]] = []  # contiguous [addr, end) ranges issued, in order
         requested = 0
@@ -583,11 +581,14 @@ class Prefetcher(Component):
         late_waits, miss_waits, residences = Runs(), Runs(), Runs()
         reads = self._reads
         assert reads is not None
-        # Steady state (see _fast_forward): the run of full-size chunks up to the tensor's last one
+        # Steady state, fast-forwarded below: a full window of full-size chunks, each done one
+        # transfer after the one before, the consumer just past the previous one, the twin's FIFO
+        # backlogged; then every further full chunk is a late hit one transfer later, issued into
+        # the slot its predecessor frees (closed forms, the same times as chunk by chunk).
         steady = (
             reads.analytic
             and not consume_ps_per_page
-            and type(self.policy) in (SequentialAhead, NextTensor)
+            and policy in (SequentialAhead, NextTensor)
             and n_cur > window
         )
         full_end = n_cur - 1 if n_cur and current[-1][1] != unit else n_cur
