@@ -23,11 +23,13 @@ DEVICE_STATS = ("reads", "bytes_read", "pages_read", "register_hits", "channel_b
 PF_STATS = ("hits", "late_hits", "misses", "bytes", "bytes_requested", "wasted_bytes", "streams")
 
 
-def stream_all(fidelity: str, model: str, tensors=TENSORS, window=32, policy="next_tensor", consume=0):
+def stream_all(
+    fidelity: str, model: str, tensors=TENSORS, window=32, policy="next_tensor", consume=0, unit=UNIT
+):
     sim = Simulation(seed=5)
     dev = resolve_device("hbf-gen1", fidelity=fidelity).build(sim)
     pf = Prefetcher(
-        sim, "pf", dev, PrefetchParams(policy=policy, window_pages=window, unit=UNIT, model=model)
+        sim, "pf", dev, PrefetchParams(policy=policy, window_pages=window, unit=unit, model=model)
     )
     reports = []
 
@@ -51,8 +53,9 @@ def stream_all(fidelity: str, model: str, tensors=TENSORS, window=32, policy="ne
         dict(policy="sequential"),
         dict(policy="on_demand"),
         dict(consume=300_000),  # a consumer slower than the device
+        dict(unit=6 << 10, window=512, tensors=[(t[0], t[1] // 8) for t in TENSORS]),  # chunks share pages
     ],
-    ids=["bw-bound", "window-4", "sequential", "on-demand", "slow-consumer"],
+    ids=["bw-bound", "window-4", "sequential", "on-demand", "slow-consumer", "sub-page-unit"],
 )
 def test_batched_stream_equals_the_per_request_stream(fidelity, case):
     ref = stream_all(fidelity, "requests", **case)
