@@ -459,6 +459,9 @@ class HighBandwidthFlash(MemoryDevice):
             self._q_interface = _ReplayedLevel(st.interface_queue)
             self._xfer_cache: dict[tuple[int, float], int] = {}
             self._xfer_pair: dict[int, tuple[int, int]] = {}
+            self._page_costs: dict[int, tuple[int, int, float]] = {}  # (x_ch, x_if, io pJ) by bytes
+            self._sense_pj = 1 * self._page_bits * p.read_energy_per_bit  # as _book_reads computes them
+            self._hit_pj = 0 * self._page_bits * p.read_energy_per_bit
         elif p.fidelity == "detailed":
             env = self.env
             self._plane_res = [simpy.Resource(env, 1) for _ in range(self.n_planes)]
@@ -882,7 +885,11 @@ class HighBandwidthFlash(MemoryDevice):
             if sensed >= reg_end[plane]:
                 self._reg_page[plane] = pg
                 reg_end[plane] = sensed
-        x_ch, x_if = self._xfers(nbytes)
+        got = self._page_costs.get(nbytes)
+        if got is None:
+            io = nbytes * 8 * (p.channel_energy_per_bit + p.interface_energy_per_bit)
+            got = self._page_costs[nbytes] = (*self._xfers(nbytes), io)
+        x_ch, x_if, io_pj = got
         cs, ce = self._ch_tl[ch].take(sensed, x_ch, now)
         is_, ie = self._if_tl.take(ce, x_if, now)
         ch_w = cs - sensed
@@ -905,12 +912,11 @@ class HighBandwidthFlash(MemoryDevice):
             st.plane_wait_ns.value += plane_w / PS_PER_NS
         if die_w:
             st.die_wait_ns.value += die_w / PS_PER_NS
-        io_pj = nbytes * 8 * (p.channel_energy_per_bit + p.interface_energy_per_bit)
         if hit:
-            array_pj = 0 * self._page_bits * p.read_energy_per_bit
+            array_pj = self._hit_pj
             st.register_hits.value += 1  # Counter.add, inlined on this hot path
         else:
-            array_pj = self._page_bits * p.read_energy_per_bit
+            array_pj = self._sense_pj
             st.pages_read.value += 1
         st.channel_bytes.value += nbytes
         st.interface_bytes.value += nbytes
