@@ -48,15 +48,30 @@ Assumptions (documented because they shape results)
 * Wear model: perfect wear-levelling. Lifetime = endurance x capacity / (write rate x WA), with WA =
   bytes of blocks erased per byte written (at least 1).
 * Wear state and energy are booked when a request arrives (data contents are not modelled).
-* No page-register reuse: every request senses its pages again, even if the previous request
-  read the same page (so sub-page requests should be merged by the caller, e.g. a prefetcher).
+* Page register. A read senses its page into the plane's page register; a later sector read of
+  the same page, while the register still holds it, is served from the register without a new
+  ``tR`` (no plane time, no die sense slot, no sense energy): only its sectors cross the buses.
+  Source: NAND command sets read a page with 00h-30h (the page is sensed into the register, tR)
+  and then output any other column of that page with RANDOM DATA OUTPUT 05h-E0h (ONFI's name:
+  Change Read Column), which needs no tR (SK hynix H27U4G8F2D datasheet rev 1.4, Table 6 "Public
+  Command Set"; the Linux MTD driver's NAND_CMD_RNDOUT 0x05 / NAND_CMD_RNDOUTSTART 0xE0).
+  ASSUMPTION: the register keeps the page until the plane's next array operation: another page's
+  sense replaces it; a program or an erase of that plane invalidates it (a program loads its data
+  through the register). Register hits are counted in ``register_hits``; ``pages_read`` counts
+  senses only. At the transaction level the register holds the page of the plane's latest booked
+  array operation; the detailed level checks it when a page gets its plane (FIFO), so both agree.
+  ASSUMPTION (analytic level, which keeps no per-plane state): a read hits only pages that the
+  previous read left in their planes' registers (its last ``planes`` pages); a write or erase
+  anywhere forgets them.
 
 Fidelity levels
 ---------------
 * ``detailed``: every page is a process that queues for its plane (and die sense slot), its channel
   bus and the stack interface as SimPy resources.
 * ``transaction``: each resource is a :class:`Timeline` booked in closed form at arrival; a request
-  costs one timeout. Levels of queue occupancy are replayed in time order without events. Where
+  costs one timeout event (``access`` returns it; no process), its stats are recorded when it fires.
+  Levels of queue occupancy are replayed in time order without events. A prefetch window can book
+  whole streams of reads at later ready times without any event (:meth:`stream_reads`). Where
   pages reach a bus out of arrival order, the page booked first keeps its slot (the detailed model
   serves in ready order), so bus queue statistics are close but not identical; bandwidth and
   latency agree within a few percent (tests/validation/test_hbf_bandwidth.py).
@@ -66,10 +81,13 @@ Fidelity levels
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections.abc import Generator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, ClassVar, NamedTuple
 
+import numpy as np
 import simpy
 
 from sim.core.errors import ConfigError
@@ -233,6 +251,104 @@ class HBFParams(DeviceParams):
             )
 
 
+class _ReplayedLevel(DeferredLevel):
+    """A :class:`DeferredLevel` whose replay runs in numpy: the same area, maximum and final value.
+
+    ``Level.set`` adds ``value x (t - since)`` one change at a time; every term is a whole number,
+    so while the sums stay below 2**53 the float total is exact and equals the integer sum computed
+    here (larger spans fall back to the change-by-change replay).
+    """
+
+    __slots__ = ()
+
+    def flush(self, now_ps: int) -> None:
+        keys = self._keys
+        if not keys:
+            super().flush(now_ps)
+            return
+        keys.sort()
+        cut = bisect_right(keys, 2 * now_ps + 1)
+        lvl = self.level
+        if cut == 0 or lvl.value != int(lvl.value) or (keys[cut - 1] >> 1) - lvl.since_ps >= 1 << 40:
+            super().flush(now_ps)
+            return
+        arr = np.array(keys[:cut], dtype=np.int64)
+        t = arr >> 1
+        vals = int(lvl.value) + np.cumsum(np.where(arr & 1, 1, -1))
+        if int(np.abs(vals).max()) >= 1 << 20:
+            super().flush(now_ps)
+            return
+        prev_v = np.empty_like(vals)
+        prev_v[0] = int(lvl.value)
+        prev_v[1:] = vals[:-1]
+        prev_t = np.empty_like(t)
+        prev_t[0] = lvl.since_ps
+        prev_t[1:] = t[:-1]
+        area = int((prev_v * (t - prev_t)).sum())
+        if abs(lvl.area) + abs(area) >= 1 << 53:
+            super().flush(now_ps)
+            return
+        lvl.area += area
+        lvl.since_ps = int(t[-1])
+        lvl.value = float(vals[-1])
+        top = float(vals.max())
+        if top > lvl.hi:
+            lvl.hi = top
+        del keys[:cut]
+        self._limit = max(self.FLUSH_AT, 2 * len(keys))
+
+
+class _Lane(Timeline):
+    """A :class:`Timeline` with prune, earliest and book fused into one call (the hot path of a
+    transaction-level read): same bookings, fewer Python calls."""
+
+    __slots__ = ()
+
+    def take(self, ready: int, duration: int, now: int) -> tuple[int, int]:
+        """``prune(now)`` then ``reserve(ready, duration)``."""
+        ends = self._ends
+        n = len(ends)
+        lo = self._lo
+        while lo < n and ends[lo] <= now:
+            lo += 1
+        if lo > 64 and 2 * lo > n:
+            del self._starts[:lo]
+            del ends[:lo]
+            n -= lo
+            lo = 0
+        self._lo = lo
+        if n == lo or ready >= ends[-1]:  # Timeline.book's append case, nothing waited
+            end = ready + duration
+            self.busy_ps += duration
+            self.jobs += 1
+            if duration > 0:
+                if n > lo and ends[-1] == ready:
+                    ends[-1] = end
+                else:
+                    self._starts.append(ready)
+                    ends.append(end)
+            return ready, end
+        starts = self._starts
+        i = bisect_right(ends, ready, lo)
+        if i == n - 1:  # only the last interval ends after ready: before it if it fits, else after it
+            start = ready if ready + duration <= starts[i] else (ends[i] if ends[i] > ready else ready)
+        else:
+            start = self.earliest(ready, duration)
+        if start < ends[-1]:
+            return start, self.book(start, duration, ready)
+        end = start + duration  # Timeline.book's append case
+        self.busy_ps += duration
+        self.waited_ps += start - ready
+        self.jobs += 1
+        if duration > 0:
+            if ends[-1] == start:
+                ends[-1] = end
+            else:
+                starts.append(start)
+                ends.append(end)
+        return start, end
+
+
 class FlashAddress(NamedTuple):
     """Where one page lives: channel, die on that channel, plane, block and page in block."""
 
@@ -244,8 +360,8 @@ class FlashAddress(NamedTuple):
 
 
 # One page touched by a request: global plane, global die, channel, global block, first and last
-# sector (in the block) and bytes moved over the buses.
-Piece = tuple[int, int, int, int, int, int, int]
+# sector (in the block), bytes moved over the buses, and the global page number.
+Piece = tuple[int, int, int, int, int, int, int, int]
 
 
 # -- the device ------------------------------------------------------------------------------------
@@ -258,6 +374,11 @@ class HighBandwidthFlash(MemoryDevice):
     Params: ClassVar[type[HBFParams]] = HBFParams  # type: ignore[assignment]
     STATS = (
         counter("pages_read", "pages", "page senses (tR each)"),
+        counter(
+            "register_hits",
+            "pages",
+            "page reads served from the page already in the plane's page register (no tR, no sense energy)",
+        ),
         counter("pages_programmed", "pages", "page programs (tPROG each)"),
         counter("block_erases", "blocks", "block erases, explicit and implicit"),
         counter("implicit_erases", "blocks", "erases forced by rewriting programmed sectors"),
@@ -315,6 +436,13 @@ class HighBandwidthFlash(MemoryDevice):
         self._wp = [0] * self.n_blocks
         self._idle_latency: dict[tuple[int, bool], int] = {}
         self._finalized = False
+        self._one_event = p.fidelity == "transaction"  # requests cost one timeout (see access)
+        self._capacity = self.capacity_bytes
+        self._page = p.page_size
+        # page registers: the page each plane holds (-1: none) and when its sense ends (ps)
+        self._reg_page = [-1] * self.n_planes
+        self._reg_end = [0] * self.n_planes
+        self._last_read = (0, -1)  # analytic level: page range the previous read left in registers
         if p.fidelity == "transaction":
             self._plane_tl = [Timeline() for _ in range(self.n_planes)]
             self._die_tl = (
@@ -322,14 +450,18 @@ class HighBandwidthFlash(MemoryDevice):
                 if self._die_limited
                 else None
             )
-            self._ch_tl = [Timeline() for _ in range(self._C)]
-            self._if_tl = Timeline()
+            self._ch_tl = [_Lane() for _ in range(self._C)]
+            self._if_tl = _Lane()
             st = self.stat
-            self._q_plane = DeferredLevel(st.plane_queue)
-            self._q_die = DeferredLevel(st.die_queue)
-            self._q_channel = DeferredLevel(st.channel_queue)
-            self._q_interface = DeferredLevel(st.interface_queue)
+            self._q_plane = _ReplayedLevel(st.plane_queue)
+            self._q_die = _ReplayedLevel(st.die_queue)
+            self._q_channel = _ReplayedLevel(st.channel_queue)
+            self._q_interface = _ReplayedLevel(st.interface_queue)
             self._xfer_cache: dict[tuple[int, float], int] = {}
+            self._xfer_pair: dict[int, tuple[int, int]] = {}
+            self._page_costs: dict[int, tuple[int, int, float]] = {}  # (x_ch, x_if, io pJ) by bytes
+            self._sense_pj = 1 * self._page_bits * p.read_energy_per_bit  # as _book_reads computes them
+            self._hit_pj = 0 * self._page_bits * p.read_energy_per_bit
         elif p.fidelity == "detailed":
             env = self.env
             self._plane_res = [simpy.Resource(env, 1) for _ in range(self.n_planes)]
@@ -365,7 +497,8 @@ class HighBandwidthFlash(MemoryDevice):
         """min(dies x multiplane x page / (tR or tPROG), channels x bus, interface).
 
         With every plane sensing at once (``multiplane`` 0 or = planes) the array term is the
-        paper's dies x planes x page / tR.
+        paper's dies x planes x page / tR. It bounds reads of distinct pages; re-reads served from
+        page registers sense nothing, so only the bus terms bound them.
         """
         p: HBFParams = params  # type: ignore[assignment]
         t_ps = p.tPROG if write else p.tR
@@ -474,12 +607,17 @@ class HighBandwidthFlash(MemoryDevice):
                     pib * spp + s_lo,
                     pib * spp + s_hi,
                     (s_hi - s_lo) * sector,
+                    pg,
                 )
             )
         return out
 
     def _prepare(self, req: MemRequest) -> tuple[list[Piece], list[bool]]:
-        """Split ``req`` into pages; book wear, counters and energy. Returns (pieces, erase-first)."""
+        """Split ``req`` into pages; book wear, counters and energy. Returns (pieces, erase-first).
+
+        Reads are booked as sensing every page; the detailed level refunds page-register hits
+        (:meth:`_refund_sense`), the transaction level books reads itself (:meth:`_book_reads`).
+        """
         p = self.params
         st = self.stat
         pieces = self._pieces(req.addr, req.size)
@@ -512,6 +650,22 @@ class HighBandwidthFlash(MemoryDevice):
         st.energy_pj.add(array_pj + io_pj)
         return pieces, erase_first
 
+    def _refund_sense(self) -> None:
+        """A page :meth:`_prepare` booked as sensed was served from its plane's register instead."""
+        st = self.stat
+        array_pj = self._page_bits * self.params.read_energy_per_bit
+        st.pages_read.add(-1)
+        st.register_hits.add(1)
+        st.array_energy_pj.add(-array_pj)
+        st.energy_pj.add(-array_pj)
+
+    def _set_register(self, plane: int, page: int, end: int) -> None:
+        """An array operation on ``plane`` ending at ``end`` leaves ``page`` (-1: nothing) in its
+        register, unless it was placed before the operation the register already reflects."""
+        if end >= self._reg_end[plane]:
+            self._reg_page[plane] = page
+            self._reg_end[plane] = end
+
     def _book_erase(self, block: int) -> None:
         p = self.params
         self._pe[block] += 1
@@ -539,6 +693,7 @@ class HighBandwidthFlash(MemoryDevice):
             raise ValueError(f"{self.path}: erase address {addr} outside capacity {self.capacity_bytes} B")
         piece = self._pieces(addr, 1)[0]
         self._book_erase(piece[3])
+        self._last_read = (0, -1)
         fidelity = self.params.fidelity
         if fidelity == "detailed":
             return self.env.process(self._array_detailed(piece, self.params.tBERS))
@@ -550,21 +705,111 @@ class HighBandwidthFlash(MemoryDevice):
         if booked:
             start, _, _ = self._book_array(piece, now, self.params.tBERS, now)
             end = start + self.params.tBERS
+            self._set_register(piece[0], -1, end)
         yield self.env.timeout(end - now)
 
     # -- transaction level -------------------------------------------------------------------
     def serve_transaction(self, req: MemRequest) -> Generator[simpy.Event, Any, None]:
         now = self.env.now
-        pieces, erase_first = self._prepare(req)
+        yield self.env.timeout(self._book_transaction(req, now) - now)
+
+    def _book_transaction(self, req: MemRequest, now: int) -> int:
+        """Book ``req`` arriving at ``now`` on the timelines; returns its completion time."""
         self._if_tl.prune(now)
+        if not req.write:
+            return self._book_reads(req, now)
+        pieces, erase_first = self._prepare(req)
         done = now
+        for pc, erase in zip(pieces, erase_first, strict=True):
+            done = max(done, self._book_write(pc, erase, now))
+        return done + self.params.base_latency
+
+    def _book_reads(self, req: MemRequest, now: int, ready: int = -1) -> int:
+        """A read at the transaction level: :meth:`_book_read` for each page, then the counters and
+        energy :meth:`_prepare` would book, less the senses that page-register hits saved.
+
+        ``ready`` (default ``now``) is when the request reaches the device: a prefetch window's
+        batched stream books reads it will issue later (see :meth:`stream_reads`).
+        """
+        if ready < now:
+            ready = now
+        p, st = self.params, self.stat
+        addr, size = req.addr, req.size
+        page = p.page_size
+        pg = addr // page
+        if (addr + size - 1) // page == pg:
+            return self._book_page_read(pg, addr - pg * page, size, now, ready)
+        pieces = self._pieces(addr, size)
+        done = ready
+        hits = moved = 0
+        for pc in pieces:
+            end, hit = self._book_read(pc, now, ready)
+            hits += hit
+            moved += pc[6]
+            if end > done:
+                done = end
+        sensed = len(pieces) - hits
+        array_pj = sensed * self._page_bits * p.read_energy_per_bit
+        io_pj = moved * 8 * (p.channel_energy_per_bit + p.interface_energy_per_bit)
+        if sensed:
+            st.pages_read.add(sensed)
+        if hits:
+            st.register_hits.add(hits)
+        st.channel_bytes.add(moved)
+        st.interface_bytes.add(moved)
+        st.array_energy_pj.add(array_pj)
+        st.io_energy_pj.add(io_pj)
+        st.energy_pj.add(array_pj + io_pj)
+        return done + p.base_latency
+
+    def access(self, req: MemRequest) -> simpy.Event:
+        """Start serving ``req``; the returned event fires when it completes.
+
+        At the transaction level the completion time is known at arrival, so the request costs one
+        timeout event instead of a process (same times, same statistics, recorded at completion).
+        """
+        if not self._one_event:
+            return super().access(req)
+        addr, size = req.addr, req.size
+        if size <= 0 or addr < 0 or addr + size > self._capacity:
+            self.check_request(req)  # raises, naming the request
+        env = self.env
+        now = env.now
+        req.arrive_ps = now
+        self.stat.inflight.add(1, now)
         if req.write:
-            for pc, erase in zip(pieces, erase_first, strict=True):
-                done = max(done, self._book_write(pc, erase, now))
+            done = self._book_transaction(req, now)
         else:
-            for pc in pieces:
-                done = max(done, self._book_read(pc, now))
-        yield self.env.timeout(done + self.params.base_latency - now)
+            page = self._page
+            pg = addr // page
+            if (addr + size - 1) // page == pg:  # within one page: the inlined path
+                done = self._book_page_read(pg, addr - pg * page, size, now, now)
+            else:
+                self._if_tl.prune(now)
+                done = self._book_reads(req, now)
+        ev = simpy.Timeout(env, done - now)
+        ev.callbacks.append(partial(self._complete, req))
+        return ev
+
+    def stream_reads(self) -> FlashStreamReads | None:
+        """Reads booked in closed form at a later ready time, for a prefetch window that books a
+        whole stream without events (:class:`~sim.memory.prefetch.Prefetcher`); None at the
+        detailed level, whose reads must run as processes."""
+        if self.params.fidelity == "detailed":
+            return None
+        return FlashStreamReads(self)
+
+    def _complete(self, req: MemRequest, _ev: simpy.Event | None = None) -> None:
+        now = self.env.now
+        req.done_ps = now
+        st = self.stat
+        st.inflight.add(-1, now)
+        if req.write:
+            self._record(req)
+        else:  # MemoryDevice._record of a read, inlined (Counter.add is value += amount)
+            st.reads.value += 1
+            st.bytes_read.value += req.size
+            st.read_latency_ns.observe((now - req.arrive_ps) / PS_PER_NS)
 
     def _xfer(self, nbytes: int, rate: float) -> int:
         """``transfer_ps`` memoised: requests reuse a handful of sizes."""
@@ -609,18 +854,112 @@ class HighBandwidthFlash(MemoryDevice):
         self._q_die.wait(got, t, now)
         return t, got - ready, t - got
 
-    def _book_read(self, pc: Piece, now: int) -> int:
-        p = self.params
-        start, plane_w, die_w = self._book_array(pc, now, p.tR, now)
-        sensed = start + p.tR
-        channel = self._ch_tl[pc[2]]
-        channel.prune(now)
-        cs, ce = channel.reserve(sensed, self._xfer(pc[6], p.channel_rate))
-        is_, ie = self._if_tl.reserve(ce, self._xfer(pc[6], p.interface_rate))
-        self._q_channel.wait(sensed, cs, now)
-        self._q_interface.wait(ce, is_, now)
+    def _book_page_read(self, pg: int, lo: int, size: int, now: int, ready: int) -> int:
+        """:meth:`_book_reads` of a read inside page ``pg`` (from byte ``lo`` of it), inlined: the
+        same bookings, counters and energy, without building pieces."""
+        p, st = self.params, self.stat
+        sector = p.sector_size
+        s_lo = lo // sector
+        s_hi = -(-(lo + size) // sector)
+        nbytes = (s_hi - s_lo) * sector
+        C, D, P = self._C, self._D, self._P
+        ch, q = pg % C, pg // C
+        die_g = ch * D + q % D
+        q //= D
+        plane = die_g * P + q % P
+        reg_end = self._reg_end
+        if self._reg_page[plane] == pg:  # served from the plane's page register
+            hit = True
+            end = reg_end[plane]
+            sensed = end if end > ready else ready
+            plane_w = die_w = 0
+        else:
+            hit = False
+            blk, pib = divmod(q // P, p.pages_per_block)
+            spp = self._spp
+            block = plane * p.blocks_per_plane + blk
+            pc = (plane, die_g, ch, block, pib * spp + s_lo, pib * spp + s_hi, nbytes, pg)
+            tR = p.tR
+            start, plane_w, die_w = self._book_array(pc, ready, tR, now)
+            sensed = start + tR
+            if sensed >= reg_end[plane]:
+                self._reg_page[plane] = pg
+                reg_end[plane] = sensed
+        got = self._page_costs.get(nbytes)
+        if got is None:
+            io = nbytes * 8 * (p.channel_energy_per_bit + p.interface_energy_per_bit)
+            got = self._page_costs[nbytes] = (*self._xfers(nbytes), io)
+        x_ch, x_if, io_pj = got
+        cs, ce = self._ch_tl[ch].take(sensed, x_ch, now)
+        is_, ie = self._if_tl.take(ce, x_if, now)
+        ch_w = cs - sensed
+        if_w = is_ - ce
+        # DeferredLevel.wait and _page_done, inlined on this hot path
+        if ch_w:
+            q = self._q_channel
+            q._keys += (2 * sensed + 1, 2 * cs)
+            if len(q._keys) > q._limit:
+                q.flush(now)
+            st.channel_wait_ns.value += ch_w / PS_PER_NS
+        if if_w:
+            q = self._q_interface
+            q._keys += (2 * ce + 1, 2 * is_)
+            if len(q._keys) > q._limit:
+                q.flush(now)
+            st.interface_wait_ns.value += if_w / PS_PER_NS
+        st.queue_delay_ns.observe((plane_w + die_w + ch_w + if_w) / PS_PER_NS)
+        if plane_w:
+            st.plane_wait_ns.value += plane_w / PS_PER_NS
+        if die_w:
+            st.die_wait_ns.value += die_w / PS_PER_NS
+        if hit:
+            array_pj = self._hit_pj
+            st.register_hits.value += 1  # Counter.add, inlined on this hot path
+        else:
+            array_pj = self._sense_pj
+            st.pages_read.value += 1
+        st.channel_bytes.value += nbytes
+        st.interface_bytes.value += nbytes
+        st.array_energy_pj.value += array_pj
+        st.io_energy_pj.value += io_pj
+        st.energy_pj.value += array_pj + io_pj
+        return ie + p.base_latency
+
+    def _book_read(self, pc: Piece, now: int, ready: int) -> tuple[int, bool]:
+        """Book one page read; returns (when its last byte leaves the interface, register hit)."""
+        plane = pc[0]
+        hit = self._reg_page[plane] == pc[7]
+        if hit:  # the page is (or will be, once its sense ends) in the plane's register
+            end = self._reg_end[plane]
+            sensed = end if end > ready else ready
+            plane_w = die_w = 0
+        else:
+            tR = self.params.tR
+            start, plane_w, die_w = self._book_array(pc, ready, tR, now)
+            sensed = start + tR
+            if sensed >= self._reg_end[plane]:
+                self._reg_page[plane] = pc[7]
+                self._reg_end[plane] = sensed
+        x_ch, x_if = self._xfers(pc[6])
+        cs, ce = self._ch_tl[pc[2]].take(sensed, x_ch, now)
+        is_, ie = self._if_tl.take(ce, x_if, now)
+        if cs > sensed:
+            self._q_channel.wait(sensed, cs, now)
+        if is_ > ce:
+            self._q_interface.wait(ce, is_, now)
         self._page_done(plane_w, die_w, cs - sensed, is_ - ce)
-        return ie
+        return ie, hit
+
+    def _xfers(self, nbytes: int) -> tuple[int, int]:
+        """(channel, interface) transfer times of ``nbytes``, memoised."""
+        got = self._xfer_pair.get(nbytes)
+        if got is None:
+            p = self.params
+            got = self._xfer_pair[nbytes] = (
+                self._xfer(nbytes, p.channel_rate),
+                self._xfer(nbytes, p.interface_rate),
+            )
+        return got
 
     def _book_write(self, pc: Piece, erase: bool, now: int) -> int:
         p = self.params
@@ -630,6 +969,7 @@ class HighBandwidthFlash(MemoryDevice):
         cs, ce = channel.reserve(ie, self._xfer(pc[6], p.channel_rate))
         array = p.tPROG + (p.tBERS if erase else 0)
         start, plane_w, die_w = self._book_array(pc, ce, array, now)
+        self._set_register(pc[0], -1, start + array)
         self._q_interface.wait(now, is_, now)
         self._q_channel.wait(ie, cs, now)
         self._page_done(plane_w, die_w, cs - ie, is_ - now)
@@ -660,13 +1000,24 @@ class HighBandwidthFlash(MemoryDevice):
             lvl.add(-1, env.now)
         return rq
 
-    def _array_detailed(self, pc: Piece, duration: int) -> Generator[simpy.Event, Any, tuple[int, int]]:
-        """Hold the plane (and a die sense slot) for ``duration``; returns (plane wait, die wait)."""
+    def _array_detailed(
+        self, pc: Piece, duration: int, read: bool = False
+    ) -> Generator[simpy.Event, Any, tuple[int, int]]:
+        """Hold the plane (and a die sense slot) for ``duration``; returns (plane wait, die wait).
+
+        A ``read`` whose page the plane's register holds when it gets the plane releases the plane
+        at once (no sense). Reads leave their page in the register; programs and erases clear it.
+        """
         env, st = self.env, self.stat
         t0 = env.now
         plane = self._plane_res[pc[0]]
         prq = yield from self._acquire(plane, st.plane_queue)
         t1 = env.now
+        if read and self._reg_page[pc[0]] == pc[7]:
+            plane.release(prq)
+            self._refund_sense()
+            return t1 - t0, 0
+        self._reg_page[pc[0]] = -1  # the array operation overwrites the register
         die = drq = None
         if self._die_res is not None:
             die = self._die_res[pc[1]]
@@ -674,6 +1025,8 @@ class HighBandwidthFlash(MemoryDevice):
         t2 = env.now
         yield env.timeout(duration)
         self._plane_busy[pc[0]] += duration
+        if read:
+            self._reg_page[pc[0]] = pc[7]
         if die is not None:
             die.release(drq)
         plane.release(prq)
@@ -695,7 +1048,7 @@ class HighBandwidthFlash(MemoryDevice):
 
     def _read_page(self, pc: Piece) -> Generator[simpy.Event, Any, None]:
         p, st = self.params, self.stat
-        plane_w, die_w = yield from self._array_detailed(pc, p.tR)
+        plane_w, die_w = yield from self._array_detailed(pc, p.tR, read=True)
         ch, nbytes = pc[2], pc[6]
         ch_w = yield from self._transfer_detailed(
             self._ch_res[ch], st.channel_queue, self._ch_busy, ch, nbytes, p.channel_rate
@@ -721,15 +1074,31 @@ class HighBandwidthFlash(MemoryDevice):
     def account_analytic(self, req: MemRequest) -> None:
         if req.write:
             self._prepare(req)
+            self._last_read = (0, -1)
         else:
-            self._account_read(req)
+            self._account_read(req, registers=True)
 
-    def _account_read(self, req: MemRequest) -> None:
+    def _account_read(self, req: MemRequest, registers: bool = False) -> None:
         """Counters and energy of a read in closed form: the pages it senses and the sectors it moves
-        (what :meth:`_prepare` sums piece by piece, without building the pieces)."""
+        (what :meth:`_prepare` sums piece by piece, without building the pieces).
+
+        With ``registers``, pages the previous read left in their planes' registers are not sensed
+        again (the analytic level's page register, see the module docstring).
+        """
         p, st = self.params, self.stat
         end = req.addr + req.size
-        pages = -(-end // p.page_size) - req.addr // p.page_size
+        first, last = req.addr // p.page_size, (end - 1) // p.page_size
+        pages = last - first + 1
+        if registers:
+            a, b = self._last_read
+            n = self.n_planes
+            # pages of the previous read still in their registers: its last n pages; a page of this
+            # read hits if no earlier page of this read (n pages before it) replaced it first
+            hits = max(0, min(last, b, first + n - 1) - max(first, a, b - n + 1) + 1)
+            self._last_read = (first, last)
+            if hits:
+                pages -= hits
+                st.register_hits.add(hits)
         moved = (-(-end // p.sector_size) - req.addr // p.sector_size) * p.sector_size
         array_pj = pages * self._page_bits * p.read_energy_per_bit
         io_pj = moved * 8 * (p.channel_energy_per_bit + p.interface_energy_per_bit)
@@ -784,3 +1153,149 @@ class HighBandwidthFlash(MemoryDevice):
             wa = max(1.0, st.block_erases.value * self.block_bytes / written)
             st.write_amplification.set(wa)
             st.projected_lifetime_s.set(self.projected_lifetime_s(written * PS_PER_S / now, wa))
+
+
+class FlashStreamReads:
+    """Closed-form reads issued at a known ready time (>= now), booked without events.
+
+    * transaction level: each read is booked page by page on the timelines exactly as
+      :meth:`HighBandwidthFlash.access` would book it at its ready time (same counters and energy);
+    * analytic level: the twin's FIFO at peak bandwidth plus the unloaded latency beyond the transfer
+      (``MemoryDevice._analytic_end`` at the ready time); counters and energy are booked per
+      contiguous range with :meth:`account` (same pages and bytes as chunk by chunk).
+
+    Booked reads count in every device stat except the ``inflight`` level (as ``MemoryDevice.book``).
+    """
+
+    __slots__ = ("_cost", "analytic", "dev")
+
+    def __init__(self, dev: HighBandwidthFlash) -> None:
+        self.dev = dev
+        self.analytic = dev.params.fidelity == "analytic"
+        self._cost: dict[int, tuple[int, int]] = {}
+
+    def book(self, addr: int, size: int, ready: int) -> int:
+        """Book a ``size``-byte read at ``addr`` reaching the device at ``ready``; its completion."""
+        dev = self.dev
+        if not self.analytic:
+            return dev._book_reads(MemRequest(addr, size), dev.env.now, ready)
+        xfer, fixed = self.cost(size)
+        _, end = dev._analytic.reserve(ready, xfer)
+        return end + fixed
+
+    def cost(self, size: int) -> tuple[int, int]:
+        """Analytic level: (FIFO transfer, fixed latency beyond it) of a ``size``-byte read."""
+        cost = self._cost.get(size)
+        if cost is None:
+            dev = self.dev
+            xfer = transfer_ps(size, dev.peak_bandwidth_Bps())
+            cost = self._cost[size] = (xfer, max(0, dev.unloaded_latency_ps(size) - xfer))
+        return cost
+
+    def book_run(self, size: int, ready0: int, count: int, busy_until: int) -> bool:
+        """Book ``count`` reads of ``size`` bytes, the k-th ready at ``ready0 + k x transfer``, in one
+        step, when the twin's FIFO is busy until exactly ``busy_until`` and that is no earlier than
+        ``ready0``: each read then starts when the one before ends (what ``count`` calls of
+        :meth:`book` would do). False, booking nothing, otherwise (and at the transaction level)."""
+        fifo = self.dev._analytic
+        if not self.analytic or fifo.busy_until != busy_until or busy_until < ready0:
+            return False
+        xfer = self.cost(size)[0]
+        fifo.busy_until += count * xfer
+        fifo.busy_ps += count * xfer
+        fifo.waited_ps += count * (busy_until - ready0)
+        fifo.jobs += count
+        return True
+
+    def account(self, addr: int, size: int, unit: int) -> None:
+        """Counters and energy of reads of ``unit``-aligned chunks covering ``[addr, addr + size)``,
+        issued in address order (analytic level; the transaction level booked them in :meth:`book`).
+
+        The same as one request per chunk: the first chunk may hit what the previous read left in
+        the page registers; later chunks only follow their own disjoint predecessor (no hits); the
+        registers then hold what the last chunk left.
+        """
+        if not self.analytic:
+            return
+        dev = self.dev
+        end = addr + size
+        first_end = min(end, (addr // unit + 1) * unit)
+        dev._account_read(MemRequest(addr, first_end - addr), registers=True)
+        if first_end >= end:
+            return
+        p, st = dev.params, dev.stat
+        page, sector = p.page_size, p.sector_size
+        last = max(first_end, (end - 1) // unit * unit)
+        n_mid = (last - first_end) // unit  # whole chunks between the first and the last
+        if n_mid and (unit % page or unit % sector):
+            for a in range(first_end, last, unit):
+                dev._account_read(MemRequest(a, unit))
+        elif n_mid:
+            # each whole chunk senses unit / page pages and moves unit bytes; the float counters get
+            # the same term added once per chunk, in order, as chunk-by-chunk accounting would
+            array_pj = unit // page * dev._page_bits * p.read_energy_per_bit
+            io_pj = unit * 8 * (p.channel_energy_per_bit + p.interface_energy_per_bit)
+            st.pages_read.add(unit // page * n_mid)
+            st.channel_bytes.add(unit * n_mid)
+            st.interface_bytes.add(unit * n_mid)
+            for counter, term in (
+                (st.array_energy_pj, array_pj),
+                (st.io_energy_pj, io_pj),
+                (st.energy_pj, array_pj + io_pj),
+            ):
+                value = counter.value
+                for _ in range(n_mid):
+                    value += term
+                counter.value = value
+        dev._account_read(MemRequest(last, end - last))
+        dev._last_read = (last // page, (end - 1) // page)
+
+    def record(self, nbytes: int, latencies_ps: Runs) -> None:
+        """Device read stats of the booked reads: count, bytes and each one's latency."""
+        st = self.dev.stat
+        st.reads.add(latencies_ps.total())
+        st.bytes_read.add(nbytes)
+        latencies_ps.observe(st.read_latency_ns)
+
+
+class Runs:
+    """Values in ps, in order, kept as runs of equal values: what a batched stream observes."""
+
+    __slots__ = ("counts", "values")
+
+    def __init__(self) -> None:
+        self.values: list[int] = []
+        self.counts: list[int] = []
+
+    def add(self, value: int, count: int = 1) -> None:
+        if count <= 0:
+            return
+        values = self.values
+        if values and values[-1] == value:
+            self.counts[-1] += count
+        else:
+            values.append(value)
+            self.counts.append(count)
+
+    def total(self) -> int:
+        return sum(self.counts)
+
+    def observe(self, tally: Any) -> None:
+        """``tally.observe(v / PS_PER_NS)`` for each value in order (the same float sums), without a
+        call each."""
+        n, total, total_sq, lo, hi = tally.n, tally.total, tally.total_sq, tally.lo, tally.hi
+        samples = tally.samples if tally.keep else None
+        for v, k in zip(self.values, self.counts, strict=True):
+            x = v / PS_PER_NS
+            xx = x * x
+            n += k
+            for _ in range(k):
+                total += x
+                total_sq += xx
+            if x < lo:
+                lo = x
+            if x > hi:
+                hi = x
+            if samples is not None:
+                samples.extend([x] * k)
+        tally.n, tally.total, tally.total_sq, tally.lo, tally.hi = n, total, total_sq, lo, hi

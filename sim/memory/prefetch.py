@@ -16,11 +16,26 @@ but not yet consumed*, in the order its registered policy gives:
 Each consumed page is a *hit* (data already arrived), a *late hit* (requested, still in flight: the
 consumer waited) or a *miss* (not yet requested: the consumer requested it and waited). Tensors are
 assumed disjoint; a page is the memory's page (``unit``) clipped to the tensor.
+
+Two models of the same window (``model``):
+
+* ``requests``: every chunk is a device request served by its own events; the consumer waits on
+  each. Events grow with the bytes streamed.
+* ``batched`` (default, when the device offers closed-form reads, ``device.stream_reads()``): the
+  same window walked in a loop on a virtual clock. The consumer's times follow from the reads'
+  completion times, which the device books at their issue times without events; the stream then
+  costs one timeout however many bytes it moves. It replays exactly what ``requests`` does as long
+  as nothing else uses the device while the stream runs (each read is booked when the loop reaches
+  its issue time, not when simulated time does; ASSUMPTION: another requester on the same device
+  during a stream queues behind reads that ``requests`` would have booked after it). Reads booked
+  this way are not in the device's ``inflight`` level; the window's occupancy level is replayed from
+  its changes. Devices without closed-form reads (detailed level) always use ``requests``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from bisect import bisect_right
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -32,7 +47,9 @@ from sim.core.params import ParamSet, non_negative, one_of, param, positive
 from sim.core.registry import REGISTRY, lookup, names, register
 from sim.core.units import COUNT, PS_PER_NS, PS_PER_S, SIZE
 from sim.memory.device import MemoryDevice, MemRequest
+from sim.memory.hbf import Runs
 from sim.stats import counter, gauge, level, tally
+from sim.stats.kinds import Level
 
 if TYPE_CHECKING:
     from sim.core.simulation import Simulation
@@ -118,6 +135,13 @@ class PrefetchParams(ParamSet):
         "bytes per prefetch request; 0 means the device's page_size parameter (4 KiB if it has none)",
         check=non_negative,
     )
+    model: str = param(
+        "batched",
+        str,
+        "batched: a stream books its reads in closed form and costs one event (when the device can); "
+        "requests: one device request with its own events per chunk (the reference)",
+        check=one_of("batched", "requests"),
+    )
 
 
 @dataclass(frozen=True)
@@ -200,14 +224,118 @@ class StreamReport:
         return self.nbytes * PS_PER_S / span if span > 0 else 0.0
 
 
+class _Chunks(Sequence[Chunk]):
+    """``Prefetcher.chunks(base, nbytes)`` computed on demand: the i-th chunk, or the index of a
+    chunk, in O(1), so a stream's set-up costs nothing per byte."""
+
+    __slots__ = ("_base", "_end", "_first", "_n", "_unit")
+
+    def __init__(self, base: int, nbytes: int, unit: int) -> None:
+        self._base, self._end, self._unit = base, base + nbytes, unit
+        self._first = base // unit
+        self._n = (self._end - 1) // unit - self._first + 1 if nbytes > 0 else 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i: int) -> Chunk:  # type: ignore[override]
+        if i < 0:
+            i += self._n
+        if not 0 <= i < self._n:
+            raise IndexError(i)
+        unit = self._unit
+        lo = self._base if i == 0 else (self._first + i) * unit
+        hi = (self._first + i + 1) * unit
+        if hi > self._end:
+            hi = self._end
+        return (lo, hi - lo)
+
+    def __iter__(self) -> Iterator[Chunk]:
+        return (self[i] for i in range(self._n))
+
+    def index(self, chunk: Any, *_: Any) -> int:
+        """Position of ``chunk`` in the tensor; ValueError if it is not one of its chunks."""
+        addr = chunk[0]
+        if self._base <= addr < self._end:
+            i = addr // self._unit - self._first
+            if self[i] == chunk:
+                return i
+        raise ValueError(chunk)
+
+    def position(self, chunk: Chunk) -> int:
+        """Position of ``chunk`` in the tensor, or the number of chunks if it is not one of them."""
+        addr = chunk[0]
+        if self._base <= addr < self._end:
+            i = addr // self._unit - self._first
+            if self[i] == chunk:
+                return i
+        return self._n
+
+    def __contains__(self, chunk: object) -> bool:
+        return isinstance(chunk, tuple) and len(chunk) == 2 and self.position(chunk) < self._n  # type: ignore[arg-type]
+
+
+class _Changes:
+    """Changes of a time-weighted level known ahead of simulated time, replayed in time order.
+
+    Every change is added at a time no earlier than the last replay (a batched stream books issues
+    and consumptions at or after the stream's start), so replaying up to ``now`` keeps the level's
+    time monotone; on equal times a decrement goes first (as ``DeferredLevel``).
+    """
+
+    __slots__ = ("_keys", "_limit", "level")
+
+    def __init__(self, lvl: Level) -> None:
+        self.level = lvl
+        self._keys: list[int] = []  # 2*t for -1, 2*t+1 for +1
+        self._limit = 1 << 15
+
+    def add(self, t: int, delta: int, now: int) -> None:
+        self._keys.append(2 * t + (delta > 0))
+        if len(self._keys) > self._limit:
+            self.flush(now)
+
+    def flush(self, now: int) -> None:
+        keys = self._keys
+        keys.sort()
+        cut = bisect_right(keys, 2 * now + 1)
+        add = self.level.add
+        for k in keys[:cut]:
+            add(1 if k & 1 else -1, k >> 1)
+        del keys[:cut]
+        self._limit = max(1 << 15, 2 * len(keys))
+
+
+class _Concat(Sequence[Chunk]):
+    """Two chunk sequences one after the other (the ``next_tensor`` plan), without copying."""
+
+    __slots__ = ("_a", "_b", "_na")
+
+    def __init__(self, a: Sequence[Chunk], b: Sequence[Chunk]) -> None:
+        self._a, self._b, self._na = a, b, len(a)
+
+    def __len__(self) -> int:
+        return self._na + len(self._b)
+
+    def __getitem__(self, i: int) -> Chunk:  # type: ignore[override]
+        return self._a[i] if i < self._na else self._b[i - self._na]
+
+
+def _arrived(done: simpy.Event) -> bool:
+    """Whether a request's completion has happened: a device process has ended (triggered), a
+    device's completion timeout (transaction-level HBF returns one) has fired (processed)."""
+    return done.processed if isinstance(done, simpy.Timeout) else done.triggered
+
+
 class _Entry:
     """A chunk requested and not yet consumed: its device process and when it was issued."""
 
-    __slots__ = ("done", "issued_ps")
+    __slots__ = ("done", "done_ps", "issued_ps")
 
-    def __init__(self, done: simpy.Process, issued_ps: int) -> None:
-        self.done = done
+    def __init__(self, done: simpy.Event | None, issued_ps: int, done_ps: int = -1) -> None:
+        self.done = done  # the request's completion event (requests model)
         self.issued_ps = issued_ps
+        self.done_ps = done_ps  # its completion time (batched model)
 
 
 @register("prefetcher", "window")
@@ -260,6 +388,9 @@ class Prefetcher(Component):
         self._consumed = 0  # chunks of the current tensor consumed so far
         self._active = False
         self._next_id = 0
+        reads = getattr(self.device, "stream_reads", None)
+        self._reads = reads() if p.model == "batched" and reads is not None else None
+        self._occupancy = _Changes(self.stat.window_occupancy) if self._reads is not None else None
 
     # -- chunking ----------------------------------------------------------------------------
     def chunks(self, base_addr: int, nbytes: int) -> list[Chunk]:
@@ -299,7 +430,10 @@ class Prefetcher(Component):
         now = self.env.now
         for chunk in [c for c in self._buffer if c not in keep]:
             del self._buffer[chunk]
-            self.stat.window_occupancy.add(-1, now)
+            if self._occupancy is not None:
+                self._occupancy.add(now, -1, now)
+            else:
+                self.stat.window_occupancy.add(-1, now)
             self.stat.wasted_bytes.add(chunk[1])
 
     # -- the consumer's process --------------------------------------------------------------
@@ -319,6 +453,10 @@ class Prefetcher(Component):
         """
         if self._active:
             raise SimulationError(f"{self.path}: stream() called while another stream is running")
+        if self._reads is not None:
+            args = (tensor_id, base_addr, nbytes, hint_next, consume_ps_per_page)
+            report = yield from self._stream_batched(*args)
+            return report
         self._active = True
         env, st = self.env, self.stat
         start = env.now
@@ -342,7 +480,7 @@ class Prefetcher(Component):
                 wait = env.now - t0
                 st.miss_wait_ns.observe(wait / PS_PER_NS)
                 stall += wait
-            elif entry.done.triggered:
+            elif _arrived(entry.done):
                 hits += 1
                 self._fill()
             else:
@@ -371,7 +509,187 @@ class Prefetcher(Component):
         self._active = False
         return StreamReport(tensor_id, nbytes, len(current), hits, late, misses, start, end, stall)
 
+    def _stream_batched(
+        self,
+        tensor_id: Any,
+        base_addr: int,
+        nbytes: int,
+        hint_next: tuple[int, int] | None,
+        consume_ps_per_page: int,
+    ) -> Generator[simpy.Event, Any, StreamReport]:
+        """:meth:`stream` on a virtual clock: the same window, issues and waits, one timeout."""
+        self._active = True
+        env, st = self.env, self.stat
+        start = t = env.now
+        unit = self.unit
+        current = _Chunks(base_addr, nbytes, unit)
+        hint = _Chunks(*hint_next, unit) if hint_next else _Chunks(0, 0, unit)
+        buffer = self._buffer
+        occupancy = self._occupancy
+        assert occupancy is not None
+        for chunk in [c for c in buffer if c not in current and c not in hint]:  # as _drop_stale
+            del buffer[chunk]
+            occupancy.add(start, -1, start)
+            st.wasted_bytes.add(chunk[1])
+        policy = type(self.policy)
+        if policy is NextTensor:
+            plan: Sequence[Chunk] = _Concat(current, hint)
+        elif policy is SequentialAhead:
+            plan = current
+        elif policy is OnDemand:
+            plan = ()
+        else:  # another policy sees lists, as in the requests model
+            plan = self.policy.plan(list(current), list(hint))
+        n_plan = len(plan)
+        n_cur = len(current)
+        position = current.position
+        window = self.window
+        book = self._reads.book  # type: ignore[union-attr]
+        latencies = Runs()  # device latency of each read issued, in issue order
+        ranges: list[list[int]] = []  # contiguous [addr, end) ranges issued, in order
+        requested = 0
+        cursor = consumed = 0
+        # reads of adjacent chunks are accounted as one range when no page straddles their boundary
+        page = int(getattr(self.device.params, "page_size", 1))
+
+        def issue(chunk: Chunk, at: int) -> _Entry:
+            nonlocal requested
+            addr, size = chunk
+            done = book(addr, size, at)
+            entry = _Entry(None, at, done)
+            buffer[chunk] = entry
+            occupancy.add(at, 1, start)
+            latencies.add(done - at)
+            requested += size
+            if ranges and ranges[-1][1] == addr and addr % page == 0:  # no page shared with the last
+                ranges[-1][1] = addr + size
+            else:
+                ranges.append([addr, addr + size])
+            return entry
+
+        def fill(at: int) -> None:
+            nonlocal cursor
+            while len(buffer) < window and cursor < n_plan:
+                chunk = plan[cursor]
+                cursor += 1
+                if chunk in buffer or position(chunk) < consumed:
+                    continue
+                issue(chunk, at)
+
+        hits = late = misses = 0
+        stall = 0
+        late_waits, miss_waits, residences = Runs(), Runs(), Runs()
+        reads = self._reads
+        assert reads is not None
+        # Steady state, fast-forwarded below: a full window of full-size chunks, each done one
+        # transfer after the one before, the consumer just past the previous one, the twin's FIFO
+        # backlogged; then every further full chunk is a late hit one transfer later, issued into
+        # the slot its predecessor frees (closed forms, the same times as chunk by chunk).
+        steady = (
+            reads.analytic
+            and not consume_ps_per_page
+            and policy in (SequentialAhead, NextTensor)
+            and n_cur > window
+        )
+        full_end = n_cur - 1 if n_cur and current[-1][1] != unit else n_cur
+        unit_x = reads.cost(unit)[0] if steady else 0
+        next_try = 0
+        i = 0
+        while i < n_cur:
+            chunk = current[i]
+            entry = buffer.get(chunk)
+            if (
+                steady
+                and i >= next_try
+                and entry is not None
+                and i + window < full_end
+                and len(buffer) == window
+                and cursor == i + window
+                and chunk[1] == unit
+                and t == entry.done_ps - unit_x
+            ):
+                next_try = i + window  # at most one full check per window of chunks
+                x, fixed = reads.cost(unit)
+                d0 = entry.done_ps
+                count = full_end - (i + window)
+                olds = [buffer.get(current[i + m]) for m in range(window)]
+                if all(
+                    e is not None and e.done_ps == d0 + m * x for m, e in enumerate(olds)
+                ) and reads.book_run(unit, d0, count, d0 - fixed + (window - 1) * x):
+                    # `count` late hits, each x after the one before; each consumption frees
+                    # the slot the next full chunk is issued into, at once, behind the FIFO
+                    for m in range(window):
+                        del buffer[current[i + m]]
+                    for m in range(min(count, window)):
+                        residences.add(d0 + m * x - olds[m].issued_ps)  # type: ignore[union-attr]
+                    residences.add(window * x, count - window)
+                    for j in range(i + count, i + count + window):
+                        if j < i + window:
+                            buffer[current[j]] = olds[j - i]  # type: ignore[assignment]
+                        else:
+                            buffer[current[j]] = _Entry(None, d0 + (j - i - window) * x, d0 + (j - i) * x)
+                    late += count
+                    stall += count * x
+                    late_waits.add(x, count)
+                    latencies.add(window * x, count)
+                    requested += count * unit
+                    lo = current[i + window][0]
+                    if ranges and ranges[-1][1] == lo and lo % page == 0:
+                        ranges[-1][1] = lo + count * unit
+                    else:
+                        ranges.append([lo, lo + count * unit])
+                    cursor += count
+                    i += count
+                    consumed = i
+                    t = d0 + (count - 1) * x
+                    continue
+            if entry is None:
+                misses += 1
+                entry = issue(chunk, t)
+                fill(t)
+                wait = entry.done_ps - t
+                miss_waits.add(wait)
+                stall += wait
+                t = entry.done_ps
+            elif entry.done_ps <= t:
+                hits += 1
+                fill(t)
+            else:
+                late += 1
+                fill(t)
+                wait = entry.done_ps - t
+                late_waits.add(wait)
+                stall += wait
+                t = entry.done_ps
+            t += consume_ps_per_page
+            del buffer[chunk]
+            occupancy.add(t, -1, start)
+            residences.add(t - entry.issued_ps)
+            i += 1
+            consumed = i
+            fill(t)
+        for lo, hi in ranges:
+            reads.account(lo, hi - lo, unit)
+        reads.record(requested, latencies)
+        st.bytes_requested.add(requested)
+        miss_waits.observe(st.miss_wait_ns)
+        late_waits.observe(st.late_wait_ns)
+        residences.observe(st.residence_ns)
+        if t > env.now:
+            yield env.timeout(t - env.now)
+        st.hits.add(hits)
+        st.late_hits.add(late)
+        st.misses.add(misses)
+        st.stall_ns.add(stall / PS_PER_NS)
+        st.bytes.add(nbytes)
+        st.streams.add()
+        st.stream_ns.add((t - start) / PS_PER_NS)
+        self._active = False
+        return StreamReport(tensor_id, nbytes, len(current), hits, late, misses, start, t, stall)
+
     def finalize(self) -> None:
+        if self._occupancy is not None:
+            self._occupancy.flush(self.env.now)
         st = self.stat
         if st.stream_ns.value > 0:
             bw = st.bytes.value * 1e9 / st.stream_ns.value
