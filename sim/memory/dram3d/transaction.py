@@ -25,6 +25,8 @@ _NEVER = np.iinfo(np.int64).max
 # (measured crossover: the per-run path costs ~70 us + ~0.1 us per run, the per-bank one ~120 us).
 _BANK_SWEEP_ROWS = 2
 _BANK_MIN_RUNS = 1024
+# Request plans a model keeps (weight streams revisit a few hundred ranges; bounded, cleared when full).
+_PLAN_CACHE = 4096
 
 
 class TransactionModel:
@@ -70,6 +72,7 @@ class TransactionModel:
         # fast_path False to always take the per-run one).
         self.fast_path = True
         self.bank_sweep_blocks = self._bank_sweep_blocks(dev.mapping)
+        self._plans: dict[tuple[int, int, bool], _BankPlan] = {}
 
     @staticmethod
     def _bank_sweep_blocks(mapping: AddressMapping) -> int:
@@ -178,6 +181,17 @@ class TransactionModel:
         n_conf = int(conflict.sum()) if not self.closed_page else 0
         return int(end[touched].max()), int(n_l.sum()), int(miss.sum()), n_conf
 
+    def _bank_plan(self, b0: int, b1: int, write: bool) -> _BankPlan:
+        """The parts of :meth:`_serve_banks` that depend on the request alone, cached per request:
+        a weight stream reads the same few address ranges every iteration."""
+        pkey = (b0, b1, write)
+        plan = self._plans.get(pkey)
+        if plan is None:
+            if len(self._plans) >= _PLAN_CACHE:
+                self._plans.clear()
+            plan = self._plans[pkey] = _BankPlan.build(self, b0, b1, write)
+        return plan
+
     def _serve_banks(self, now: int, b0: int, b1: int, write: bool) -> tuple[int, int, int, int]:
         """The same closed form per bank touched (numpy, one entry per bank; exact).
 
@@ -187,49 +201,102 @@ class TransactionModel:
         run after the first has the same ready time and the largest of them ends last; per-lane
         sums (bursts, ACTs, runs) and extremes (first ready, last tail) are then per-bank sums and
         extremes, and the bank's free time is its latest ACT + tRC.
+
+        What depends on the request alone comes from a cached :class:`_BankPlan`. Two integer
+        identities save work without changing a result: a later run's ACT is never before the
+        first's (``act2 >= act1``) and its data never earlier (``ready2 >= ready1``, as
+        ``pre_t >= now``), so the bank's first ready time is ``ready1`` and its last ACT ``act2``
+        when it has later runs; and the new free time ``latest + tRC`` exceeds the old one.
         """
         t = self.t
-        br = self.mapping.bank_runs(b0, b1)
-        lane, bank, m = br.lane, br.bank, br.runs
-        key = lane * self.nb + bank
-        tcas = t.tCWL if write else t.tCL
-        state = self.open_row[key]
+        plan = self._bank_plan(b0, b1, write)
+        key, lane = plan.key, plan.lane
+        nl = self.nl
+        if plan.dense:  # every bank of every lane, in key order: views instead of gathers
+            state = self.open_row
+            bank_free = self.bank_free
+        else:
+            state = self.open_row[key]
+            bank_free = self.bank_free[key]
         if self.all_bank:
             state = np.where(self.last_use[key] < self._last_refresh(now, lane), -1, state)
-        miss1 = state != br.first_row
+        miss1 = state != plan.first_row
         conf1 = miss1 & (state >= 0)
-        more = m > 1
-        again = m - 1  # later runs: all activations; conflicts under open page
-        acts = again + miss1
-        nl = self.nl
-        n_l = np.bincount(lane, weights=br.bursts, minlength=nl).astype(np.int64)
-        acts_l = np.bincount(lane, weights=acts, minlength=nl).astype(np.int64)
-        runs_l = np.bincount(lane, weights=m, minlength=nl).astype(np.int64)
         a0 = np.maximum(self.act_busy, now)
-        bank_free = self.bank_free[key]
         pre_t = np.maximum(a0[lane], bank_free)
         if self.all_bank:
             pre_t = self._out_of_refresh(pre_t, lane)
-        act1 = pre_t + np.where(conf1, t.tRP, 0)
+        act1 = pre_t + conf1 * t.tRP
         act2 = pre_t if self.closed_page else pre_t + t.tRP
-        to_data = t.tRCD + tcas
-        ready1 = np.where(miss1, act1 + to_data, now + tcas)
-        ready2 = act2 + to_data
-        ready = np.where(more, np.minimum(ready1, ready2), ready1)
-        tail1 = ready1 + (br.first_count * t.tCCD_L + (t.tBURST - t.tCCD_L))
-        tail2 = ready2 + (br.rest_max * t.tCCD_L + (t.tBURST - t.tCCD_L))
-        tail = np.where(more, np.maximum(tail1, tail2), tail1)
-        ready_l = np.full(nl, _NEVER, dtype=np.int64)
-        np.minimum.at(ready_l, lane, ready)
-        tail_l = np.zeros(nl, dtype=np.int64)
-        np.maximum.at(tail_l, lane, tail)
-        end, touched = self._finish_lanes(now, tcas, lane, bank, a0, n_l, acts_l, runs_l, ready_l, tail_l)
-        latest = np.where(more, np.maximum(act1, act2), act1)  # the bank's last ACT, if any
-        self.bank_free[key] = np.where(miss1 | more, np.maximum(bank_free, latest + t.tRC), bank_free)
-        self.open_row[key] = -1 if self.closed_page else br.last_row
-        self.last_use[key] = end[lane]
-        n_conf = 0 if self.closed_page else int(conf1.sum()) + int(again.sum())
-        return int(end[touched].max()), int(n_l.sum()), int(acts.sum()), n_conf
+        ready1 = np.where(miss1, act1 + plan.to_data, now + plan.tcas)
+        tail = ready1 + plan.c1
+        if plan.any_more:
+            tail2 = act2 + plan.c2
+            if not plan.all_more:
+                tail2 = np.where(plan.more, tail2, tail)
+            tail = np.maximum(tail, tail2)
+        # per-lane sums and extremes
+        if plan.dense:
+            shape = (nl, self.nb)
+            ready_l = ready1.reshape(shape).min(axis=1)
+            tail_l = tail.reshape(shape).max(axis=1)
+            acts_l = plan.again_l + miss1.reshape(shape).sum(axis=1)
+        else:
+            starts = plan.starts
+            ready_t = np.minimum.reduceat(ready1, starts)
+            tail_t = np.maximum.reduceat(tail, starts)
+            miss_t = np.add.reduceat(miss1, starts, dtype=np.int64)
+            if plan.all_lanes:
+                ready_l, tail_l, acts_l = ready_t, tail_t, plan.again_l + miss_t
+            else:
+                tl = plan.lanes_touched
+                ready_l = np.full(nl, _NEVER, dtype=np.int64)
+                ready_l[tl] = ready_t
+                tail_l = np.zeros(nl, dtype=np.int64)
+                tail_l[tl] = tail_t
+                acts_l = plan.again_l.copy()
+                acts_l[tl] += miss_t
+        end = self._finish_plan(plan, a0, acts_l, ready_l, tail_l)
+        if plan.all_more:
+            new_free = act2 + t.tRC
+        else:
+            latest = np.where(plan.more, act2, act1)  # the bank's last ACT, if any
+            new_free = np.where(miss1 | plan.more, latest + t.tRC, bank_free)
+        last_use = end[lane]
+        if plan.dense:
+            self.bank_free = new_free
+            if self.closed_page:
+                self.open_row = np.full(nl * self.nb, -1, dtype=np.int64)
+            else:
+                self.open_row = plan.last_row.copy()
+            self.last_use = last_use
+        else:
+            self.bank_free[key] = new_free
+            self.open_row[key] = -1 if self.closed_page else plan.last_row
+            self.last_use[key] = last_use
+        n_miss = int(np.count_nonzero(miss1))
+        n_conf = 0 if self.closed_page else int(np.count_nonzero(conf1)) + plan.again
+        return int(end[plan.lanes_touched].max()), plan.bursts, plan.again + n_miss, n_conf
+
+    def _finish_plan(
+        self, plan: _BankPlan, a0: np.ndarray, acts_l: np.ndarray, ready_l: np.ndarray, tail_l: np.ndarray
+    ) -> np.ndarray:
+        """:meth:`_finish_lanes` with the request's own per-lane terms taken from its plan."""
+        t = self.t
+        has_act = acts_l > 0
+        self.act_busy = np.where(has_act, a0 + acts_l * self.act_int, self.act_busy)
+        start = np.maximum(ready_l, self.lane_busy)
+        if self.all_bank:
+            start = self._out_of_refresh(start, self.lanes)
+        end = start + plan.span_l
+        q, r = np.divmod(acts_l - 1, 4)
+        act_tail = np.where(has_act, a0 + q * self.faw4 + r * t.tRRD_S + plan.act_tail_l, 0)
+        end = np.maximum(np.maximum(end, act_tail), tail_l)
+        if self.all_bank:
+            end = self._stretch(start, end, self.lanes)
+        self.lane_busy = end if plan.all_lanes else np.where(plan.touched, end, self.lane_busy)
+        self.lane_bursts += plan.n_l
+        return end
 
     def _finish_lanes(
         self,
@@ -368,3 +435,76 @@ class TransactionModel:
         for key, row in seen.items():
             open_row[key] = -1 if closed else row
         return done, b1 - b0, misses, 0 if closed else conflicts
+
+
+class _BankPlan:
+    """What :meth:`TransactionModel._serve_banks` needs of one request that does not depend on the
+    state: its banks (sorted by key, so lanes are contiguous), their rows and run counts, and its
+    per-lane bursts, runs, column span and ACT tail (the request-only terms of the closed form)."""
+
+    __slots__ = (
+        "act_tail_l",
+        "again",
+        "again_l",
+        "all_lanes",
+        "all_more",
+        "any_more",
+        "bursts",
+        "c1",
+        "c2",
+        "dense",
+        "first_row",
+        "key",
+        "lane",
+        "lanes_touched",
+        "last_row",
+        "more",
+        "n_l",
+        "span_l",
+        "starts",
+        "tcas",
+        "to_data",
+        "touched",
+    )
+
+    @classmethod
+    def build(cls, model: TransactionModel, b0: int, b1: int, write: bool) -> _BankPlan:
+        t, nl, nb = model.t, model.nl, model.nb
+        br = model.mapping.bank_runs(b0, b1)
+        key = br.lane * nb + br.bank
+        order = np.argsort(key, kind="stable")
+        self = cls()
+        self.key = key[order]
+        lane = self.lane = br.lane[order]
+        m = br.runs[order]
+        self.first_row = br.first_row[order]
+        self.last_row = br.last_row[order]
+        self.more = m > 1
+        self.any_more = bool(self.more.any())
+        self.all_more = bool(self.more.all())
+        self.tcas = t.tCWL if write else t.tCL
+        self.to_data = t.tRCD + self.tcas
+        self.c1 = br.first_count[order] * t.tCCD_L + (t.tBURST - t.tCCD_L)
+        self.c2 = self.to_data + br.rest_max[order] * t.tCCD_L + (t.tBURST - t.tCCD_L)
+        self.again = int((m - 1).sum())
+        self.again_l = np.bincount(lane, weights=m - 1, minlength=nl).astype(np.int64)
+        n_l = self.n_l = np.bincount(lane, weights=br.bursts[order], minlength=nl).astype(np.int64)
+        runs_l = np.bincount(lane, weights=m, minlength=nl).astype(np.int64)
+        self.bursts = int(n_l.sum())
+        self.touched = n_l > 0
+        self.lanes_touched = np.flatnonzero(self.touched)
+        self.all_lanes = bool(self.touched.all())
+        self.dense = len(key) == nl * nb  # every bank once, now in key order
+        cuts = np.flatnonzero(np.diff(lane)) + 1
+        self.starts = np.concatenate(([0], cuts)).astype(np.intp)
+        groups = np.zeros(nl * model.ngroups, dtype=bool)
+        groups[lane * model.ngroups + br.bank[order] // model.bpg] = True
+        col = model.col_int[groups.reshape(nl, model.ngroups).sum(axis=1)]
+        self.span_l = t.tBURST + (n_l - 1) * col
+        per_run = -(-n_l // np.maximum(runs_l, 1))
+        self.act_tail_l = t.tRCD + self.tcas + t.tBURST + (per_run - 1) * t.tCCD_L
+        for name in cls.__slots__:
+            value = getattr(self, name)
+            if isinstance(value, np.ndarray):
+                value.setflags(write=False)
+        return self
