@@ -168,14 +168,62 @@ class Dram3D(MemoryDevice):
         env = self.env
         b0, b1 = self._burst_range(req)
         done, bursts, acts, conflicts = self._txn.serve(env.now, b0, b1, req.write)
-        n = self._n
-        n[_WR if req.write else _RD] += bursts
-        n[_ACT] += acts
-        n[_CONFLICT] += conflicts
-        n[_HIT] += bursts - acts
-        self._flush(refresh_by_time=True)
+        self._account_txn(req.write, bursts, acts, conflicts)
         if done > env.now:
             yield env.timeout(done - env.now)
+
+    def _account_txn(self, write: bool, bursts: int, acts: int, conflicts: int) -> None:
+        """Counts and energy of one transaction-level request, flushed at once (the counters are read
+        between requests). With nothing else pending this is :meth:`_flush` without its generic
+        bookkeeping: the same additions in the same order (integer zeros, which change nothing, are
+        skipped; float zeros are not, they can turn an integer counter into a float)."""
+        n = self._n
+        if n != self._flushed:  # counts of another level still to flush: the general path
+            n[_WR if write else _RD] += bursts
+            n[_ACT] += acts
+            n[_CONFLICT] += conflicts
+            n[_HIT] += bursts - acts
+            self._flush(refresh_by_time=True)
+            return
+        p, st, done = self.params, self.stat, self._flushed
+        bits = self._burst_bits
+        rd, wr = (0, bursts) if write else (bursts, 0)
+        e_act = acts * p.act_energy
+        e_rd = rd * bits * p.read_energy_per_bit
+        e_wr = wr * bits * p.write_energy_per_bit
+        e_tsv = (rd + wr) * bits * p.tsv_energy_per_bit
+        e_ref = (0 + 0 / self.geometry.banks_per_lane) * p.refresh_energy
+        refs = 0
+        if self._ref_phases is not None:
+            due = self._refreshes_due(self.env.now)
+            refs += due - self._ref_counted
+            e_ref += (due - self._ref_counted) * self._ref_phases[2]
+            self._ref_counted = due
+        i = _WR if write else _RD
+        n[i] += bursts
+        done[i] += bursts
+        n[_ACT] += acts
+        done[_ACT] += acts
+        n[_CONFLICT] += conflicts
+        done[_CONFLICT] += conflicts
+        n[_HIT] += bursts - acts
+        done[_HIT] += bursts - acts
+        if write:
+            st.bursts_written.add(wr)
+        else:
+            st.bursts_read.add(rd)
+        st.activates.add(acts)
+        if refs:
+            st.refreshes.add(refs)
+        st.row_hits.add(bursts - acts)
+        st.row_misses.add(acts - conflicts)
+        st.row_conflicts.add(conflicts)
+        st.energy_act_pj.add(e_act)
+        st.energy_read_pj.add(e_rd)
+        st.energy_write_pj.add(e_wr)
+        st.energy_tsv_pj.add(e_tsv)
+        st.energy_refresh_pj.add(e_ref)
+        st.energy_pj.add(e_act + e_rd + e_wr + e_tsv + e_ref)
 
     def account_analytic(self, req: MemRequest) -> None:
         """Base twin FIFO; energy as for a stream: one activation per row_bytes moved (at least one)."""
