@@ -73,6 +73,7 @@ class TransactionModel:
         self.fast_path = True
         self.bank_sweep_blocks = self._bank_sweep_blocks(dev.mapping)
         self._plans: dict[tuple[int, int, bool], _BankPlan] = {}
+        self._grid: tuple[AddressMapping, _LaneGrid | None] | None = None  # built for this mapping
 
     @staticmethod
     def _bank_sweep_blocks(mapping: AddressMapping) -> int:
@@ -118,9 +119,95 @@ class TransactionModel:
         """
         if b1 - b0 <= self.small_limit:
             return self._serve_small(now, b0, b1, write)
-        if self.fast_path and self.mapping.blocks_spanned(b0, b1) >= self.bank_sweep_blocks:
+        spanned = self.mapping.blocks_spanned(b0, b1)
+        if self.fast_path and spanned >= self.bank_sweep_blocks:
             return self._serve_banks(now, b0, b1, write)
+        if self.fast_path and spanned <= self.mapping.distinct_blocks:
+            grid = self._lane_grid()
+            if grid is not None:
+                return self._serve_grid(grid, now, b0, b1, write)
         return self._serve_runs(now, b0, b1, write)
+
+    def _lane_grid(self) -> _LaneGrid | None:
+        """The mapping's :class:`_LaneGrid` (None when it does not apply), built once per mapping."""
+        if self._grid is None or self._grid[0] is not self.mapping:
+            self._grid = (self.mapping, _LaneGrid.of(self))
+        return self._grid[1]
+
+    def _serve_grid(
+        self, grid: _LaneGrid, now: int, b0: int, b1: int, write: bool
+    ) -> tuple[int, int, int, int]:
+        """:meth:`_serve_runs` for a request of at most ``distinct_blocks`` high blocks on a mapping
+        whose lanes and bank groups are all below the column (see :class:`_LaneGrid`); exact.
+
+        Its row runs are the (block, low index) cells with bursts, each on its own bank, so they fit
+        a (blocks, lanes, low indices per lane) grid: per-lane sums and extremes are reductions over
+        two axes, empty cells are masked, and no sort, bincount or ``ufunc.at`` is needed.
+        """
+        t, m = self.t, self.mapping
+        L, CL = m.L, m.CL
+        h0, h1 = b0 // CL, (b1 - 1) // CL
+        x, y = b0 - h0 * CL, b1 - h1 * CL
+        ls = grid.ls
+        nh = h1 - h0 + 1
+        if nh == 1:
+            count = ((y - ls + L - 1) // L - (x - ls + L - 1) // L)[None]
+        else:
+            count = np.empty((nh, *ls.shape), dtype=np.int64)
+            count[:] = m.C
+            count[0] = m.C - (x - ls + L - 1) // L
+            count[-1] = (y - ls + L - 1) // L
+        highs = [m._high(h) for h in range(h0, h1 + 1)]
+        bank_h = np.array([hb for _, hb, _ in highs], dtype=np.int64)[:, None, None]
+        row = np.array([hr for _, _, hr in highs], dtype=np.int64)[:, None, None]
+        key = grid.key + bank_h
+        valid = count > 0
+        tcas = t.tCWL if write else t.tCL
+        state0 = self.open_row[key]
+        state = state0
+        if self.all_bank:
+            last_use0 = self.last_use[key]
+            state = np.where(last_use0 < self._last_refresh(now, grid.lane), -1, state)
+        miss = (state != row) & valid
+        conflict = miss & (state >= 0)
+        a0 = np.maximum(self.act_busy, now)
+        bank_free = self.bank_free[key]
+        pre_t = np.maximum(a0[grid.lane], bank_free)
+        if self.all_bank:
+            pre_t = self._out_of_refresh(pre_t, grid.lane)
+        act_t = pre_t + conflict * t.tRP
+        ready = np.where(miss, act_t + (t.tRCD + tcas), np.where(valid, now + tcas, _NEVER))
+        axes = (0, 2)
+        ready_l = ready.min(axis=axes)
+        tail_l = np.where(valid, ready + (count * t.tCCD_L + (t.tBURST - t.tCCD_L)), 0).max(axis=axes)
+        n_l = count.sum(axis=axes)
+        acts_l = miss.sum(axis=axes)
+        any_l = valid.any(axis=0)
+        runs_l = valid.sum(axis=axes)
+        col = self.col_int[any_l.sum(axis=1)]  # bank groups touched: one per low index of the lane
+        has_act = acts_l > 0
+        self.act_busy = np.where(has_act, a0 + acts_l * self.act_int, self.act_busy)
+        start = np.maximum(ready_l, self.lane_busy)
+        if self.all_bank:
+            start = self._out_of_refresh(start, self.lanes)
+        end = start + t.tBURST + (n_l - 1) * col
+        q, r = np.divmod(acts_l - 1, 4)
+        per_run = -(-n_l // np.maximum(runs_l, 1))
+        act_tail = a0 + q * self.faw4 + r * t.tRRD_S + (t.tRCD + tcas + t.tBURST) + (per_run - 1) * t.tCCD_L
+        end = np.maximum(np.maximum(end, np.where(has_act, act_tail, 0)), tail_l)
+        if self.all_bank:
+            end = self._stretch(start, end, self.lanes)
+        touched = n_l > 0
+        self.lane_busy = np.where(touched, end, self.lane_busy)
+        self.lane_bursts += n_l
+        # Distinct cells are distinct banks, so empty cells are written back unchanged.
+        self.bank_free[key] = np.where(miss, act_t + t.tRC, bank_free)
+        self.open_row[key] = np.where(valid, -1 if self.closed_page else row, state0)
+        if not self.all_bank:
+            last_use0 = self.last_use[key]
+        self.last_use[key] = np.where(valid, end[grid.lane], last_use0)
+        n_conf = 0 if self.closed_page else int(np.count_nonzero(conflict))
+        return int(end[touched].max()), b1 - b0, int(np.count_nonzero(miss)), n_conf
 
     def _serve_runs(self, now: int, b0: int, b1: int, write: bool) -> tuple[int, int, int, int]:
         """The closed form over the request's row runs (numpy, one entry per run)."""
@@ -507,4 +594,38 @@ class _BankPlan:
             value = getattr(self, name)
             if isinstance(value, np.ndarray):
                 value.setflags(write=False)
+        return self
+
+
+class _LaneGrid:
+    """The low indices of a mapping grouped by lane, for :meth:`TransactionModel._serve_grid`.
+
+    Applies when every lane field and every bank-group field sits below the column (``RoBaCoBgPcCh``,
+    the streaming default): then a burst's lane and bank group depend on its low index alone, each
+    lane owns the same number of low indices, one per bank group, and the fields above the column
+    move only the bank within its group and the row.
+    """
+
+    __slots__ = ("key", "lane", "ls")
+
+    @classmethod
+    def of(cls, model: TransactionModel) -> _LaneGrid | None:
+        m = model.mapping
+        if any(f in m.high for f in ("Ch", "Pc", "Bg")):
+            return None
+        lane_l, bank_l = m._lane_l, m._bank_l
+        nl = model.nl
+        if m.L % nl:
+            return None
+        k = m.L // nl
+        order = np.argsort(lane_l * m.L + np.arange(m.L), kind="stable").reshape(nl, k)
+        if not (lane_l[order] == np.arange(nl)[:, None]).all():
+            return None
+        group = bank_l[order] // model.bpg
+        if any(len(set(row.tolist())) != k for row in group):  # one low index per bank group
+            return None
+        self = cls()
+        self.ls = m._l[order]
+        self.key = (lane_l * model.nb + bank_l)[order][None]  # (1, lanes, k), broadcast over blocks
+        self.lane = np.broadcast_to(np.arange(nl, dtype=np.int64)[:, None], (nl, k))[None]
         return self
