@@ -61,6 +61,7 @@ class Dram3D(MemoryDevice):
     )
 
     params: Dram3DParams
+    books_transactions = True  # the transaction level's end is known on arrival (closed form)
     price_class = "dram"
     carbon_class = "dram"
 
@@ -164,13 +165,17 @@ class Dram3D(MemoryDevice):
         self._flush()
 
     def serve_transaction(self, req: MemRequest) -> Generator[simpy.Event, Any, None]:
+        done = self.serve_booked(req)
+        if done > self.env.now:
+            yield self.env.timeout(done - self.env.now)
+
+    def serve_booked(self, req: MemRequest) -> int:
+        """The transaction level in closed form: reserve ``req`` now, count it, return its end."""
         assert self._txn is not None
-        env = self.env
         b0, b1 = self._burst_range(req)
-        done, bursts, acts, conflicts = self._txn.serve(env.now, b0, b1, req.write)
+        done, bursts, acts, conflicts = self._txn.serve(self.env.now, b0, b1, req.write)
         self._account_txn(req.write, bursts, acts, conflicts)
-        if done > env.now:
-            yield env.timeout(done - env.now)
+        return done
 
     def _account_txn(self, write: bool, bursts: int, acts: int, conflicts: int) -> None:
         """Counts and energy of one transaction-level request, flushed at once (the counters are read
@@ -336,7 +341,10 @@ class Dram3D(MemoryDevice):
     def sync_stats(self, account: bool = True) -> None:
         """Bring the counters up to now (iteration reuse snapshots them): pending counts and TSV
         bursts, and refreshes due by time either accounted (``account``) or, after a replayed span
-        whose stored change already holds them, only marked as counted."""
+        whose stored change already holds them, only marked as counted. Booked requests complete
+        by now are recorded first."""
+        if self._booked:
+            self.record_booked()
         if self._lanes is not None:
             self._flush()  # the command level counts its own refreshes, as commands
         elif account:
@@ -348,6 +356,8 @@ class Dram3D(MemoryDevice):
         self._flush_tsv()
 
     def finalize(self) -> None:
+        if self._booked:
+            self.record_booked()
         if self._lanes is not None:
             for lane in self._lanes:
                 lane.count_idle_refreshes(self.env.now)
