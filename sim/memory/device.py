@@ -24,6 +24,10 @@ from sim.stats import counter, level, tally
 FIDELITIES = ("detailed", "transaction", "analytic")
 
 
+def _done_ps(req: MemRequest) -> int:
+    return req.done_ps
+
+
 @dataclass(slots=True)
 class MemRequest:
     """One access: ``size`` bytes at byte address ``addr``. Times are ps, filled by the device."""
@@ -220,13 +224,13 @@ class MemoryDevice(Component):
         """Record the booked requests complete by now, in completion order (ties: arrival order,
         the order of their timeouts); later ones stay booked."""
         now = self.env.now
-        booked = self._booked
-        done = [r for r in booked if r.done_ps <= now]
-        if len(done) < len(booked):
-            self._booked = [r for r in booked if r.done_ps > now]
-        else:
+        done = self._booked
+        if max(r.done_ps for r in done) <= now:  # the usual case: all of them
             self._booked = []
-        done.sort(key=lambda r: r.done_ps)  # stable
+        else:
+            self._booked = [r for r in done if r.done_ps > now]
+            done = [r for r in done if r.done_ps <= now]
+        done.sort(key=_done_ps)  # stable
         inflight = self.stat.inflight
         for r in done:
             inflight.add(-1, r.done_ps)

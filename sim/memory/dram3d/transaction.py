@@ -148,18 +148,18 @@ class TransactionModel:
         L, CL = m.L, m.CL
         h0, h1 = b0 // CL, (b1 - 1) // CL
         x, y = b0 - h0 * CL, b1 - h1 * CL
-        ls = grid.ls
-        nh = h1 - h0 + 1
-        if nh == 1:
-            count = ((y - ls + L - 1) // L - (x - ls + L - 1) // L)[None]
+        up = grid.up  # L - 1 - l: bursts of low index l in [x, y) are (y + up) // L - (x + up) // L
+        if h0 == h1:
+            count = (y + up) // L - (x + up) // L
+            _, bank_h, row = m._high(h0)  # scalars, broadcast
         else:
-            count = np.empty((nh, *ls.shape), dtype=np.int64)
+            count = np.empty((h1 - h0 + 1, *up.shape[1:]), dtype=np.int64)
             count[:] = m.C
-            count[0] = m.C - (x - ls + L - 1) // L
-            count[-1] = (y - ls + L - 1) // L
-        highs = [m._high(h) for h in range(h0, h1 + 1)]
-        bank_h = np.array([hb for _, hb, _ in highs], dtype=np.int64)[:, None, None]
-        row = np.array([hr for _, _, hr in highs], dtype=np.int64)[:, None, None]
+            count[0] = m.C - (x + up[0]) // L
+            count[-1] = (y + up[0]) // L
+            highs = [m._high(h) for h in range(h0, h1 + 1)]
+            bank_h = np.array([hb for _, hb, _ in highs], dtype=np.int64)[:, None, None]
+            row = np.array([hr for _, _, hr in highs], dtype=np.int64)[:, None, None]
         key = grid.key + bank_h
         valid = count > 0
         tcas = t.tCWL if write else t.tCL
@@ -606,7 +606,7 @@ class _LaneGrid:
     move only the bank within its group and the row.
     """
 
-    __slots__ = ("key", "lane", "ls")
+    __slots__ = ("key", "lane", "up")
 
     @classmethod
     def of(cls, model: TransactionModel) -> _LaneGrid | None:
@@ -625,7 +625,7 @@ class _LaneGrid:
         if any(len(set(row.tolist())) != k for row in group):  # one low index per bank group
             return None
         self = cls()
-        self.ls = m._l[order]
+        self.up = (m.L - 1 - m._l[order])[None]  # (1, lanes, k) like the other grids
         self.key = (lane_l * model.nb + bank_l)[order][None]  # (1, lanes, k), broadcast over blocks
         self.lane = np.broadcast_to(np.arange(nl, dtype=np.int64)[:, None], (nl, k))[None]
         return self
