@@ -27,6 +27,9 @@ _BANK_SWEEP_ROWS = 2
 _BANK_MIN_RUNS = 1024
 # Request plans a model keeps (weight streams revisit a few hundred ranges; bounded, cleared when full).
 _PLAN_CACHE = 4096
+# Banks of a sweep request that may miss the usual case (another row open) before the per-lane
+# evaluation (:meth:`TransactionModel._serve_sweep`) gives way to the per-bank one.
+_SWEEP_EXCEPTIONS = 8
 
 
 class TransactionModel:
@@ -297,6 +300,10 @@ class TransactionModel:
         """
         t = self.t
         plan = self._bank_plan(b0, b1, write)
+        if plan.sweep is not None and not self.all_bank:
+            got = self._serve_sweep(now, plan)
+            if got is not None:
+                return got
         key, lane = plan.key, plan.lane
         nl = self.nl
         if plan.dense:  # every bank of every lane, in key order: views instead of gathers
@@ -364,6 +371,69 @@ class TransactionModel:
         n_miss = int(np.count_nonzero(miss1))
         n_conf = 0 if self.closed_page else int(np.count_nonzero(conf1)) + plan.again
         return int(end[plan.lanes_touched].max()), plan.bursts, plan.again + n_miss, n_conf
+
+    def _serve_sweep(self, now: int, plan: _BankPlan) -> tuple[int, int, int, int] | None:
+        """:meth:`_serve_banks` per lane, for a request that holds several rows of every bank (open
+        page, no all-bank refresh) when every bank is free by its lane's ACT budget; None otherwise.
+
+        Then every bank's precharge time is its lane's ``a0``, every later run's ACT ``a0 + tRP`` and
+        the bank's new free time ``a0 + tRP + tRC``. A bank whose open row is another one (the
+        usual case) has first data at ``a0 + tRP + tRCD + CL`` and ends at ``a0 + tRP`` plus its
+        fixed ``max(tRCD + CL + first run, later runs)``, so per-lane extremes come from the plan;
+        the few banks that hit their open row or were closed are corrected one by one, with the
+        same integer formulas as :meth:`_serve_banks`.
+        """
+        t, nl, nb = self.t, self.nl, self.nb
+        a0 = np.maximum(self.act_busy, now)
+        if not (self.bank_free.reshape(nl, nb) <= a0[:, None]).all():
+            return None
+        state = self.open_row
+        sw = plan.sweep
+        assert sw is not None
+        miss1 = state != plan.first_row
+        conflict = miss1 & (state >= 0)  # the usual case; the others are exceptions
+        base = a0 + t.tRP
+        ready_l = base + plan.to_data
+        tail_l = base + sw.tail_l
+        acts_l = sw.acts_l
+        n_exc = 0
+        if not conflict.all():
+            exc = np.flatnonzero(~conflict).tolist()
+            if len(exc) > _SWEEP_EXCEPTIONS:
+                return None
+            n_exc = len(exc)
+            ready_l = ready_l.tolist()
+            tail_l = tail_l.tolist()
+            acts_l = acts_l.tolist()
+            pre = a0.tolist()
+            hit_now = now + plan.tcas
+            lanes = sorted({j // nb for j in exc})
+            for ln in lanes:  # the lane's later runs and its other banks' first runs, as usual
+                later = base[ln] + sw.c2_max[ln]
+                rest = [sw.first_tail[j] for j in range(ln * nb, (ln + 1) * nb) if j not in exc]
+                tail_l[ln] = max(later, base[ln] + max(rest)) if rest else later
+            for j in exc:
+                ln = j // nb
+                if miss1[j]:  # closed: ACT without a precharge
+                    r = pre[ln] + plan.to_data
+                else:  # hit: data after CL, no ACT for the first run
+                    r = hit_now
+                    acts_l[ln] -= 1
+                if r < ready_l[ln]:
+                    ready_l[ln] = r
+                tail = r + int(plan.c1[j])
+                if tail > tail_l[ln]:
+                    tail_l[ln] = tail
+            ready_l = np.array(ready_l, dtype=np.int64)
+            tail_l = np.array(tail_l, dtype=np.int64)
+            acts_l = np.array(acts_l, dtype=np.int64)
+        end = self._finish_plan(plan, a0, acts_l, ready_l, tail_l)
+        self.bank_free = np.repeat(base + t.tRC, nb)
+        self.open_row = plan.last_row.copy()
+        self.last_use = np.repeat(end, nb)
+        n_miss = len(plan.key) - int(np.count_nonzero(~miss1)) if n_exc else len(plan.key)
+        n_conf = len(plan.key) - n_exc + plan.again
+        return int(end.max()), plan.bursts, plan.again + n_miss, n_conf
 
     def _finish_plan(
         self, plan: _BankPlan, a0: np.ndarray, acts_l: np.ndarray, ready_l: np.ndarray, tail_l: np.ndarray
@@ -549,6 +619,7 @@ class _BankPlan:
         "n_l",
         "span_l",
         "starts",
+        "sweep",
         "tcas",
         "to_data",
         "touched",
@@ -590,6 +661,9 @@ class _BankPlan:
         self.span_l = t.tBURST + (n_l - 1) * col
         per_run = -(-n_l // np.maximum(runs_l, 1))
         self.act_tail_l = t.tRCD + self.tcas + t.tBURST + (per_run - 1) * t.tCCD_L
+        self.sweep = None
+        if self.dense and self.all_more and self.all_lanes and not model.closed_page:
+            self.sweep = _Sweep.build(self, nl, model.nb)
         for name in cls.__slots__:
             value = getattr(self, name)
             if isinstance(value, np.ndarray):
@@ -628,4 +702,23 @@ class _LaneGrid:
         self.up = (m.L - 1 - m._l[order])[None]  # (1, lanes, k) like the other grids
         self.key = (lane_l * model.nb + bank_l)[order][None]  # (1, lanes, k), broadcast over blocks
         self.lane = np.broadcast_to(np.arange(nl, dtype=np.int64)[:, None], (nl, k))[None]
+        return self
+
+
+class _Sweep:
+    """Per-lane terms of a :class:`_BankPlan` over every bank with later runs everywhere, for
+    :meth:`TransactionModel._serve_sweep` (offsets from the lane's ``a0 + tRP``)."""
+
+    __slots__ = ("acts_l", "c2_max", "first_tail", "tail_l")
+
+    @classmethod
+    def build(cls, plan: _BankPlan, nl: int, nb: int) -> _Sweep:
+        self = cls()
+        first = plan.to_data + plan.c1  # a conflicting bank's first run ends this long after a0 + tRP
+        self.first_tail = first.tolist()
+        self.c2_max = plan.c2.reshape(nl, nb).max(axis=1).tolist()
+        self.tail_l = np.maximum(first, plan.c2).reshape(nl, nb).max(axis=1)
+        self.acts_l = plan.again_l + nb  # every bank's first run misses too
+        self.tail_l.setflags(write=False)
+        self.acts_l.setflags(write=False)
         return self
