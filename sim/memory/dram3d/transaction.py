@@ -27,9 +27,6 @@ _BANK_SWEEP_ROWS = 2
 _BANK_MIN_RUNS = 1024
 # Request plans a model keeps (weight streams revisit a few hundred ranges; bounded, cleared when full).
 _PLAN_CACHE = 4096
-# Banks of a sweep request that may miss the usual case (another row open) before the per-lane
-# evaluation (:meth:`TransactionModel._serve_sweep`) gives way to the per-bank one.
-_SWEEP_EXCEPTIONS = 8
 
 
 class TransactionModel:
@@ -374,66 +371,45 @@ class TransactionModel:
 
     def _serve_sweep(self, now: int, plan: _BankPlan) -> tuple[int, int, int, int] | None:
         """:meth:`_serve_banks` per lane, for a request that holds several rows of every bank (open
-        page, no all-bank refresh) when every bank is free by its lane's ACT budget; None otherwise.
+        page, no all-bank refresh) when every bank is free by its lane's ACT budget and has a row
+        open; None otherwise (the per-bank evaluation then applies).
 
         Then every bank's precharge time is its lane's ``a0``, every later run's ACT ``a0 + tRP`` and
-        the bank's new free time ``a0 + tRP + tRC``. A bank whose open row is another one (the
-        usual case) has first data at ``a0 + tRP + tRCD + CL`` and ends at ``a0 + tRP`` plus its
-        fixed ``max(tRCD + CL + first run, later runs)``, so per-lane extremes come from the plan;
-        the few banks that hit their open row or were closed are corrected one by one, with the
-        same integer formulas as :meth:`_serve_banks`.
+        the bank's new free time ``a0 + tRP + tRC``. A bank whose open row is another one has first
+        data at ``a0 + tRP + tRCD + CL`` and its first run ends at ``a0 + tRP`` plus a fixed offset; a
+        bank that hits its open row (where the previous stream stopped mid-row) has first data at
+        ``now + CL``, which is never later, and one ACT less. The integer formulas of
+        :meth:`_serve_banks` with ``pre_t = a0``, reduced per lane.
         """
         t, nl, nb = self.t, self.nl, self.nb
         a0 = np.maximum(self.act_busy, now)
         if not (self.bank_free.reshape(nl, nb) <= a0[:, None]).all():
             return None
         state = self.open_row
+        if not (state >= 0).all():  # a closed bank: ACT without precharge, the per-bank path
+            return None
         sw = plan.sweep
         assert sw is not None
-        miss1 = state != plan.first_row
-        conflict = miss1 & (state >= 0)  # the usual case; the others are exceptions
+        hit = (state == plan.first_row).reshape(nl, nb)
         base = a0 + t.tRP
-        ready_l = base + plan.to_data
-        tail_l = base + sw.tail_l
-        acts_l = sw.acts_l
-        n_exc = 0
-        if not conflict.all():
-            exc = np.flatnonzero(~conflict).tolist()
-            if len(exc) > _SWEEP_EXCEPTIONS:
-                return None
-            n_exc = len(exc)
-            ready_l = ready_l.tolist()
-            tail_l = tail_l.tolist()
-            acts_l = acts_l.tolist()
-            pre = a0.tolist()
-            hit_now = now + plan.tcas
-            lanes = sorted({j // nb for j in exc})
-            for ln in lanes:  # the lane's later runs and its other banks' first runs, as usual
-                later = base[ln] + sw.c2_max[ln]
-                rest = [sw.first_tail[j] for j in range(ln * nb, (ln + 1) * nb) if j not in exc]
-                tail_l[ln] = max(later, base[ln] + max(rest)) if rest else later
-            for j in exc:
-                ln = j // nb
-                if miss1[j]:  # closed: ACT without a precharge
-                    r = pre[ln] + plan.to_data
-                else:  # hit: data after CL, no ACT for the first run
-                    r = hit_now
-                    acts_l[ln] -= 1
-                if r < ready_l[ln]:
-                    ready_l[ln] = r
-                tail = r + int(plan.c1[j])
-                if tail > tail_l[ln]:
-                    tail_l[ln] = tail
-            ready_l = np.array(ready_l, dtype=np.int64)
-            tail_l = np.array(tail_l, dtype=np.int64)
-            acts_l = np.array(acts_l, dtype=np.int64)
+        later = base + sw.c2_max  # every bank's later runs
+        hits_l = hit.sum(axis=1)
+        n_hits = int(hits_l.sum())
+        if n_hits:
+            first = np.where(hit, (now + plan.tcas) + sw.c1, base[:, None] + sw.first)
+            tail_l = np.maximum(later, first.max(axis=1))
+            ready_l = np.where(hits_l > 0, now + plan.tcas, base + plan.to_data)
+            acts_l = sw.acts_l - hits_l
+        else:
+            tail_l = base + sw.tail_l
+            ready_l = base + plan.to_data
+            acts_l = sw.acts_l
         end = self._finish_plan(plan, a0, acts_l, ready_l, tail_l)
         self.bank_free = np.repeat(base + t.tRC, nb)
         self.open_row = plan.last_row.copy()
         self.last_use = np.repeat(end, nb)
-        n_miss = len(plan.key) - int(np.count_nonzero(~miss1)) if n_exc else len(plan.key)
-        n_conf = len(plan.key) - n_exc + plan.again
-        return int(end.max()), plan.bursts, plan.again + n_miss, n_conf
+        banks = nl * nb
+        return int(end.max()), plan.bursts, plan.again + banks - n_hits, plan.again + banks - n_hits
 
     def _finish_plan(
         self, plan: _BankPlan, a0: np.ndarray, acts_l: np.ndarray, ready_l: np.ndarray, tail_l: np.ndarray
@@ -707,18 +683,19 @@ class _LaneGrid:
 
 class _Sweep:
     """Per-lane terms of a :class:`_BankPlan` over every bank with later runs everywhere, for
-    :meth:`TransactionModel._serve_sweep` (offsets from the lane's ``a0 + tRP``)."""
+    :meth:`TransactionModel._serve_sweep` (offsets from the lane's ``a0 + tRP``; (lanes, banks))."""
 
-    __slots__ = ("acts_l", "c2_max", "first_tail", "tail_l")
+    __slots__ = ("acts_l", "c1", "c2_max", "first", "tail_l")
 
     @classmethod
     def build(cls, plan: _BankPlan, nl: int, nb: int) -> _Sweep:
         self = cls()
-        first = plan.to_data + plan.c1  # a conflicting bank's first run ends this long after a0 + tRP
-        self.first_tail = first.tolist()
-        self.c2_max = plan.c2.reshape(nl, nb).max(axis=1).tolist()
-        self.tail_l = np.maximum(first, plan.c2).reshape(nl, nb).max(axis=1)
-        self.acts_l = plan.again_l + nb  # every bank's first run misses too
-        self.tail_l.setflags(write=False)
-        self.acts_l.setflags(write=False)
+        self.c1 = plan.c1.reshape(nl, nb)
+        self.first = (plan.to_data + plan.c1).reshape(nl, nb)  # a conflicting bank's first run
+        c2 = plan.c2.reshape(nl, nb)
+        self.c2_max = c2.max(axis=1)
+        self.tail_l = np.maximum(self.first, c2).max(axis=1)
+        self.acts_l = plan.again_l + nb  # every bank's first run misses too, unless it hits
+        for v in (self.first, self.c2_max, self.tail_l, self.acts_l):
+            v.setflags(write=False)
         return self
