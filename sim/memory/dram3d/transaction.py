@@ -182,9 +182,9 @@ class TransactionModel:
         tail_l = np.where(valid, ready + (count * t.tCCD_L + (t.tBURST - t.tCCD_L)), 0).max(axis=axes)
         n_l = count.sum(axis=axes)
         acts_l = miss.sum(axis=axes)
-        any_l = valid.any(axis=0)
         runs_l = valid.sum(axis=axes)
-        col = self.col_int[any_l.sum(axis=1)]  # bank groups touched: one per low index of the lane
+        # bank groups touched: one per low index of the lane (in one block, one run each)
+        col = self.col_int[runs_l if h0 == h1 else valid.any(axis=0).sum(axis=1)]
         has_act = acts_l > 0
         self.act_busy = np.where(has_act, a0 + acts_l * self.act_int, self.act_busy)
         start = np.maximum(ready_l, self.lane_busy)
