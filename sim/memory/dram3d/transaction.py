@@ -168,7 +168,10 @@ class TransactionModel:
         if self.all_bank:
             last_use0 = self.last_use[key]
             state = np.where(last_use0 < self._last_refresh(now, grid.lane), -1, state)
-        miss = (state != row) & valid
+        full = bool(valid.all())  # every cell has bursts (the usual case): no masking
+        miss = state != row
+        if not full:
+            miss &= valid
         conflict = miss & (state >= 0)
         a0 = np.maximum(self.act_busy, now)
         bank_free = self.bank_free[key]
@@ -176,15 +179,22 @@ class TransactionModel:
         if self.all_bank:
             pre_t = self._out_of_refresh(pre_t, grid.lane)
         act_t = pre_t + conflict * t.tRP
-        ready = np.where(miss, act_t + (t.tRCD + tcas), np.where(valid, now + tcas, _NEVER))
+        ready = np.where(
+            miss, act_t + (t.tRCD + tcas), now + tcas if full else np.where(valid, now + tcas, _NEVER)
+        )
         axes = (0, 2)
         ready_l = ready.min(axis=axes)
-        tail_l = np.where(valid, ready + (count * t.tCCD_L + (t.tBURST - t.tCCD_L)), 0).max(axis=axes)
+        tail = ready + (count * t.tCCD_L + (t.tBURST - t.tCCD_L))
+        tail_l = (tail if full else np.where(valid, tail, 0)).max(axis=axes)
         n_l = count.sum(axis=axes)
         acts_l = miss.sum(axis=axes)
-        runs_l = valid.sum(axis=axes)
-        # bank groups touched: one per low index of the lane (in one block, one run each)
-        col = self.col_int[runs_l if h0 == h1 else valid.any(axis=0).sum(axis=1)]
+        if full:
+            runs_l = grid.cells * (h1 - h0 + 1)
+            col = grid.col_full
+        else:
+            runs_l = valid.sum(axis=axes)
+            # bank groups touched: one per low index of the lane (in one block, one run each)
+            col = self.col_int[runs_l if h0 == h1 else valid.any(axis=0).sum(axis=1)]
         has_act = acts_l > 0
         self.act_busy = np.where(has_act, a0 + acts_l * self.act_int, self.act_busy)
         start = np.maximum(ready_l, self.lane_busy)
@@ -202,10 +212,15 @@ class TransactionModel:
         self.lane_bursts += n_l
         # Distinct cells are distinct banks, so empty cells are written back unchanged.
         self.bank_free[key] = np.where(miss, act_t + t.tRC, bank_free)
-        self.open_row[key] = np.where(valid, -1 if self.closed_page else row, state0)
-        if not self.all_bank:
-            last_use0 = self.last_use[key]
-        self.last_use[key] = np.where(valid, end[grid.lane], last_use0)
+        new_row = -1 if self.closed_page else row
+        if full:
+            self.open_row[key] = new_row
+            self.last_use[key] = end[grid.lane]
+        else:
+            self.open_row[key] = np.where(valid, new_row, state0)
+            if not self.all_bank:
+                last_use0 = self.last_use[key]
+            self.last_use[key] = np.where(valid, end[grid.lane], last_use0)
         n_conf = 0 if self.closed_page else int(np.count_nonzero(conflict))
         return int(end[touched].max()), b1 - b0, int(np.count_nonzero(miss)), n_conf
 
@@ -656,7 +671,7 @@ class _LaneGrid:
     move only the bank within its group and the row.
     """
 
-    __slots__ = ("key", "lane", "up")
+    __slots__ = ("cells", "col_full", "key", "lane", "up")
 
     @classmethod
     def of(cls, model: TransactionModel) -> _LaneGrid | None:
@@ -676,6 +691,8 @@ class _LaneGrid:
             return None
         self = cls()
         self.up = (m.L - 1 - m._l[order])[None]  # (1, lanes, k) like the other grids
+        self.cells = k  # low indices (bank groups) per lane
+        self.col_full = model.col_int[np.full(nl, k)]  # column interval with every group touched
         self.key = (lane_l * model.nb + bank_l)[order][None]  # (1, lanes, k), broadcast over blocks
         self.lane = np.broadcast_to(np.arange(nl, dtype=np.int64)[:, None], (nl, k))[None]
         return self
