@@ -1,9 +1,15 @@
 """The ``transaction`` level of a 3D DRAM stack: closed-form timing of whole requests, no events.
 
 Apart from the detailed controller because it is a different model of the same rules (busy-until
-bookkeeping instead of command scheduling) that must stay exact under three evaluations (scalar,
-per row run, per bank); the device also runs it without refresh for the analytic twin's unloaded
-latency.
+bookkeeping instead of command scheduling) that must stay exact under every evaluation (scalar,
+per row run, per lane grid, per bank, per lane for bank sweeps); the device also runs it without
+refresh for the analytic twin's unloaded latency.
+
+Speed: a 70B decode iteration sends a few hundred requests through here, each a few dozen numpy
+calls on arrays of a few hundred entries, so the cost is the number of calls, not their size. What
+depends on the request alone is cached per address range (:class:`_BankPlan`; the weight layout is
+fixed) or per mapping (:class:`_LaneGrid`), and each evaluation skips what integer identities make
+redundant; tests compare every path with the per-run one.
 """
 
 from __future__ import annotations
@@ -113,9 +119,12 @@ class TransactionModel:
     def serve(self, now: int, b0: int, b1: int, write: bool) -> tuple[int, int, int, int]:
         """Reserve bursts ``[b0, b1)``; returns (completion ps, bursts, activations, conflicts).
 
-        Three exact evaluations of one closed form: Python scalars for small requests, per row run
-        (:meth:`_serve_runs`), and per bank (:meth:`_serve_banks`) once the request sweeps its banks
-        row after row, so that the cost no longer grows with the request.
+        Exact evaluations of one closed form: Python scalars for small requests, per bank
+        (:meth:`_serve_banks`, or per lane via :meth:`_serve_sweep`) once the request sweeps its
+        banks row after row, so that the cost no longer grows with the request, on a (blocks, lanes,
+        low indices) grid (:meth:`_serve_grid`) for a request of a few blocks on a mapping with the
+        lanes below the column, and otherwise per row run (:meth:`_serve_runs`, the reference the
+        others are tested against; ``fast_path = False`` takes it always beyond the scalar size).
         """
         if b1 - b0 <= self.small_limit:
             return self._serve_small(now, b0, b1, write)
