@@ -33,6 +33,8 @@ _BANK_SWEEP_ROWS = 2
 _BANK_MIN_RUNS = 1024
 # Request plans a model keeps (weight streams revisit a few hundred ranges; bounded, cleared when full).
 _PLAN_CACHE = 4096
+# Settled outcomes a sweep plan keeps, one per hit pattern met (bounded, cleared when full).
+_SWEEP_MEMO = 64
 
 
 class TransactionModel:
@@ -406,15 +408,31 @@ class TransactionModel:
         :meth:`_serve_banks` with ``pre_t = a0``, reduced per lane.
         """
         t, nl, nb = self.t, self.nl, self.nb
-        a0 = np.maximum(self.act_busy, now)
-        if not (self.bank_free.reshape(nl, nb) <= a0[:, None]).all():
-            return None
-        state = self.open_row
-        if not (state >= 0).all():  # a closed bank: ACT without precharge, the per-bank path
-            return None
         sw = plan.sweep
         assert sw is not None
-        hit = (state == plan.first_row).reshape(nl, nb)
+        state = self.open_row
+        # Settled: every lane's ACT budget, TSV share and bank free by now (the previous op waited
+        # for its streams). Then a0 = now everywhere and the outcome is ``now`` plus what the hit
+        # pattern alone decides (integer formulas, so exactly shift-invariant): memoised per plan.
+        settled = self.act_busy.max() <= now and self.lane_busy.max() <= now and self.bank_free.max() <= now
+        if settled:
+            if state.min() < 0:  # a closed bank: ACT without precharge, the per-bank path
+                return None
+            hit_flat = state == plan.first_row
+            memo_key = hit_flat.tobytes()
+            rel = sw.memo.get(memo_key)
+            if rel is not None:
+                return self._sweep_replay(now, plan, rel)
+            a0 = np.maximum(self.act_busy, now)
+        else:
+            memo_key = None
+            a0 = np.maximum(self.act_busy, now)
+            if not (self.bank_free.reshape(nl, nb) <= a0[:, None]).all():
+                return None
+            if not (state >= 0).all():  # a closed bank: ACT without precharge, the per-bank path
+                return None
+            hit_flat = state == plan.first_row
+        hit = hit_flat.reshape(nl, nb)
         base = a0 + t.tRP
         later = base + sw.c2_max  # every bank's later runs
         hits_l = hit.sum(axis=1)
@@ -433,7 +451,29 @@ class TransactionModel:
         self.open_row = plan.last_row.copy()
         self.last_use = np.repeat(end, nb)
         banks = nl * nb
-        return int(end.max()), plan.bursts, plan.again + banks - n_hits, plan.again + banks - n_hits
+        acts = plan.again + banks - n_hits
+        done = int(end.max())
+        if memo_key is not None and bool((acts_l > 0).all()):  # every lane's state set from now
+            if len(sw.memo) >= _SWEEP_MEMO:
+                sw.memo.clear()
+            rel_end = end - now
+            rel_end.setflags(write=False)
+            sw.memo[memo_key] = (rel_end, self.act_busy - now, done - now, acts)
+        return done, plan.bursts, acts, acts
+
+    def _sweep_replay(self, now: int, plan: _BankPlan, rel: tuple[Any, ...]) -> tuple[int, int, int, int]:
+        """A settled sweep whose hit pattern was evaluated before: its state and result are the
+        stored ones shifted to ``now`` (see :meth:`_serve_sweep`)."""
+        rel_end, rel_act, rel_done, acts = rel
+        t = self.t
+        end = rel_end + now
+        self.act_busy = rel_act + now
+        self.lane_busy = end
+        self.lane_bursts += plan.n_l
+        self.bank_free = np.full(self.nl * self.nb, now + t.tRP + t.tRC, dtype=np.int64)
+        self.open_row = plan.last_row.copy()
+        self.last_use = np.repeat(end, self.nb)
+        return now + rel_done, plan.bursts, acts, acts
 
     def _finish_plan(
         self, plan: _BankPlan, a0: np.ndarray, acts_l: np.ndarray, ready_l: np.ndarray, tail_l: np.ndarray
@@ -711,7 +751,7 @@ class _Sweep:
     """Per-lane terms of a :class:`_BankPlan` over every bank with later runs everywhere, for
     :meth:`TransactionModel._serve_sweep` (offsets from the lane's ``a0 + tRP``; (lanes, banks))."""
 
-    __slots__ = ("acts_l", "c1", "c2_max", "first", "tail_l")
+    __slots__ = ("acts_l", "c1", "c2_max", "first", "memo", "tail_l")
 
     @classmethod
     def build(cls, plan: _BankPlan, nl: int, nb: int) -> _Sweep:
@@ -722,6 +762,8 @@ class _Sweep:
         self.c2_max = c2.max(axis=1)
         self.tail_l = np.maximum(self.first, c2).max(axis=1)
         self.acts_l = plan.again_l + nb  # every bank's first run misses too, unless it hits
+        # hit pattern -> (ends, ACT budgets) - now, completion - now, ACTs (TransactionModel._serve_sweep)
+        self.memo: dict[bytes, tuple[Any, ...]] = {}
         for v in (self.first, self.c2_max, self.tail_l, self.acts_l):
             v.setflags(write=False)
         return self
