@@ -71,6 +71,7 @@ class TransactionModel:
         col = [max(t.tBURST, t.tCCD_L)] * 2
         col += [max(t.tBURST, t.tCCD_S, math.ceil(t.tCCD_L / k)) for k in range(2, g.bank_groups + 1)]
         self.col_int = np.array(col, dtype=np.int64)
+        self._col_list = col  # the same, as Python ints for the scalar path
         self.closed_page = dev.params.page_policy == "closed"
         self.all_bank = refresh and t.refresh_mode == "all_bank"
         self.phase = np.array([first_refresh_ps(i, nl, t.tREFI) for i in range(nl)], dtype=np.int64)
@@ -218,8 +219,13 @@ class TransactionModel:
         end = np.maximum(np.maximum(end, np.where(has_act, act_tail, 0)), tail_l)
         if self.all_bank:
             end = self._stretch(start, end, self.lanes)
-        touched = n_l > 0
-        self.lane_busy = np.where(touched, end, self.lane_busy)
+        if full:  # every lane has bursts
+            self.lane_busy = end
+            done = int(end.max())
+        else:
+            touched = n_l > 0
+            self.lane_busy = np.where(touched, end, self.lane_busy)
+            done = int(end[touched].max())
         self.lane_bursts += n_l
         # Distinct cells are distinct banks, so empty cells are written back unchanged.
         self.bank_free[key] = np.where(miss, act_t + t.tRC, bank_free)
@@ -233,7 +239,7 @@ class TransactionModel:
                 last_use0 = self.last_use[key]
             self.last_use[key] = np.where(valid, end[grid.lane], last_use0)
         n_conf = 0 if self.closed_page else int(np.count_nonzero(conflict))
-        return int(end[touched].max()), b1 - b0, int(np.count_nonzero(miss)), n_conf
+        return done, b1 - b0, int(np.count_nonzero(miss)), n_conf
 
     def _serve_runs(self, now: int, b0: int, b1: int, write: bool) -> tuple[int, int, int, int]:
         """The closed form over the request's row runs (numpy, one entry per run)."""
@@ -541,6 +547,8 @@ class TransactionModel:
 
     def _serve_small(self, now: int, b0: int, b1: int, write: bool) -> tuple[int, int, int, int]:
         t, nb, bpg = self.t, self.nb, self.bpg
+        tRP, tRCD, tRC, tBURST, tCCD_L, tRRD_S = t.tRP, t.tRCD, t.tRC, t.tBURST, t.tCCD_L, t.tRRD_S
+        col_int = self._col_list
         all_bank, closed = self.all_bank, self.closed_page
         tcas = t.tCWL if write else t.tCL
         decode = self.mapping.decode_burst
@@ -588,9 +596,9 @@ class TransactionModel:
                     ws, _ = self._refresh_window(pre, lane)
                     if ws >= 0 and pre < ws + t.tRFC:
                         pre = ws + t.tRFC
-                act = pre + (t.tRP if conflict else 0)
-                ready = act + t.tRCD + tcas
-                frees.append((key, act + t.tRC))
+                act = pre + (tRP if conflict else 0)
+                ready = act + tRCD + tcas
+                frees.append((key, act + tRC))
                 misses += 1
                 conflicts += conflict
             else:
@@ -598,7 +606,7 @@ class TransactionModel:
             acc = lanes[lane]
             if ready < acc[3]:
                 acc[3] = ready
-            tail = ready + t.tBURST + (count - 1) * t.tCCD_L
+            tail = ready + tBURST + (count - 1) * tCCD_L
             if tail > acc[4]:
                 acc[4] = tail
         done = 0
@@ -609,11 +617,11 @@ class TransactionModel:
                 ws, _ = self._refresh_window(start, lane)
                 if ws >= 0 and start < ws + t.tRFC:
                     start = ws + t.tRFC
-            end = start + t.tBURST + (n - 1) * int(self.col_int[len(groups)])
+            end = start + tBURST + (n - 1) * col_int[len(groups)]
             if acts:
-                last_act = a0[lane] + ((acts - 1) // 4) * self.faw4 + ((acts - 1) % 4) * t.tRRD_S
+                last_act = a0[lane] + ((acts - 1) // 4) * self.faw4 + ((acts - 1) % 4) * tRRD_S
                 per_run = -(-n // nruns)
-                end = max(end, last_act + t.tRCD + tcas + t.tBURST + (per_run - 1) * t.tCCD_L)
+                end = max(end, last_act + tRCD + tcas + tBURST + (per_run - 1) * tCCD_L)
             end = max(end, tail)
             if all_bank:
                 _, nxt = self._refresh_window(start, lane)
