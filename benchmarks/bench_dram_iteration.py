@@ -1,5 +1,7 @@
 """Simulator CPU time per decode iteration of Llama-3.1-70B on gpu-hbm with iteration reuse off
-(issue 12 item 1: <= 15 ms CPU per iteration; 61 ms before the DRAM work on the 2-core machine).
+(issue 12 item 1: target <= 15 ms CPU per iteration). On the shared 2-core machine, load 2-4, the
+same CLI run: 59.9 ms and 1,446 events per iteration before the DRAM work (2de2870), 20.4 ms and
+323 events per iteration after it (medians of three; results identical but for the event count).
 
 Every iteration goes through the HBM transaction model (weights per bank, KV reads per row run or
 lane grid, KV writes as scalars), so this measures that model plus SimPy and the driver. Prints the
