@@ -130,6 +130,13 @@ class AddressMapping:
         self._lane_l, self._bank_l, _ = self._digits(ls, self.low)
         self._full = np.full(self.L, self.C, dtype=np.int64)
         self._lsb = lsb_first
+        # (radix, unit, weight) per field LSB first, unit 0 lane, 1 bank, 2 row, 3 column: the scalar
+        # decode's table (built once; :meth:`Geometry.radix` builds a dict per call).
+        units = {"lane": 0, "bank": 1, "row": 2}
+        self._lsb_digits = tuple(
+            (g.radix(f), 3, 1) if f == "Co" else (g.radix(f), units[self._weight[f][0]], self._weight[f][1])
+            for f in lsb_first
+        )
         self._high_fields = [(f, g.radix(f), *self._weight[f]) for f in self.high]
         # Consecutive high blocks that are sure to touch distinct banks: the product of the radices of
         # the high fields below the row (their digits differ for any run of that many blocks).
@@ -178,22 +185,18 @@ class AddressMapping:
 
     def decode_burst(self, b: int) -> tuple[int, int, int, int]:
         """(lane, bank-in-lane, row, column) of burst index ``b`` (scalar, no numpy)."""
-        g = self.geometry
         lane = bank = row = col = 0
-        for f in self._lsb:
-            r = g.radix(f)
+        for r, unit, w in self._lsb_digits:
             v = b % r
             b //= r
-            if f == "Co":
-                col = v
+            if unit == 0:
+                lane += v * w
+            elif unit == 1:
+                bank += v * w
+            elif unit == 2:
+                row += v
             else:
-                unit, w = self._weight[f]
-                if unit == "lane":
-                    lane += v * w
-                elif unit == "bank":
-                    bank += v * w
-                else:
-                    row += v
+                col = v
         return lane, bank, row, col
 
     def decode(self, addr: int) -> DramCoord:

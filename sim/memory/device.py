@@ -24,6 +24,10 @@ from sim.stats import counter, level, tally
 FIDELITIES = ("detailed", "transaction", "analytic")
 
 
+def _done_ps(req: MemRequest) -> int:
+    return req.done_ps
+
+
 @dataclass(slots=True)
 class MemRequest:
     """One access: ``size`` bytes at byte address ``addr``. Times are ps, filled by the device."""
@@ -99,9 +103,16 @@ class MemoryDevice(Component):
         ),
     )
 
+    books_transactions: ClassVar[bool] = False
+    """Whether the device's transaction level knows a request's completion on arrival, so that
+    :meth:`book` may serve it without a process (the device then implements :meth:`serve_booked`)."""
+
     def build(self) -> None:
         self._analytic = Reservation()
         self._twin_cache: dict[Any, Any] = {}  # capacity and peaks: functions of the frozen params
+        # Transaction-level requests booked without a process and not yet complete-and-recorded, in
+        # arrival order (see :meth:`record_booked`).
+        self._booked: list[MemRequest] = []
 
     # -- interface -------------------------------------------------------------------------
     @classmethod
@@ -160,6 +171,8 @@ class MemoryDevice(Component):
     def access(self, req: MemRequest) -> simpy.Process:
         """Start serving ``req``; the returned event fires when it completes."""
         self.check_request(req)
+        if self._booked:
+            self.record_booked()
         return self.env.process(self._serve(req))
 
     def book(self, req: MemRequest) -> int | None:
@@ -167,9 +180,14 @@ class MemoryDevice(Component):
 
         The analytic level is a closed form whose answer is known at arrival, so a caller that only
         needs the completion time (the token driver) books it and waits once for everything it
-        booked. Booked requests are counted in every stat except the ``inflight`` level.
+        booked; analytic bookings are counted in every stat except the ``inflight`` level. So is a
+        transaction-level request on a device that :attr:`books_transactions`, with every stat the
+        same as through :meth:`access` (see :meth:`_book_transaction`), only fewer events.
         """
-        if self.params.fidelity != "analytic":  # type: ignore[attr-defined]
+        fidelity = self.params.fidelity  # type: ignore[attr-defined]
+        if fidelity == "transaction" and self.books_transactions:
+            return self._book_transaction(req)
+        if fidelity != "analytic":
             return None
         self.check_request(req)
         req.arrive_ps = self.env.now
@@ -177,6 +195,46 @@ class MemoryDevice(Component):
         req.done_ps = self._analytic_end(req)
         self._record(req)
         return req.done_ps
+
+    def serve_booked(self, req: MemRequest) -> int:
+        """Transaction level without a process: reserve ``req`` now, return its completion (ps)."""
+        raise NotImplementedError
+
+    def _book_transaction(self, req: MemRequest) -> int:
+        """:meth:`_serve` at the transaction level without a process or its three events.
+
+        The same calls in the same order as the process would make them: ``inflight`` up on
+        arrival, the device's timing and counts, then ``inflight`` down and the request's record
+        at completion; the last two wait in ``_booked`` until :meth:`record_booked` (at the device's
+        next request, sync or finalize), which takes them in completion order as the process
+        events would have, so that every stat, float sums included, is the same.
+        """
+        self.check_request(req)
+        now = self.env.now
+        if self._booked:
+            self.record_booked()
+        req.arrive_ps = now
+        self.stat.inflight.add(1, now)
+        done = self.serve_booked(req)
+        req.done_ps = done if done > now else now
+        self._booked.append(req)
+        return req.done_ps
+
+    def record_booked(self) -> None:
+        """Record the booked requests complete by now, in completion order (ties: arrival order,
+        the order of their timeouts); later ones stay booked."""
+        now = self.env.now
+        done = self._booked
+        if max(r.done_ps for r in done) <= now:  # the usual case: all of them
+            self._booked = []
+        else:
+            self._booked = [r for r in done if r.done_ps > now]
+            done = [r for r in done if r.done_ps <= now]
+        done.sort(key=_done_ps)  # stable
+        inflight = self.stat.inflight
+        for r in done:
+            inflight.add(-1, r.done_ps)
+            self._record(r)
 
     def _record(self, req: MemRequest) -> None:
         stat = self.stat
@@ -203,6 +261,8 @@ class MemoryDevice(Component):
         else:
             yield from self.serve_analytic(req)
         req.done_ps = env.now
+        if self._booked:  # booked requests done by now first
+            self.record_booked()
         stat.inflight.add(-1, env.now)
         self._record(req)
 

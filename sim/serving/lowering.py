@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -61,6 +61,20 @@ class OpWork:
     @property
     def act_bytes(self) -> float:
         return sum(k.act_bytes for k in self.kernels)
+
+
+def _at_layer(work: OpWork, layer: int) -> OpWork:
+    """``work`` on another layer (``dataclasses.replace`` without its field introspection: the
+    driver asks for every layer of every iteration)."""
+    return OpWork(
+        work.name,
+        layer,
+        work.weight_bytes,
+        work.kv_read_bytes,
+        work.kv_write_bytes,
+        work.flops,
+        work.kernels,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,7 +245,7 @@ class Lowering:
         attn, ffn = got
         if attn.layer == layer:
             return attn, ffn
-        return replace(attn, layer=layer), replace(ffn, layer=layer)
+        return _at_layer(attn, layer), _at_layer(ffn, layer)
 
     def _lower_layer(self, layer: int, entries: Sequence[BatchEntry]) -> tuple[OpWork, OpWork]:
         model = self.model

@@ -14,7 +14,8 @@ Three levels (``fidelity``):
   as in HBM.
 * ``transaction``: a request's row runs (see :mod:`sim.memory.address_mapping`) timed in closed form per
   lane with open-row state and busy-until bookkeeping for banks, ACT budget (tRRD/tFAW) and TSV lanes;
-  one timeout per request. A large request (many rows per bank) is evaluated per bank rather than per
+  one timeout per request, or none when the caller books it (:meth:`MemoryDevice.book`: the end is
+  known on arrival). A large request (many rows per bank) is evaluated per bank rather than per
   row run: the mapping makes each bank's share a run of consecutive rows, so the same closed form
   costs the same for 2 MB as for 64 MB, with identical results.
 * ``analytic``: the base class FIFO at the twin's peak plus :meth:`Dram3D.unloaded_latency_ps`.

@@ -61,6 +61,7 @@ class Dram3D(MemoryDevice):
     )
 
     params: Dram3DParams
+    books_transactions = True  # the transaction level's end is known on arrival (closed form)
     price_class = "dram"
     carbon_class = "dram"
 
@@ -164,18 +165,63 @@ class Dram3D(MemoryDevice):
         self._flush()
 
     def serve_transaction(self, req: MemRequest) -> Generator[simpy.Event, Any, None]:
+        done = self.serve_booked(req)
+        if done > self.env.now:
+            yield self.env.timeout(done - self.env.now)
+
+    def serve_booked(self, req: MemRequest) -> int:
+        """The transaction level in closed form: reserve ``req`` now, count it, return its end."""
         assert self._txn is not None
-        env = self.env
         b0, b1 = self._burst_range(req)
-        done, bursts, acts, conflicts = self._txn.serve(env.now, b0, b1, req.write)
+        done, bursts, acts, conflicts = self._txn.serve(self.env.now, b0, b1, req.write)
+        self._account_txn(req.write, bursts, acts, conflicts)
+        return done
+
+    def _account_txn(self, write: bool, bursts: int, acts: int, conflicts: int) -> None:
+        """Counts and energy of one transaction-level request, flushed at once (the counters are read
+        between requests). With nothing else pending this is :meth:`_flush` without its generic
+        bookkeeping: the same additions in the same order (integer zeros, which change nothing, are
+        skipped; float zeros are not, they can turn an integer counter into a float)."""
         n = self._n
-        n[_WR if req.write else _RD] += bursts
-        n[_ACT] += acts
-        n[_CONFLICT] += conflicts
-        n[_HIT] += bursts - acts
-        self._flush(refresh_by_time=True)
-        if done > env.now:
-            yield env.timeout(done - env.now)
+        if n != self._flushed:  # counts of another level still to flush: the general path
+            n[_WR if write else _RD] += bursts
+            n[_ACT] += acts
+            n[_CONFLICT] += conflicts
+            n[_HIT] += bursts - acts
+            self._flush(refresh_by_time=True)
+            return
+        p, st = self.params, self.stat
+        bits = self._burst_bits
+        rd, wr = (0, bursts) if write else (bursts, 0)
+        e_act = acts * p.act_energy
+        e_rd = rd * bits * p.read_energy_per_bit
+        e_wr = wr * bits * p.write_energy_per_bit
+        e_tsv = (rd + wr) * bits * p.tsv_energy_per_bit
+        e_ref = (0 + 0 / self.geometry.banks_per_lane) * p.refresh_energy
+        refs = 0
+        if self._ref_phases is not None:
+            due = self._refreshes_due(self.env.now)
+            refs += due - self._ref_counted
+            e_ref += (due - self._ref_counted) * self._ref_phases[2]
+            self._ref_counted = due
+        # Nothing pending stays nothing pending (only _n - _flushed matters), so the counts go straight
+        # to the counters; ``value +=`` is what Counter.add does, without the call.
+        if write:
+            st.bursts_written.value += wr
+        else:
+            st.bursts_read.value += rd
+        st.activates.value += acts
+        if refs:
+            st.refreshes.value += refs
+        st.row_hits.value += bursts - acts
+        st.row_misses.value += acts - conflicts
+        st.row_conflicts.value += conflicts
+        st.energy_act_pj.value += e_act
+        st.energy_read_pj.value += e_rd
+        st.energy_write_pj.value += e_wr
+        st.energy_tsv_pj.value += e_tsv
+        st.energy_refresh_pj.value += e_ref
+        st.energy_pj.value += e_act + e_rd + e_wr + e_tsv + e_ref
 
     def account_analytic(self, req: MemRequest) -> None:
         """Base twin FIFO; energy as for a stream: one activation per row_bytes moved (at least one)."""
@@ -288,7 +334,10 @@ class Dram3D(MemoryDevice):
     def sync_stats(self, account: bool = True) -> None:
         """Bring the counters up to now (iteration reuse snapshots them): pending counts and TSV
         bursts, and refreshes due by time either accounted (``account``) or, after a replayed span
-        whose stored change already holds them, only marked as counted."""
+        whose stored change already holds them, only marked as counted. Booked requests complete
+        by now are recorded first."""
+        if self._booked:
+            self.record_booked()
         if self._lanes is not None:
             self._flush()  # the command level counts its own refreshes, as commands
         elif account:
@@ -300,6 +349,8 @@ class Dram3D(MemoryDevice):
         self._flush_tsv()
 
     def finalize(self) -> None:
+        if self._booked:
+            self.record_booked()
         if self._lanes is not None:
             for lane in self._lanes:
                 lane.count_idle_refreshes(self.env.now)
