@@ -112,6 +112,13 @@ def markdown(rows: dict[str, Any]) -> str:
             f"| {f['requests']:,} | {f['iterations']:,} | {f['cpu_s']:.1f} | {f['peak_rss_mb']:.0f} | "
             f"{r['shapes']:,} | {r['hits']:,} | {r['sampled']:,} | {r['max_rel_error']:.3%} |",
             "",
+            "| figure | " + " | ".join(f"{q}" for q in QUANTILES) + " |",
+            "|---|" + "---:|" * len(QUANTILES),
+            *(
+                f"| {fig} | " + " | ".join(f"{f[f'{fig}.{q}']:.3f}" for q in QUANTILES) + " |"
+                for fig in FIGURES
+            ),
+            "",
         ]
     if "first400" in rows:
         f = rows["first400"]
@@ -134,17 +141,23 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--part", choices=("full", "first400", "both"), default="both")
     ap.add_argument("--limit", type=int, default=None, help="requests of the full part (default: all)")
+    ap.add_argument("--markdown", action="store_true", help="only rewrite replay.md from replay.json")
     args = ap.parse_args()
+    if args.markdown:
+        (RESULTS / "replay.md").write_text(markdown(json.loads((RESULTS / "replay.json").read_text())))
+        return 0
     if not TRACE.is_file():
         print(f"error: {TRACE} not found (the shared data beside the repository)", file=sys.stderr)
         return 2
-    rows: dict[str, Any] = {"meta": {"python": sys.version.split()[0], "machine": platform.machine()}}
+    out = RESULTS / "replay.json"
+    rows: dict[str, Any] = json.loads(out.read_text()) if out.is_file() else {}  # the other part kept
+    rows["meta"] = {"python": sys.version.split()[0], "machine": platform.machine()}
     if args.part in ("first400", "both"):
         rows["first400"] = first400()
     if args.part in ("full", "both"):
         rows["full"] = full(args.limit)  # last: its peak RSS is the process's
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "replay.json").write_text(json.dumps(rows, indent=2, sort_keys=True) + "\n")
+    out.write_text(json.dumps(rows, indent=2, sort_keys=True) + "\n")
     (RESULTS / "replay.md").write_text(markdown(rows))
     return 0
 

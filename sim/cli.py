@@ -448,6 +448,7 @@ def _print_run(r: dict[str, Any]) -> None:
             if not r["bound_violations"]
             else f"{r['bound_violations']:,} ops beat their bound, e.g. {r['bound_violation_examples'][0]}",
         ),
+        ("iteration reuse", _reuse(r)),
         (
             "simulator",
             f"{r['events']:,} events in {r['wall_s']:.2f} s = {r['events_per_s']:,.0f} events/s, "
@@ -455,6 +456,20 @@ def _print_run(r: dict[str, Any]) -> None:
         ),
     ]
     _print_table("memwall run", rows)
+
+
+def _reuse(r: dict[str, Any]) -> str:
+    """How many iterations were replayed from an earlier one of their shape, and the error the
+    sampled full simulations measured (sim.driver.reuse)."""
+    u = r["reuse"]
+    if "hits" not in u:
+        return "off: every iteration simulated in full"
+    replayed = u["hits"] - u["sampled"]
+    return (
+        f"{replayed:,} of {r['iterations']:,} iterations replayed ({u['shapes']:,} shapes); "
+        f"{u['sampled']:,} checked in full: error max {100 * u['max_rel_error']:.4f}% "
+        f"(--set driver.reuse=false: none replayed)"
+    )
 
 
 def _split(r: dict[str, Any]) -> str:
