@@ -217,11 +217,13 @@ class TokenDriver(Component):
         self.blame = Blame()
         self.op_log: list[OpRecord] = []  # every op of every iteration when record_ops
         self._collective_cache: dict[tuple[str, int], int] = {}
+        self._collective_plans: dict[tuple[str, int, int], tuple[Any, ...]] = {}  # see _plan_collective
         # simulated collectives on an idle fabric: case -> (duration, counter changes)
         self._fabric_memo: dict[tuple[Any, ...], tuple[int, tuple[float, ...]]] | None = (
             {} if self.params.collective_memo else None  # type: ignore[attr-defined]
         )
         self._fabric_counter_list: list[Counter] | None = None
+        self._link_Bps: float | None = None  # one fabric link's peak (the bound of _check_fabric)
         self.done = self.env.event()
         self._tokens = 1  # tokens of the iteration in flight
         self._device_step_ps = 0  # the previous iteration's time on the chips (after the host's)
@@ -791,25 +793,37 @@ class TokenDriver(Component):
     ) -> Generator[simpy.Event, Any, None]:
         env = self.env
         t0 = env.now
-        p: DriverParams = self.params  # type: ignore[assignment]
-        launch = launch_for(self.system.collective_launch, group)
+        plan = self._collective_plans.get((op, nbytes, group))
+        if plan is None:
+            plan = self._collective_plans[(op, nbytes, group)] = self._plan_collective(op, nbytes, group)
+        launch, case, need_bytes, link_bytes, launch_cause, cause = plan
+        if self.params.collectives == "simulated":  # type: ignore[attr-defined]
+            yield from self._simulated_collective(case, launch)
+        else:
+            yield env.timeout(self._twin_collective_ps(case))
+        self._check_fabric(op, env.now - t0, need_bytes)
+        if launch:
+            blame.add(launch_cause, launch)
+        t0 += launch
+        blame.add(cause, env.now - t0)
+        self.stat.fabric_link_bytes.add(link_bytes)
+        self._log("fabric", op, -1, t0, Blame({cause: env.now - t0}))
+
+    def _plan_collective(self, op: str, nbytes: int, group: int) -> tuple[Any, ...]:
+        """What a collective of ``op`` over ``group`` ranks of ``nbytes`` each needs, worked out
+        once: its launch, its case, the bytes one rank must send over its link (the bound), its
+        bytes x link traversals and its blame causes."""
         case = CollectiveCase(
             op, "ring" if op == "allreduce" else "direct", max(1, nbytes), tuple(range(group))
         )
-        if p.collectives == "simulated":
-            if launch:
-                yield env.timeout(launch)
-            yield from self._simulated_collective(case)
-        else:
-            yield env.timeout(self._twin_collective_ps(case))
-        self._check_fabric(op, env.now - t0, case.nbytes * self._fabric_share(case))
-        if launch:
-            blame.add(self._cause("launch", op), launch)
-        t0 += launch
-        cause = causes.collective(op)
-        blame.add(cause, env.now - t0)
-        self.stat.fabric_link_bytes.add(self._collective_link_bytes(case))
-        self._log("fabric", op, -1, t0, Blame({cause: env.now - t0}))
+        return (
+            launch_for(self.system.collective_launch, group),
+            case,
+            case.nbytes * self._fabric_share(case),
+            self._collective_link_bytes(case),
+            self._cause("launch", op),
+            causes.collective(op),
+        )
 
     def _twin_collective_ps(self, case: CollectiveCase) -> int:
         """The analytic twin's time of a collective (its launch included), cached per case."""
@@ -819,23 +833,27 @@ class TokenDriver(Component):
             ps = self._collective_cache[key] = collective_ps(self.system, self.hardware.fabric_twin(), case)
         return ps
 
-    def _simulated_collective(self, case: CollectiveCase) -> Generator[simpy.Event, Any, None]:
-        """A collective's messages on the simulated fabric, or its stored outcome.
+    def _simulated_collective(self, case: CollectiveCase, launch: int) -> Generator[simpy.Event, Any, None]:
+        """A collective's library launch, then its messages on the simulated fabric or their
+        stored outcome.
 
         The driver puts one collective or transfer on the fabric at a time and the fabric has no
         other traffic, so each starts on an idle fabric; when the fabric keeps no state across idle
         periods (``idle_is_stateless``: links and buffers only, no arbiter priorities), a case's
         duration and the counters it moves are a function of the case alone. They are simulated
-        the first time and replayed after (``driver.collective_memo``), exactly."""
+        the first time and replayed after (``driver.collective_memo``), exactly, in one timeout."""
         env, net = self.env, self.network
         memo = self._fabric_memo
         if memo is None or net.sources or not getattr(net, "idle_is_stateless", False):
+            if launch:
+                yield env.timeout(launch)
             yield run_algorithm(net, case)
             return
         key = (case.op, case.algorithm, case.nbytes, case.ranks)
         # Messages start on a fabric clock edge and move in whole cycles: the time from that edge
         # on is the same at any clock phase.
-        edge = -(-env.now // net.cycle_ps) * net.cycle_ps
+        cycle = net.cycle_ps
+        edge = -(-(env.now + launch) // cycle) * cycle
         stored = memo.get(key)
         if stored is not None:
             duration, deltas = stored
@@ -844,6 +862,8 @@ class TokenDriver(Component):
                 if d:
                     c.value += d
             return
+        if launch:
+            yield env.timeout(launch)
         before = [c.value for c in self._fabric_counters]
         yield run_algorithm(net, case)
         changes = tuple(c.value - b for c, b in zip(self._fabric_counters, before, strict=True))
@@ -872,8 +892,10 @@ class TokenDriver(Component):
 
     def _check_fabric(self, what: str, duration: int, nbytes: float) -> None:
         """No collective or transfer beats the bytes one terminal must send over its link's peak."""
-        net = self.hardware.fabric_twin().params
-        need = nbytes / (net.flit_bytes * net.clock) * PS_PER_S
+        if self._link_Bps is None:
+            net = self.hardware.fabric_twin().params
+            self._link_Bps = net.flit_bytes * net.clock
+        need = nbytes / self._link_Bps * PS_PER_S
         if duration + 1 < need:
             self._violation(f"fabric {what}", duration, f"{nbytes:.0f} B over one link", need)
 
