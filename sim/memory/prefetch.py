@@ -498,16 +498,7 @@ class Prefetcher(Component):
             st.residence_ns.observe((env.now - entry.issued_ps) / PS_PER_NS)
             self._consumed = i + 1
             self._fill()
-        end = env.now
-        st.hits.add(hits)
-        st.late_hits.add(late)
-        st.misses.add(misses)
-        st.stall_ns.add(stall / PS_PER_NS)
-        st.bytes.add(nbytes)
-        st.streams.add()
-        st.stream_ns.add((end - start) / PS_PER_NS)
-        self._active = False
-        return StreamReport(tensor_id, nbytes, len(current), hits, late, misses, start, end, stall)
+        return self._close(tensor_id, nbytes, len(current), hits, late, misses, start, env.now, stall)
 
     def _stream_batched(
         self,
@@ -677,15 +668,31 @@ class Prefetcher(Component):
         residences.observe(st.residence_ns)
         if t > env.now:
             yield env.timeout(t - env.now)
+        return self._close(tensor_id, nbytes, len(current), hits, late, misses, start, t, stall)
+
+    def _close(
+        self,
+        tensor_id: Any,
+        nbytes: int,
+        pages: int,
+        hits: int,
+        late: int,
+        misses: int,
+        start: int,
+        end: int,
+        stall: int,
+    ) -> StreamReport:
+        """Count a finished stream (either model) and report it."""
+        st = self.stat
         st.hits.add(hits)
         st.late_hits.add(late)
         st.misses.add(misses)
         st.stall_ns.add(stall / PS_PER_NS)
         st.bytes.add(nbytes)
         st.streams.add()
-        st.stream_ns.add((t - start) / PS_PER_NS)
+        st.stream_ns.add((end - start) / PS_PER_NS)
         self._active = False
-        return StreamReport(tensor_id, nbytes, len(current), hits, late, misses, start, t, stall)
+        return StreamReport(tensor_id, nbytes, pages, hits, late, misses, start, end, stall)
 
     def finalize(self) -> None:
         if self._occupancy is not None:

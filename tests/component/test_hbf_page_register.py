@@ -15,30 +15,10 @@ from sim.memory.device import MemRequest
 from sim.memory.factory import resolve_device
 from sim.memory.hbf import HBFParams, HighBandwidthFlash
 
-# As tests/component/test_hbf_timing.py: 4 KiB at 4.096 GB/s = 1 us, at 40.96 GB/s = 100 ns.
-PAGE = 4096
-X_CH = 1_000_000  # ps, one page over a channel bus
-X_IF = 100_000  # ps, one page through the interface
-TR = 10_000_000
-TPROG = 200_000_000
-TBERS = 1_500_000_000
-BASE = 50_000
-SMALL = dict(
-    channels=2,
-    dies_per_channel=2,
-    planes_per_die=4,
-    blocks_per_plane=4,
-    pages_per_block=8,
-    page_size=PAGE,
-    sector_size=1024,
-    tR=TR,
-    tPROG=TPROG,
-    tBERS=TBERS,
-    channel_rate="4.096GB/s",
-    interface_rate="40.96GB/s",
-    base_latency=BASE,
-    multiplane=4,
-)
+# The small flash of tests/component/test_hbf_timing.py: 4 KiB at 4.096 GB/s = 1 us per page on a
+# channel, 100 ns through the interface.
+from tests.component.test_hbf_timing import BASE, PAGE, SMALL, TBERS, TPROG, TR, X_CH, X_IF
+
 SECTOR = 1024  # 4 sectors per page
 XS_CH, XS_IF = X_CH // 4, X_IF // 4  # one sector over a channel bus / the interface
 LEVELS = ("detailed", "transaction")
