@@ -61,6 +61,17 @@ def _up_to(high: int) -> Callable[[str], int]:
     return parse
 
 
+def _positive_real(text: str) -> float:
+    """A finite number > 0 (rates and scales)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, found {text[:40]!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, found {text[:40]!r}")
+    return value
+
+
 def _overrides(items: Sequence[str] | None) -> dict[str, str]:
     return dict(parse_override(item) for item in items or ())
 
@@ -387,6 +398,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         "context": args.context,
         "steps": args.steps,
         "seed": args.seed,
+        "rate_scale": args.rate_scale,
+        "load": args.load,
+        "rate": args.rate,
+        "arrival_cv": args.arrival_cv,
         "set": sets,
     }
     spec, scheduler = build_run(settings)
@@ -423,6 +438,7 @@ def _print_run(r: dict[str, Any]) -> None:
             "requests / tokens",
             f"{r['requests']} requests, {r['tokens']} output tokens in {r['iterations']} iterations",
         ),
+        *([("offered load", _offered(r["offered_load"]))] if "offered_load" in r else []),
         ("TTFT", dist(r["ttft_ms"])),
         ("TPOT", dist(r["tpot_ms"])),
         ("step time", dist(r["step_time_ms"])),
@@ -456,6 +472,16 @@ def _print_run(r: dict[str, Any]) -> None:
         ),
     ]
     _print_table("memwall run", rows)
+
+
+def _offered(load: dict[str, Any]) -> str:
+    """The load a request run was offered (sim.requests.load)."""
+    how = (
+        f"profile {load['profile']} at {load['nominal_rate_per_s']:g}/s"
+        if "profile" in load
+        else f"rate scale {load.get('rate_scale', 1.0):g}"
+    )
+    return f"{load['rate_per_s']:.3g} requests/s measured over {load['span_s']:.3g} s ({how})"
 
 
 def _reuse(r: dict[str, Any]) -> str:
@@ -712,6 +738,25 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--model", help="known model name or config.json (default llama-3.1-8b)")
     rn.add_argument("--format", help="request-trace format (azure, splitwise, mooncake; guessed if omitted)")
     rn.add_argument("--limit", type=_up_to(MAX_REQUESTS), help="read at most N requests")
+    rn.add_argument(
+        "--rate-scale",
+        type=_positive_real,
+        metavar="K",
+        help="offer the trace K times as fast (every arrival time divided by K)",
+    )
+    rn.add_argument(
+        "--load",
+        metavar="PROFILE",
+        help="synthetic load instead of a trace: chat, code, summarization, rag or reasoning "
+        "(length distributions with their sources; --rate, --arrival-cv, --limit requests, default 200)",
+    )
+    rn.add_argument("--rate", type=_positive_real, help="--load: requests per second (default 1)")
+    rn.add_argument(
+        "--arrival-cv",
+        type=_positive_real,
+        metavar="CV",
+        help="--load: CV of inter-arrival gaps (1: Poisson, the default; above 1: bursty gamma)",
+    )
     rn.add_argument("--batch", type=_up_to(MAX_BATCH), help="fixed decode batch size (decode study)")
     rn.add_argument("--context", type=_up_to(MAX_TOKENS), help="context tokens per sequence (decode study)")
     rn.add_argument("--steps", type=_up_to(MAX_STEPS), help="decode iterations (decode study)")

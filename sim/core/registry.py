@@ -50,6 +50,7 @@ BUILTIN_MODULES = (
     "sim.model.catalog",
     "sim.requests.readers",
     "sim.requests.synthetic",
+    "sim.requests.load",
     "sim.serving.batching",
 )
 

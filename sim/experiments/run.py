@@ -19,6 +19,7 @@ from sim.core.units import PS_PER_S
 from sim.driver.token_driver import DriverParams, TokenDriver
 from sim.model.spec import ModelSpec
 from sim.observe.summary import energy_and_cost, queueing, token_figures, utilization
+from sim.requests.load import offered_load
 from sim.requests.record import Request
 from sim.serving.batching import make_policy
 from sim.serving.mapping import MappingParams, plan
@@ -43,6 +44,7 @@ class RunSpec:
     driver: DriverParams = field(default_factory=DriverParams)
     seed: int = 0
     label: str = ""
+    load: dict[str, Any] = field(default_factory=dict)  # how the requests were offered (rate scale, profile)
 
 
 def execute(
@@ -94,6 +96,9 @@ def execute(
     wall = time.perf_counter() - t0
     sim.finalize()
     summary = token_figures(driver)
+    if spec.requests is not None or scheduler is not None:
+        arrivals = [r.request.arrival_ps for r in driver.records.values()]
+        summary["offered_load"] = {"source": spec.label, **spec.load, **offered_load(arrivals)}
     if error is not None:
         summary["error"] = error
     perf = sim.performance()
@@ -140,7 +145,21 @@ DEFAULT_MODEL = "llama-3.1-8b"
 DEFAULT_LIMIT = 24  # requests of the built-in sample trace: a quick look at a real trace
 SYSTEM_ROOTS = ("system.", "chip.", "fabric.", "software.", "cost.")
 SYSTEM_KEYS = ("software",)  # whole system tables a bare value replaces (software=none: a preset)
-RUN_SETTINGS = ("system", "model", "trace", "format", "limit", "batch", "context", "steps", "seed")
+RUN_SETTINGS = (
+    "system",
+    "model",
+    "trace",
+    "format",
+    "limit",
+    "batch",
+    "context",
+    "steps",
+    "seed",
+    "rate_scale",
+    "load",
+    "rate",
+    "arrival_cv",
+)
 
 Tables = tuple[dict[str, str], dict[str, str], dict[str, str], dict[str, str]]
 
@@ -210,6 +229,7 @@ def build_run(settings: Mapping[str, Any], where: str = "--set") -> tuple[RunSpe
     workload is a decode trace (replayed), a request trace (``limit`` requests; the built-in sample
     trace when none is given) or, when ``batch``, ``context`` or ``steps`` is given, a fixed batch.
     """
+    from sim.requests.load import profile_requests, rate_scaled
     from sim.requests.readers import open_trace
     from sim.serving.decode_trace import (
         ReplayScheduler,
@@ -227,7 +247,7 @@ def build_run(settings: Mapping[str, Any], where: str = "--set") -> tuple[RunSpe
     trace_path = s.get("trace")
     fixed = [k for k in ("batch", "context", "steps") if s.get(k) is not None]
     if trace_path and is_decode_trace(str(trace_path)):
-        _unused(s, batch_set, ("format", "limit", *fixed), "a decode-trace replay", where)
+        _unused(s, batch_set, ("format", "limit", *fixed, *LOAD_KEYS), "a decode-trace replay", where)
         trace = read_decode_trace(str(trace_path))
         model = _model(s.get("model") or trace.header.get("model", DEFAULT_MODEL))
         header = {k: _text(v) for k, v in trace.header.get("mapping", {}).items()}
@@ -241,7 +261,13 @@ def build_run(settings: Mapping[str, Any], where: str = "--set") -> tuple[RunSpe
     model = _model(s.get("model") or DEFAULT_MODEL)
     mapping = mapping_from(system, map_set, where=f"{where} mapping")
     if fixed:
-        _unused(s, batch_set, ("trace", "format", "limit", "requests"), "a fixed-batch decode run", where)
+        _unused(
+            s,
+            batch_set,
+            ("trace", "format", "limit", "requests", *LOAD_KEYS),
+            "a fixed-batch decode run",
+            where,
+        )
         batch, context, steps = (
             _bounded(s, "batch", 1, MAX_BATCH),
             _bounded(s, "context", 1024, mapping.max_context(model)),
@@ -267,7 +293,7 @@ def build_run(settings: Mapping[str, Any], where: str = "--set") -> tuple[RunSpe
         )
         return spec, None
     if s.get("requests") is not None:  # from Python: request records in arrival order
-        _unused(s, {}, ("trace", "format", "limit"), "a run of request records", where)
+        _unused(s, {}, ("trace", "format", "limit", *LOAD_KEYS), "a run of request records", where)
         spec = RunSpec(
             model,
             system,
@@ -279,21 +305,63 @@ def build_run(settings: Mapping[str, Any], where: str = "--set") -> tuple[RunSpe
             label="requests (Python)",
         )
         return spec, None
+    if s.get("load") is not None:
+        if trace_path:
+            raise ConfigError(
+                "synthetic load (--load) and a trace are two workloads; give one", where="--load"
+            )
+        _unused(s, {}, ("format", "rate_scale"), "a synthetic load", where)
+        rate = _positive(s, "rate", 1.0)
+        cv = _positive(s, "arrival_cv", 1.0)
+        count = s.get("limit") or DEFAULT_LOAD_REQUESTS
+        profile = str(s["load"])
+        requests = profile_requests(profile, rate, count, seed, cv)
+        load = {"profile": profile, "nominal_rate_per_s": rate, "arrival_cv": cv}
+        label = f"--load {profile} --rate {rate:g} ({count} requests)"
+        return RunSpec(
+            model,
+            system,
+            mapping,
+            requests,
+            batching=batch_set,
+            driver=driver,
+            seed=seed,
+            label=label,
+            load=load,
+        ), None
+    _unused(s, {}, ("rate", "arrival_cv"), "a trace replay (they shape --load)", where)
     path = str(trace_path or DEFAULT_TRACE)
     limit = s.get("limit")
     if limit is None and not trace_path:
         limit = DEFAULT_LIMIT
+    trace_requests = open_trace(path, s.get("format"), limit=limit)
+    scale = _positive(s, "rate_scale", 1.0)
     spec = RunSpec(
         model,
         system,
         mapping,
-        open_trace(path, s.get("format"), limit=limit),
+        rate_scaled(trace_requests, scale) if scale != 1.0 else trace_requests,
         batching=batch_set,
         driver=driver,
         seed=seed,
         label=f"{path} (limit {limit})",
+        load={"rate_scale": scale},
     )
     return spec, None
+
+
+LOAD_KEYS = ("rate_scale", "load", "rate", "arrival_cv")
+DEFAULT_LOAD_REQUESTS = 200  # requests of a synthetic load when --limit is not given
+
+
+def _positive(s: Mapping[str, Any], key: str, default: float) -> float:
+    """A positive, finite real run setting (its default when not given)."""
+    value = s.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
+        raise ConfigError(f"expected a number > 0, found {value!r}", where=f"--{key.replace('_', '-')}")
+    return float(value)
 
 
 def _unused(
@@ -302,7 +370,8 @@ def _unused(
     """A setting the run's mode does not use is an error, not silently ignored."""
     given = [k for k in keys if s.get(k) is not None]
     if given:
-        raise ConfigError(f"{mode} does not use {', '.join(given)}; remove it", where=f"--{given[0]}")
+        flags = [f"--{k.replace('_', '-')}" for k in given]
+        raise ConfigError(f"{mode} does not use {', '.join(flags)}; remove it", where=flags[0])
     if batching:
         bare = next(iter(batching))
         key = next((k for k in (s.get("set") or {}) if k in (bare, f"batching.{bare}")), bare)
