@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import re
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -26,12 +25,11 @@ def _load(name: str):
 
 
 @pytest.mark.parametrize("name", ["hbf", "pnm", "mobile"])
-def test_experiment_runs_fast(name: str, tmp_path: Path) -> None:
+def test_experiment_writes_its_report(name: str, tmp_path: Path) -> None:
+    # how long it takes is a benchmark's business (benchmarks/run_all), never a test's
     module = _load(name)
     assert name == module.NAME and module.TITLE
-    t0 = time.perf_counter()
     md = module.run(fast=True, out=tmp_path)
-    assert time.perf_counter() - t0 < 30
     assert md == tmp_path / f"{name}.md" and md.is_file()
     text = md.read_text()
     assert text.startswith(f"# {module.TITLE}")

@@ -28,6 +28,9 @@ from sim.fabric.network import NetworkParams
 from sim.fabric.router import RouterParams
 from sim.topology import mesh, torus
 
+# A guard against hanging or building the huge input, not a speed test: refusing takes milliseconds,
+# building would take hours, so any bound far above a loaded machine's noise separates them.
+HANG_S = 10.0
 REPO = Path(__file__).resolve().parents[2]
 TINY = {"system": "default", "model": "llama-3.1-8b", "batch": 1, "context": 64, "steps": 2}
 
@@ -115,7 +118,7 @@ def test_sweep_too_many_cells_refused_before_building():
     with pytest.raises(ConfigError) as exc:
         sweep.parse_spec({"base": {"model": "llama-3.1-8b"}, "grid": grid}, where="s.toml")
     assert "MAX_SWEEP_CELLS" in str(exc.value) and "1,000,000" in str(exc.value)
-    assert time.perf_counter() - t0 < 1
+    assert time.perf_counter() - t0 < HANG_S
     big = {"context": list(range(1, MAX_SWEEP_CELLS + 2))}
     with pytest.raises(ConfigError):
         sweep.parse_spec({"grid": big}, where="s.toml")
@@ -159,7 +162,7 @@ def test_sweep_unreachable_scheduler_times_out(monkeypatch):
     with pytest.raises(ConfigError) as exc:
         sweep.make_client(scheduler="tcp://127.0.0.1:1")
     assert exc.value.where == "--scheduler" and "cannot reach" in str(exc.value)
-    assert time.perf_counter() - t0 < 1.5
+    assert time.perf_counter() - t0 < HANG_S
 
 
 # -- sweep: interruption and failed cells -------------------------------------------------------------
@@ -265,7 +268,7 @@ def test_noc_network_size_refused_before_building(table, what):
     with pytest.raises(ConfigError) as exc:
         noc.check_topology_size(table, where="--topology")
     assert exc.value.where == "--topology" and f" {what} (MAX_" in str(exc.value)
-    assert time.perf_counter() - t0 < 0.5
+    assert time.perf_counter() - t0 < HANG_S
 
 
 def test_noc_network_size_within_limits_passes():
@@ -286,7 +289,7 @@ def test_noc_sweep_range_is_bounded(text):
     with pytest.raises(ConfigError) as exc:
         noc.sweep_rates(text)
     assert exc.value.where == "--sweep"
-    assert time.perf_counter() - t0 < 0.1
+    assert time.perf_counter() - t0 < HANG_S
 
 
 def test_noc_sweep_range_points():
@@ -328,7 +331,7 @@ def test_noc_cli_bad_values_are_one_line(capsys, argv, needle):
     t0 = time.perf_counter()
     code, _, err = cli(capsys, "noc", "--k", "4", "--warmup", "100", "--measure", "200", *argv)
     one_line_error(code, err, needle)
-    assert time.perf_counter() - t0 < 2
+    assert time.perf_counter() - t0 < HANG_S
 
 
 def test_noc_simulated_time_is_bounded():
@@ -374,7 +377,7 @@ def test_collective_cli_bad_values_are_one_line(capsys, argv, needle):
     t0 = time.perf_counter()
     code, _, err = cli(capsys, "collective", *argv)
     one_line_error(code, err, needle)
-    assert time.perf_counter() - t0 < 2
+    assert time.perf_counter() - t0 < HANG_S
 
 
 def test_collective_refuses_repeated_ranks():
@@ -400,7 +403,7 @@ def test_membench_cli_bad_values_are_one_line(capsys, argv, needle):
     t0 = time.perf_counter()
     code, _, err = cli(capsys, "membench", "--bytes", "1MiB", *argv)
     one_line_error(code, err, needle)
-    assert time.perf_counter() - t0 < 2
+    assert time.perf_counter() - t0 < HANG_S
 
 
 def test_membench_seed_checked_in_the_function():
