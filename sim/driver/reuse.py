@@ -25,10 +25,11 @@ the stored duration; the summary reports ``reuse: {hits, shapes, sampled, max_re
 mean_rel_error}``. What is stored comes from the full simulation at the system's fidelity, never
 from an analytic twin unless the system chose it; only the first-order shift uses the kernel model.
 
-What a replayed iteration does not do: add latency samples to device tallies (queueing means are over
-the simulated iterations), move device queues and row buffers, scale its counter changes by the
-shift, or record ops for ``ops.csv`` (``iterations.csv`` marks it ``reused``; ``record_ops`` turns
-reuse off).
+What a replayed iteration does not do: add latency samples to device or fabric tallies (queueing
+and packet-latency means are over the simulated iterations and collectives), move device queues and
+row buffers, scale its counter changes by the shift, or record ops for ``ops.csv``
+(``iterations.csv`` marks it ``reused``). ``record_ops`` turns reuse off, and so does a component
+that cannot skip spans (``reuse_safe`` False: DRAM at the command level).
 """
 
 from __future__ import annotations
@@ -134,8 +135,11 @@ class IterationReuse:
     def key(self, sums: tuple[int, ...]) -> tuple[int, ...]:
         """The shape of an iteration with ``sums``: coarser when it has prefill chunks."""
         if sums[3] and self.kernel_ps is not None:
-            # the kernel-model shift carries the rest: chunk count and tokens (the GEMMs' rows)
-            return (sums[3], significant(sums[0], self.prefill_bits))
+            # The kernel-model shift carries the time; the counters (bytes, energy) are replayed as
+            # stored, so what moves them keeps its place in the key: the tokens (the GEMMs' rows and
+            # KV writes) and the decodes riding along and their cached context (KV reads).
+            b = self.prefill_bits
+            return (sums[3], significant(sums[0], b), significant(sums[1], b), significant(sums[2], b))
         return shape_key(sums, self.bits)
 
     def lookup(self, key: tuple[Any, ...]) -> tuple[StoredIteration | None, bool]:
@@ -215,7 +219,10 @@ class IterationReuse:
             return stored.blame
         scale = device_ps / stored.device_step_ps if stored.device_step_ps else 1.0
         blame = Blame({c: ps * scale for c, ps in stored.blame.by_cause.items() if c != self.host_cause})
-        blame.add(self.host_cause, host_ps)
+        # the software cause holds the host time and any kernel-launch gaps (device side): those
+        # scale with the device causes, the host time is this iteration's own
+        software = stored.blame.by_cause.get(self.host_cause, 0.0) if self.host_cause is not None else 0.0
+        blame.add(self.host_cause, (software - stored.host_ps) * scale + host_ps)
         return blame
 
     def summary(self) -> dict[str, Any]:

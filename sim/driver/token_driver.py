@@ -75,7 +75,7 @@ class DriverParams(ParamSet):
         True,
         bool,
         "replay an iteration whose shape was simulated before (sim.driver.reuse); false simulates "
-        "every iteration in full (as does record_ops)",
+        "every iteration in full (as do record_ops and a memory at the detailed level)",
     )
     reuse_bits: int = param(
         6,
@@ -240,8 +240,10 @@ class TokenDriver(Component):
 
     def run(self) -> None:
         p: DriverParams = self.params  # type: ignore[assignment]
-        # Recording every op asks for every iteration simulated: no reuse then.
-        self.reuse = self._make_reuse() if p.reuse and not p.record_ops else None
+        # Recording every op asks for every iteration simulated, and a component that cannot
+        # skip spans (reuse_safe False, e.g. DRAM at the command level) needs them all: no reuse.
+        safe = all(getattr(c, "reuse_safe", True) for c in self.sim.components())
+        self.reuse = self._make_reuse() if p.reuse and not p.record_ops and safe else None
         self.env.process(self._main())
 
     def _make_reuse(self) -> IterationReuse:

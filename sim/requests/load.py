@@ -21,6 +21,7 @@ from dataclasses import replace
 from typing import Any
 
 from sim.core.errors import ConfigError
+from sim.core.limits import MAX_SIM_PS
 from sim.core.preset import Preset, get_preset, register_preset
 from sim.core.units import PS_PER_S
 from sim.requests.record import Request
@@ -100,6 +101,7 @@ for _preset in (
     register_preset(_preset)
 
 PROFILES = ("chat", "code", "summarization", "rag", "reasoning")
+RATE_SCALE_MIN, RATE_SCALE_MAX = 1e-6, 1e6  # beyond: arrivals past MAX_SIM_PS, or all at once
 
 
 def profile_params(profile: str, rate: float, count: int, arrival_cv: float = 1.0) -> SyntheticParams:
@@ -119,7 +121,14 @@ def profile_params(profile: str, rate: float, count: int, arrival_cv: float = 1.
         "prompt_min": 1,
         "output_min": 1,
     }
-    return SyntheticParams.from_mapping(values, where=f"--load {profile}")
+    try:
+        return SyntheticParams.from_mapping(values, where="load")
+    except ConfigError as exc:  # name the flag that set the value
+        flags = {"load.rate": "--rate", "load.cv": "--arrival-cv", "load.count": "--limit"}
+        flag = flags.get(exc.where or "")
+        if flag is None:
+            raise
+        raise ConfigError(exc.message, where=flag) from None
 
 
 def profile_requests(
@@ -132,10 +141,20 @@ def profile_requests(
 def rate_scaled(requests: Iterable[Request], factor: float) -> Iterator[Request]:
     """``requests`` offered ``factor`` times as fast: every arrival time divided by ``factor``
     (rounded to the picosecond; order and relative spacing kept)."""
-    if not factor > 0 or factor == float("inf"):
-        raise ConfigError(f"expected a rate scale > 0, found {factor!r}", where="--rate-scale")
+    if not RATE_SCALE_MIN <= factor <= RATE_SCALE_MAX:
+        raise ConfigError(
+            f"expected a rate scale from {RATE_SCALE_MIN:g} to {RATE_SCALE_MAX:g}, found {factor!r}",
+            where="--rate-scale",
+        )
     for r in requests:
-        yield replace(r, arrival_ps=round(r.arrival_ps / factor))
+        arrival = round(r.arrival_ps / factor)
+        if arrival > MAX_SIM_PS:
+            raise ConfigError(
+                f"request {r.id} would arrive at {arrival:,} ps, beyond MAX_SIM_PS ({MAX_SIM_PS:,}); "
+                "use a larger rate scale or fewer requests",
+                where="--rate-scale",
+            )
+        yield replace(r, arrival_ps=arrival)
 
 
 def offered_load(arrivals_ps: Sequence[int]) -> dict[str, float]:

@@ -331,6 +331,12 @@ class Dram3D(MemoryDevice):
         phases, period, _ = self._ref_phases
         return refreshes_due(phases, period, now)
 
+    @property
+    def reuse_safe(self) -> bool:
+        """Whether iteration reuse may replay spans of this device: not at the command level, whose
+        lanes catch up on the refreshes of idle spans as commands when they next work."""
+        return self._lanes is None
+
     def sync_stats(self, account: bool = True) -> None:
         """Bring the counters up to now (iteration reuse snapshots them): pending counts and TSV
         bursts, and refreshes due by time either accounted (``account``) or, after a replayed span
