@@ -136,3 +136,39 @@ def test_a_collective_replayed_on_the_idle_fabric_is_the_simulated_one():
     assert memo["energy_by_component_j"] == full["energy_by_component_j"]
     for a, b in zip(with_memo._fabric_counters, without._fabric_counters, strict=True):
         assert a.value == pytest.approx(b.value, rel=1e-12)
+
+
+def test_prefill_heavy_iterations_replay_the_bytes_and_energy_of_their_own_batches(tmp_path):
+    # long prompts while a crowd of decodes rides along, then short ones: iterations with the same
+    # chunk count and tokens but very different KV reads must not share a shape's counters
+    rows = ["TIMESTAMP,ContextTokens,GeneratedTokens"]
+    t = 0.0
+    for prompt, output, n in ((8000, 60, 16), (1900, 1, 30)):
+        for _ in range(n):
+            t += 0.02
+            rows.append(f"2023-11-16 18:00:{t:010.7f},{prompt},{output}")
+    trace = tmp_path / "mix.csv"
+    trace.write_text("\n".join(rows) + "\n")
+
+    def go(**sets):
+        spec, _ = build_run({"system": "default", "trace": str(trace), "format": "azure", "set": sets})
+        return execute(spec)[0]
+
+    a, b = go(), go(**{"driver.reuse": False})
+    assert a["reuse"]["hits"] > 0
+    for name, joules in b["energy_by_component_j"].items():
+        assert a["energy_by_component_j"][name] == pytest.approx(joules, rel=0.01), name
+    assert a["memory_to_die_bytes_per_token"] == pytest.approx(b["memory_to_die_bytes_per_token"], rel=0.01)
+
+
+def test_dram_at_the_command_level_is_never_skipped():
+    summary, driver = fixed(steps=3, **{"chip.memory.hbm.fidelity": "detailed"})
+    assert summary["reuse"] == {"enabled": False} and not any(it.reused for it in driver.iterations)
+
+
+def test_kernel_launch_gaps_keep_their_blame_on_replays():
+    a, _ = fixed(steps=12, software="vllm-v0-eager")
+    b, _ = fixed(steps=12, software="vllm-v0-eager", **{"driver.reuse": False})
+    assert a["reuse"]["hits"] > 0
+    for cause, share in b["stall_breakdown"].items():
+        assert a["stall_breakdown"][cause] == pytest.approx(share, rel=1e-3), cause

@@ -78,6 +78,10 @@ def test_a_run_states_the_load_it_was_offered():
         ({"load": "chat", "rate_scale": 2.0}, "--rate-scale"),
         ({"batch": 2, "rate_scale": 2.0}, "--rate-scale"),
         ({"load": "chat", "rate": -1.0}, "--rate"),
+        ({"load": "chat", "rate": 1e-30}, "--rate"),
+        ({"load": "chat", "arrival_cv": 1e9}, "--arrival-cv"),
+        ({"rate_scale": 1e-300}, "--rate-scale"),
+        ({"rate_scale": 1e300}, "--rate-scale"),
     ],
 )
 def test_load_settings_that_cannot_apply_are_refused(settings, where):
