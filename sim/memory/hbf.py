@@ -770,26 +770,31 @@ class HighBandwidthFlash(MemoryDevice):
         """
         if not self._one_event:
             return super().access(req)
+        env = self.env
+        now = env.now
+        ev = simpy.Timeout(env, self.arrive(req, now) - now)
+        ev.callbacks.append(partial(self._complete, req))
+        return ev
+
+    def books_arrivals(self) -> bool:
+        """At the transaction level: the timelines give a request's completion at arrival."""
+        return self._one_event
+
+    def arrive(self, req: MemRequest, now: int) -> int:
+        """Book ``req`` arriving at ``now`` on the timelines (see :meth:`MemoryDevice.arrive`)."""
         addr, size = req.addr, req.size
         if size <= 0 or addr < 0 or addr + size > self._capacity:
             self.check_request(req)  # raises, naming the request
-        env = self.env
-        now = env.now
         req.arrive_ps = now
         self.stat.inflight.add(1, now)
         if req.write:
-            done = self._book_transaction(req, now)
-        else:
-            page = self._page
-            pg = addr // page
-            if (addr + size - 1) // page == pg:  # within one page: the inlined path
-                done = self._book_page_read(pg, addr - pg * page, size, now, now)
-            else:
-                self._if_tl.prune(now)
-                done = self._book_reads(req, now)
-        ev = simpy.Timeout(env, done - now)
-        ev.callbacks.append(partial(self._complete, req))
-        return ev
+            return self._book_transaction(req, now)
+        page = self._page
+        pg = addr // page
+        if (addr + size - 1) // page == pg:  # within one page: the inlined path
+            return self._book_page_read(pg, addr - pg * page, size, now, now)
+        self._if_tl.prune(now)
+        return self._book_reads(req, now)
 
     def stream_reads(self) -> FlashStreamReads | None:
         """Reads booked in closed form at a later ready time, for a prefetch window that books a
@@ -800,7 +805,10 @@ class HighBandwidthFlash(MemoryDevice):
         return FlashStreamReads(self)
 
     def _complete(self, req: MemRequest, _ev: simpy.Event | None = None) -> None:
-        now = self.env.now
+        self.depart(req, self.env.now)
+
+    def depart(self, req: MemRequest, now: int) -> None:
+        """Record ``req`` completing at ``now`` (see :meth:`MemoryDevice.depart`)."""
         req.done_ps = now
         st = self.stat
         st.inflight.add(-1, now)
