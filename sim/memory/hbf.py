@@ -305,7 +305,8 @@ class _Lane(Timeline):
     __slots__ = ()
 
     def take(self, ready: int, duration: int, now: int) -> tuple[int, int]:
-        """``prune(now)`` then ``reserve(ready, duration)``."""
+        """``prune(now)`` then ``reserve(ready, duration)``: the gap search of ``earliest`` and the
+        insertion of ``book`` share one bisection."""
         ends = self._ends
         n = len(ends)
         lo = self._lo
@@ -329,23 +330,42 @@ class _Lane(Timeline):
                     ends.append(end)
             return ready, end
         starts = self._starts
+        # Timeline.earliest: the first idle gap at or after ready that fits, before interval i
         i = bisect_right(ends, ready, lo)
-        if i == n - 1:  # only the last interval ends after ready: before it if it fits, else after it
-            start = ready if ready + duration <= starts[i] else (ends[i] if ends[i] > ready else ready)
-        else:
-            start = self.earliest(ready, duration)
-        if start < ends[-1]:
-            return start, self.book(start, duration, ready)
-        end = start + duration  # Timeline.book's append case
+        start = ready
+        while i < n:
+            if start + duration <= starts[i]:
+                break
+            if ends[i] > start:
+                start = ends[i]
+            i += 1
+        end = start + duration
         self.busy_ps += duration
         self.waited_ps += start - ready
         self.jobs += 1
-        if duration > 0:
+        if duration <= 0:
+            return start, end
+        if i == n:  # after the last interval (Timeline.book's append case)
             if ends[-1] == start:
                 ends[-1] = end
             else:
                 starts.append(start)
                 ends.append(end)
+            return start, end
+        # Timeline.book's insertion before interval i, merging with the intervals it touches
+        merge_prev = i > lo and ends[i - 1] == start
+        merge_next = starts[i] == end
+        if merge_prev and merge_next:
+            ends[i - 1] = ends[i]
+            del starts[i]
+            del ends[i]
+        elif merge_prev:
+            ends[i - 1] = end
+        elif merge_next:
+            starts[i] = start
+        else:
+            starts.insert(i, start)
+            ends.insert(i, end)
         return start, end
 
 
@@ -414,6 +434,8 @@ class HighBandwidthFlash(MemoryDevice):
     )
 
     params: HBFParams
+    SPANS_KEPT = 4096
+    """Single-page read shapes (offset, size) whose costs are memoised (see ``_span``)."""
     price_class = "flash"
     carbon_class = "flash"
     takes_prefetcher = True  # microsecond reads: only a window of requests in flight reaches the bandwidth
@@ -444,7 +466,7 @@ class HighBandwidthFlash(MemoryDevice):
         self._reg_end = [0] * self.n_planes
         self._last_read = (0, -1)  # analytic level: page range the previous read left in registers
         if p.fidelity == "transaction":
-            self._plane_tl = [Timeline() for _ in range(self.n_planes)]
+            self._plane_tl = [_Lane() for _ in range(self.n_planes)]
             self._die_tl = (
                 [[Timeline() for _ in range(self.multiplane)] for _ in range(self.n_dies)]
                 if self._die_limited
@@ -460,6 +482,8 @@ class HighBandwidthFlash(MemoryDevice):
             self._xfer_cache: dict[tuple[int, float], int] = {}
             self._xfer_pair: dict[int, tuple[int, int]] = {}
             self._page_costs: dict[int, tuple[int, int, float]] = {}  # (x_ch, x_if, io pJ) by bytes
+            self._spans: dict[int, tuple[int, int, int, int, int, float]] = {}  # see _span
+            self._base = p.base_latency
             self._sense_pj = 1 * self._page_bits * p.read_energy_per_bit  # as _book_reads computes them
             self._hit_pj = 0 * self._page_bits * p.read_energy_per_bit
         elif p.fidelity == "detailed":
@@ -834,12 +858,12 @@ class HighBandwidthFlash(MemoryDevice):
         any wait for a die sense slot, to the end of the operation; only ``duration`` is work.
         """
         plane = self._plane_tl[pc[0]]
-        plane.prune(now)
         if self._die_tl is None:
-            t = plane.earliest(ready, duration)
-            plane.book(t, duration, ready)
-            self._q_plane.wait(ready, t, now)
+            t = plane.take(ready, duration, now)[0]
+            if t > ready:
+                self._q_plane.wait(ready, t, now)
             return t, t - ready, 0
+        plane.prune(now)
         slots = self._die_tl[pc[1]]
         for s in slots:
             s.prune(now)
@@ -865,11 +889,11 @@ class HighBandwidthFlash(MemoryDevice):
     def _book_page_read(self, pg: int, lo: int, size: int, now: int, ready: int) -> int:
         """:meth:`_book_reads` of a read inside page ``pg`` (from byte ``lo`` of it), inlined: the
         same bookings, counters and energy, without building pieces."""
-        p, st = self.params, self.stat
-        sector = p.sector_size
-        s_lo = lo // sector
-        s_hi = -(-(lo + size) // sector)
-        nbytes = (s_hi - s_lo) * sector
+        st = self.stat
+        span = self._spans.get(lo * self._page + size)
+        if span is None:
+            span = self._span(lo, size)
+        s_lo, s_hi, nbytes, x_ch, x_if, io_pj = span
         C, D, P = self._C, self._D, self._P
         ch, q = pg % C, pg // C
         die_g = ch * D + q % D
@@ -877,12 +901,13 @@ class HighBandwidthFlash(MemoryDevice):
         plane = die_g * P + q % P
         reg_end = self._reg_end
         if self._reg_page[plane] == pg:  # served from the plane's page register
-            hit = True
             end = reg_end[plane]
             sensed = end if end > ready else ready
             plane_w = die_w = 0
+            array_pj = self._hit_pj
+            st.register_hits.value += 1  # Counter.add, inlined on this hot path
         else:
-            hit = False
+            p = self.params
             blk, pib = divmod(q // P, p.pages_per_block)
             spp = self._spp
             block = plane * p.blocks_per_plane + blk
@@ -893,11 +918,8 @@ class HighBandwidthFlash(MemoryDevice):
             if sensed >= reg_end[plane]:
                 self._reg_page[plane] = pg
                 reg_end[plane] = sensed
-        got = self._page_costs.get(nbytes)
-        if got is None:
-            io = nbytes * 8 * (p.channel_energy_per_bit + p.interface_energy_per_bit)
-            got = self._page_costs[nbytes] = (*self._xfers(nbytes), io)
-        x_ch, x_if, io_pj = got
+            array_pj = self._sense_pj
+            st.pages_read.value += 1
         cs, ce = self._ch_tl[ch].take(sensed, x_ch, now)
         is_, ie = self._if_tl.take(ce, x_if, now)
         ch_w = cs - sensed
@@ -920,18 +942,30 @@ class HighBandwidthFlash(MemoryDevice):
             st.plane_wait_ns.value += plane_w / PS_PER_NS
         if die_w:
             st.die_wait_ns.value += die_w / PS_PER_NS
-        if hit:
-            array_pj = self._hit_pj
-            st.register_hits.value += 1  # Counter.add, inlined on this hot path
-        else:
-            array_pj = self._sense_pj
-            st.pages_read.value += 1
         st.channel_bytes.value += nbytes
         st.interface_bytes.value += nbytes
         st.array_energy_pj.value += array_pj
         st.io_energy_pj.value += io_pj
         st.energy_pj.value += array_pj + io_pj
-        return ie + p.base_latency
+        return ie + self._base
+
+    def _span(self, lo: int, size: int) -> tuple[int, int, int, int, int, float]:
+        """Sectors, bytes, transfer times and I/O energy of a read of ``size`` bytes from byte ``lo``
+        of a page: (first sector, end sector, bytes moved, channel ps, interface ps, I/O pJ).
+        Memoised (requests reuse a handful of offsets and sizes), up to a bound on memory."""
+        p = self.params
+        sector = p.sector_size
+        s_lo = lo // sector
+        s_hi = -(-(lo + size) // sector)
+        nbytes = (s_hi - s_lo) * sector
+        got = self._page_costs.get(nbytes)
+        if got is None:
+            io = nbytes * 8 * (p.channel_energy_per_bit + p.interface_energy_per_bit)
+            got = self._page_costs[nbytes] = (*self._xfers(nbytes), io)
+        span = (s_lo, s_hi, nbytes, *got)
+        if len(self._spans) < self.SPANS_KEPT:
+            self._spans[lo * self._page + size] = span
+        return span
 
     def _book_read(self, pc: Piece, now: int, ready: int) -> tuple[int, bool]:
         """Book one page read; returns (when its last byte leaves the interface, register hit)."""

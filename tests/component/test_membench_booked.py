@@ -57,6 +57,7 @@ def test_booked_loop_matches_event_loop(case: str, monkeypatch: pytest.MonkeyPat
 
 def test_arrive_and_depart_record_like_access() -> None:
     """A request booked with arrive/depart leaves the stats a request through access leaves."""
+
     def one(via_access: bool) -> dict:
         sim = Simulation()
         dev = resolve_device("hbf-gen1").build(sim)
