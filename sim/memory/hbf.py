@@ -810,7 +810,13 @@ class HighBandwidthFlash(MemoryDevice):
         if size <= 0 or addr < 0 or addr + size > self._capacity:
             self.check_request(req)  # raises, naming the request
         req.arrive_ps = now
-        self.stat.inflight.add(1, now)
+        lvl = self.stat.inflight  # Level.add(1, now), inlined on this hot path
+        value = lvl.value
+        lvl.area += value * (now - lvl.since_ps)
+        lvl.since_ps = now
+        lvl.value = value = value + 1
+        if value > lvl.hi:
+            lvl.hi = value
         if req.write:
             return self._book_transaction(req, now)
         page = self._page
@@ -835,13 +841,30 @@ class HighBandwidthFlash(MemoryDevice):
         """Record ``req`` completing at ``now`` (see :meth:`MemoryDevice.depart`)."""
         req.done_ps = now
         st = self.stat
-        st.inflight.add(-1, now)
+        lvl = st.inflight  # Level.add(-1, now), inlined (a decrement never raises the maximum)
+        value = lvl.value
+        lvl.area += value * (now - lvl.since_ps)
+        lvl.since_ps = now
+        lvl.value = value - 1
         if req.write:
             self._record(req)
         else:  # MemoryDevice._record of a read, inlined (Counter.add is value += amount)
             st.reads.value += 1
             st.bytes_read.value += req.size
-            st.read_latency_ns.observe((now - req.arrive_ps) / PS_PER_NS)
+            x = (now - req.arrive_ps) / PS_PER_NS
+            tally = st.read_latency_ns
+            sketch = tally.sketch
+            if sketch is None:
+                tally.observe(x)
+            else:  # Tally.observe once its samples went into the sketch, inlined
+                tally.n += 1
+                tally.total += x
+                tally.total_sq += x * x
+                if x < tally.lo:
+                    tally.lo = x
+                if x > tally.hi:
+                    tally.hi = x
+                sketch.add(x)
 
     def _xfer(self, nbytes: int, rate: float) -> int:
         """``transfer_ps`` memoised: requests reuse a handful of sizes."""
@@ -937,7 +960,18 @@ class HighBandwidthFlash(MemoryDevice):
             if len(q._keys) > q._limit:
                 q.flush(now)
             st.interface_wait_ns.value += if_w / PS_PER_NS
-        st.queue_delay_ns.observe((plane_w + die_w + ch_w + if_w) / PS_PER_NS)
+        x = (plane_w + die_w + ch_w + if_w) / PS_PER_NS
+        tally = st.queue_delay_ns
+        if tally.keep:
+            tally.observe(x)
+        else:  # Tally.observe without samples, inlined
+            tally.n += 1
+            tally.total += x
+            tally.total_sq += x * x
+            if x < tally.lo:
+                tally.lo = x
+            if x > tally.hi:
+                tally.hi = x
         if plane_w:
             st.plane_wait_ns.value += plane_w / PS_PER_NS
         if die_w:
