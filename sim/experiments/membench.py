@@ -202,8 +202,9 @@ def _booked_loop(
         reqs[i] = None
         depart(req, now)
         latencies[i] = now - req.arrive_ps
-        if nxt < n:
-            reqs[nxt] = req = MemRequest(addr_list[nxt], size, write_list[nxt], nxt)
+        if nxt < n:  # the departed request's object carries the next one (see MemoryDevice.depart)
+            req.addr, req.write, req.id, req.done_ps = addr_list[nxt], write_list[nxt], nxt, -1
+            reqs[nxt] = req
             done = arrive(req, now)
             if not now <= done <= MAX_SIM_PS:
                 raise _beyond_limit(device, nxt, done)

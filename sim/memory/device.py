@@ -210,7 +210,10 @@ class MemoryDevice(Component):
         raise NotImplementedError(f"{type(self).__name__} does not book requests at arrival")
 
     def depart(self, req: MemRequest, now: int) -> None:
-        """Record ``req``, booked by :meth:`arrive`, completing at ``now`` (its completion time)."""
+        """Record ``req``, booked by :meth:`arrive`, completing at ``now`` (its completion time).
+
+        The device keeps no reference to ``req`` afterwards: the caller may reuse the object for
+        its next request (membench does, to save an allocation per request)."""
         raise NotImplementedError(f"{type(self).__name__} does not book requests at arrival")
 
     def serve_booked(self, req: MemRequest) -> int:
