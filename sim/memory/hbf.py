@@ -484,8 +484,12 @@ class HighBandwidthFlash(MemoryDevice):
             self._page_costs: dict[int, tuple[int, int, float]] = {}  # (x_ch, x_if, io pJ) by bytes
             self._spans: dict[int, tuple[int, int, int, int, int, float]] = {}  # see _span
             self._base = p.base_latency
+            self._tR = p.tR
             self._sense_pj = 1 * self._page_bits * p.read_energy_per_bit  # as _book_reads computes them
             self._hit_pj = 0 * self._page_bits * p.read_energy_per_bit
+            # A hit's 0.0 pJ (finite energies) changes no counter: array_energy_pj is a float >= 0
+            # from the sense that filled the register, and 0.0 + io_pj is io_pj; so hits skip it.
+            self._hit_adds_nothing = self._hit_pj == 0.0
         elif p.fidelity == "detailed":
             env = self.env
             self._plane_res = [simpy.Resource(env, 1) for _ in range(self.n_planes)]
@@ -923,25 +927,30 @@ class HighBandwidthFlash(MemoryDevice):
         q //= D
         plane = die_g * P + q % P
         reg_end = self._reg_end
-        if self._reg_page[plane] == pg:  # served from the plane's page register
+        hit = self._reg_page[plane] == pg
+        if hit:  # served from the plane's page register
             end = reg_end[plane]
             sensed = end if end > ready else ready
             plane_w = die_w = 0
-            array_pj = self._hit_pj
             st.register_hits.value += 1  # Counter.add, inlined on this hot path
         else:
-            p = self.params
-            blk, pib = divmod(q // P, p.pages_per_block)
-            spp = self._spp
-            block = plane * p.blocks_per_plane + blk
-            pc = (plane, die_g, ch, block, pib * spp + s_lo, pib * spp + s_hi, nbytes, pg)
-            tR = p.tR
-            start, plane_w, die_w = self._book_array(pc, ready, tR, now)
+            tR = self._tR
+            if self._die_tl is None:  # _book_array without a die limit: the plane alone
+                start = self._plane_tl[plane].take(ready, tR, now)[0]
+                plane_w, die_w = start - ready, 0
+                if plane_w:
+                    self._q_plane.wait(ready, start, now)
+            else:
+                p = self.params
+                blk, pib = divmod(q // P, p.pages_per_block)
+                spp = self._spp
+                block = plane * p.blocks_per_plane + blk
+                pc = (plane, die_g, ch, block, pib * spp + s_lo, pib * spp + s_hi, nbytes, pg)
+                start, plane_w, die_w = self._book_array(pc, ready, tR, now)
             sensed = start + tR
             if sensed >= reg_end[plane]:
                 self._reg_page[plane] = pg
                 reg_end[plane] = sensed
-            array_pj = self._sense_pj
             st.pages_read.value += 1
         cs, ce = self._ch_tl[ch].take(sensed, x_ch, now)
         is_, ie = self._if_tl.take(ce, x_if, now)
@@ -978,9 +987,13 @@ class HighBandwidthFlash(MemoryDevice):
             st.die_wait_ns.value += die_w / PS_PER_NS
         st.channel_bytes.value += nbytes
         st.interface_bytes.value += nbytes
-        st.array_energy_pj.value += array_pj
         st.io_energy_pj.value += io_pj
-        st.energy_pj.value += array_pj + io_pj
+        if hit and self._hit_adds_nothing:
+            st.energy_pj.value += io_pj
+        else:
+            array_pj = self._hit_pj if hit else self._sense_pj
+            st.array_energy_pj.value += array_pj
+            st.energy_pj.value += array_pj + io_pj
         return ie + self._base
 
     def _span(self, lo: int, size: int) -> tuple[int, int, int, int, int, float]:
