@@ -180,14 +180,15 @@ def _booked_loop(
     addr_list: list[int] = addrs.tolist()
     write_list: list[bool] = writes.tolist()
     latencies = [0] * n
-    reqs: list[MemRequest | None] = [None] * n
+    reqs: list[MemRequest] = []  # by request index (issued in index order)
     arrive, depart = device.arrive, device.depart
     bits = n.bit_length()
     mask = (1 << bits) - 1
     heap: list[int] = []
     push, pop = heapq.heappush, heapq.heappop
     for i in range(min(concurrency, n)):  # every worker issues its first request at time 0
-        reqs[i] = req = MemRequest(addr_list[i], size, write_list[i], i)
+        req = MemRequest(addr_list[i], size, write_list[i], i)
+        reqs.append(req)
         done = arrive(req, 0)
         if not 0 <= done <= MAX_SIM_PS:
             raise _beyond_limit(device, i, done)
@@ -199,12 +200,11 @@ def _booked_loop(
         now = key >> bits
         i = key & mask
         req = reqs[i]
-        reqs[i] = None
         depart(req, now)
         latencies[i] = now - req.arrive_ps
         if nxt < n:  # the departed request's object carries the next one (see MemoryDevice.depart)
             req.addr, req.write, req.id, req.done_ps = addr_list[nxt], write_list[nxt], nxt, -1
-            reqs[nxt] = req
+            reqs.append(req)
             done = arrive(req, now)
             if not now <= done <= MAX_SIM_PS:
                 raise _beyond_limit(device, nxt, done)
