@@ -12,6 +12,8 @@ beyond :data:`~sim.core.limits.MAX_SIM_PS` stops the run with a :class:`Simulati
 
 from __future__ import annotations
 
+import heapq
+import math
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
@@ -103,9 +105,17 @@ def run_membench(spec: DeviceSpec, params: MembenchParams, seed: int = 0) -> dic
     rng = sim.rng["membench.addresses"]
     addrs = _addresses(params, device.capacity_bytes, rng)
     writes = sim.rng["membench.writes"].random(len(addrs)) < params.write_ratio
+    size = params.request_size
+    if device.books_arrivals() and _started_idle(sim):
+        # nothing else in the run: the closed loop keeps its own completion queue, no event per request
+        result: list[Any] = []
+        sim.env.process(_booked_loop(device, addrs, writes, size, params.concurrency, result))
+        sim.run()
+        sim.finalize()
+        latencies, last = result
+        return summarize(spec, device, params, sim, latencies, last)
     latencies = np.zeros(len(addrs), dtype=np.int64)
     state = {"next": 0, "done": 0, "last": 0}
-    size = params.request_size
 
     def worker() -> Generator[simpy.Event, Any, None]:
         while state["next"] < len(addrs):
@@ -114,12 +124,7 @@ def run_membench(spec: DeviceSpec, params: MembenchParams, seed: int = 0) -> dic
             req = MemRequest(int(addrs[i]), size, bool(writes[i]), id=i)
             yield device.access(req)
             if not 0 <= req.arrive_ps <= req.done_ps <= MAX_SIM_PS:
-                raise SimulationError(
-                    f"request {i} finished at {req.done_ps / PS_PER_S:.3g} s of simulated time, beyond "
-                    f"the limit of {MAX_SIM_PS / PS_PER_S:.3g} s (MAX_SIM_PS) or before it arrived; a "
-                    f"device parameter is probably off by orders of magnitude",
-                    where=device.path,
-                )
+                raise _beyond_limit(device, i, req.done_ps)
             latencies[i] = req.done_ps - req.arrive_ps
             state["done"] += 1
             state["last"] = req.done_ps
@@ -134,6 +139,80 @@ def run_membench(spec: DeviceSpec, params: MembenchParams, seed: int = 0) -> dic
             f"{state['next'] - state['done']} still waiting inside {device.path}"
         )
     return summarize(spec, device, params, sim, latencies, state["last"])
+
+
+def _started_idle(sim: Simulation) -> bool:
+    """Start the components; True if they scheduled nothing (so the run is the closed loop alone)."""
+    sim.start()
+    return sim.env.peek() == math.inf
+
+
+def _beyond_limit(device: MemoryDevice, i: int, done_ps: int) -> SimulationError:
+    return SimulationError(
+        f"request {i} finished at {done_ps / PS_PER_S:.3g} s of simulated time, beyond "
+        f"the limit of {MAX_SIM_PS / PS_PER_S:.3g} s (MAX_SIM_PS) or before it arrived; a "
+        f"device parameter is probably off by orders of magnitude",
+        where=device.path,
+    )
+
+
+def _booked_loop(
+    device: MemoryDevice,
+    addrs: np.ndarray,
+    writes: np.ndarray,
+    size: int,
+    concurrency: int,
+    result: list[Any],
+) -> Generator[simpy.Event, Any, None]:
+    """The closed loop on a device that :meth:`~MemoryDevice.books_arrivals`, as one process.
+
+    Every request is booked at arrival; its completion goes into a heap ordered by (time, request
+    index), which is the order SimPy fires the workers' timeouts in (ties: the one scheduled first,
+    and requests are issued in index order). At each completion the device records it, then the
+    next request is issued at that time, as the worker process would. The process then waits once,
+    to the last completion, so the clock ends where the event-per-request loop ends. Appends the
+    latencies (ps, by request) and the last completion time to ``result``.
+
+    The heap holds one int per request, ``done << bits | index`` (ordered as the pair), since
+    comparing ints is much cheaper than comparing tuples.
+    """
+    n = len(addrs)
+    addr_list: list[int] = addrs.tolist()
+    write_list: list[bool] = writes.tolist()
+    latencies = [0] * n
+    reqs: list[MemRequest] = []  # by request index (issued in index order)
+    arrive, depart = device.arrive, device.depart
+    bits = n.bit_length()
+    mask = (1 << bits) - 1
+    heap: list[int] = []
+    push, pop = heapq.heappush, heapq.heappop
+    for i in range(min(concurrency, n)):  # every worker issues its first request at time 0
+        req = MemRequest(addr_list[i], size, write_list[i], i)
+        reqs.append(req)
+        done = arrive(req, 0)
+        if not 0 <= done <= MAX_SIM_PS:
+            raise _beyond_limit(device, i, done)
+        push(heap, done << bits | i)
+    nxt = len(heap)
+    now = 0
+    while heap:
+        key = pop(heap)
+        now = key >> bits
+        i = key & mask
+        req = reqs[i]
+        depart(req, now)
+        latencies[i] = now - req.arrive_ps
+        if nxt < n:  # the departed request's object carries the next one (see MemoryDevice.depart)
+            req.addr, req.write, req.id, req.done_ps = addr_list[nxt], write_list[nxt], nxt, -1
+            reqs.append(req)
+            done = arrive(req, now)
+            if not now <= done <= MAX_SIM_PS:
+                raise _beyond_limit(device, nxt, done)
+            push(heap, done << bits | nxt)
+            nxt += 1
+    result += (np.array(latencies, dtype=np.int64), now)
+    if now > 0:
+        yield device.env.timeout(now)
 
 
 def summarize(

@@ -196,6 +196,26 @@ class MemoryDevice(Component):
         self._record(req)
         return req.done_ps
 
+    def books_arrivals(self) -> bool:
+        """Whether :meth:`arrive` and :meth:`depart` may serve requests: the completion is known at
+        arrival, so a caller that keeps its own queue of completions (membench's closed loop) needs
+        no SimPy event per request. False here; a device whose level allows it overrides."""
+        return False
+
+    def arrive(self, req: MemRequest, now: int) -> int:
+        """Book ``req`` arriving at ``now`` (ps; the caller's clock, which may run ahead of the
+        environment's) and return its completion time; the caller must then call :meth:`depart` at
+        that time, in completion order (ties: arrival order), as the events of :meth:`access`
+        would. Every stat is then the same as through :meth:`access`. Only if :meth:`books_arrivals`."""
+        raise NotImplementedError(f"{type(self).__name__} does not book requests at arrival")
+
+    def depart(self, req: MemRequest, now: int) -> None:
+        """Record ``req``, booked by :meth:`arrive`, completing at ``now`` (its completion time).
+
+        The device keeps no reference to ``req`` afterwards: the caller may reuse the object for
+        its next request (membench does, to save an allocation per request)."""
+        raise NotImplementedError(f"{type(self).__name__} does not book requests at arrival")
+
     def serve_booked(self, req: MemRequest) -> int:
         """Transaction level without a process: reserve ``req`` now, return its completion (ps)."""
         raise NotImplementedError

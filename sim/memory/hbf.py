@@ -305,7 +305,8 @@ class _Lane(Timeline):
     __slots__ = ()
 
     def take(self, ready: int, duration: int, now: int) -> tuple[int, int]:
-        """``prune(now)`` then ``reserve(ready, duration)``."""
+        """``prune(now)`` then ``reserve(ready, duration)``: the gap search of ``earliest`` and the
+        insertion of ``book`` share one bisection."""
         ends = self._ends
         n = len(ends)
         lo = self._lo
@@ -329,23 +330,42 @@ class _Lane(Timeline):
                     ends.append(end)
             return ready, end
         starts = self._starts
+        # Timeline.earliest: the first idle gap at or after ready that fits, before interval i
         i = bisect_right(ends, ready, lo)
-        if i == n - 1:  # only the last interval ends after ready: before it if it fits, else after it
-            start = ready if ready + duration <= starts[i] else (ends[i] if ends[i] > ready else ready)
-        else:
-            start = self.earliest(ready, duration)
-        if start < ends[-1]:
-            return start, self.book(start, duration, ready)
-        end = start + duration  # Timeline.book's append case
+        start = ready
+        while i < n:
+            if start + duration <= starts[i]:
+                break
+            if ends[i] > start:
+                start = ends[i]
+            i += 1
+        end = start + duration
         self.busy_ps += duration
         self.waited_ps += start - ready
         self.jobs += 1
-        if duration > 0:
+        if duration <= 0:
+            return start, end
+        if i == n:  # after the last interval (Timeline.book's append case)
             if ends[-1] == start:
                 ends[-1] = end
             else:
                 starts.append(start)
                 ends.append(end)
+            return start, end
+        # Timeline.book's insertion before interval i, merging with the intervals it touches
+        merge_prev = i > lo and ends[i - 1] == start
+        merge_next = starts[i] == end
+        if merge_prev and merge_next:
+            ends[i - 1] = ends[i]
+            del starts[i]
+            del ends[i]
+        elif merge_prev:
+            ends[i - 1] = end
+        elif merge_next:
+            starts[i] = start
+        else:
+            starts.insert(i, start)
+            ends.insert(i, end)
         return start, end
 
 
@@ -414,6 +434,8 @@ class HighBandwidthFlash(MemoryDevice):
     )
 
     params: HBFParams
+    SPANS_KEPT = 4096
+    """Single-page read shapes (offset, size) whose costs are memoised (see ``_span``)."""
     price_class = "flash"
     carbon_class = "flash"
     takes_prefetcher = True  # microsecond reads: only a window of requests in flight reaches the bandwidth
@@ -444,7 +466,7 @@ class HighBandwidthFlash(MemoryDevice):
         self._reg_end = [0] * self.n_planes
         self._last_read = (0, -1)  # analytic level: page range the previous read left in registers
         if p.fidelity == "transaction":
-            self._plane_tl = [Timeline() for _ in range(self.n_planes)]
+            self._plane_tl = [_Lane() for _ in range(self.n_planes)]
             self._die_tl = (
                 [[Timeline() for _ in range(self.multiplane)] for _ in range(self.n_dies)]
                 if self._die_limited
@@ -460,8 +482,14 @@ class HighBandwidthFlash(MemoryDevice):
             self._xfer_cache: dict[tuple[int, float], int] = {}
             self._xfer_pair: dict[int, tuple[int, int]] = {}
             self._page_costs: dict[int, tuple[int, int, float]] = {}  # (x_ch, x_if, io pJ) by bytes
+            self._spans: dict[int, tuple[int, int, int, int, int, float]] = {}  # see _span
+            self._base = p.base_latency
+            self._tR = p.tR
             self._sense_pj = 1 * self._page_bits * p.read_energy_per_bit  # as _book_reads computes them
             self._hit_pj = 0 * self._page_bits * p.read_energy_per_bit
+            # A hit's 0.0 pJ (finite energies) changes no counter: array_energy_pj is a float >= 0
+            # from the sense that filled the register, and 0.0 + io_pj is io_pj; so hits skip it.
+            self._hit_adds_nothing = self._hit_pj == 0.0
         elif p.fidelity == "detailed":
             env = self.env
             self._plane_res = [simpy.Resource(env, 1) for _ in range(self.n_planes)]
@@ -770,26 +798,37 @@ class HighBandwidthFlash(MemoryDevice):
         """
         if not self._one_event:
             return super().access(req)
+        env = self.env
+        now = env.now
+        ev = simpy.Timeout(env, self.arrive(req, now) - now)
+        ev.callbacks.append(partial(self._complete, req))
+        return ev
+
+    def books_arrivals(self) -> bool:
+        """At the transaction level: the timelines give a request's completion at arrival."""
+        return self._one_event
+
+    def arrive(self, req: MemRequest, now: int) -> int:
+        """Book ``req`` arriving at ``now`` on the timelines (see :meth:`MemoryDevice.arrive`)."""
         addr, size = req.addr, req.size
         if size <= 0 or addr < 0 or addr + size > self._capacity:
             self.check_request(req)  # raises, naming the request
-        env = self.env
-        now = env.now
         req.arrive_ps = now
-        self.stat.inflight.add(1, now)
+        lvl = self.stat.inflight  # Level.add(1, now), inlined on this hot path
+        value = lvl.value
+        lvl.area += value * (now - lvl.since_ps)
+        lvl.since_ps = now
+        lvl.value = value = value + 1
+        if value > lvl.hi:
+            lvl.hi = value
         if req.write:
-            done = self._book_transaction(req, now)
-        else:
-            page = self._page
-            pg = addr // page
-            if (addr + size - 1) // page == pg:  # within one page: the inlined path
-                done = self._book_page_read(pg, addr - pg * page, size, now, now)
-            else:
-                self._if_tl.prune(now)
-                done = self._book_reads(req, now)
-        ev = simpy.Timeout(env, done - now)
-        ev.callbacks.append(partial(self._complete, req))
-        return ev
+            return self._book_transaction(req, now)
+        page = self._page
+        pg = addr // page
+        if (addr + size - 1) // page == pg:  # within one page: the inlined path
+            return self._book_page_read(pg, addr - pg * page, size, now, now)
+        self._if_tl.prune(now)
+        return self._book_reads(req, now)
 
     def stream_reads(self) -> FlashStreamReads | None:
         """Reads booked in closed form at a later ready time, for a prefetch window that books a
@@ -800,16 +839,36 @@ class HighBandwidthFlash(MemoryDevice):
         return FlashStreamReads(self)
 
     def _complete(self, req: MemRequest, _ev: simpy.Event | None = None) -> None:
-        now = self.env.now
+        self.depart(req, self.env.now)
+
+    def depart(self, req: MemRequest, now: int) -> None:
+        """Record ``req`` completing at ``now`` (see :meth:`MemoryDevice.depart`)."""
         req.done_ps = now
         st = self.stat
-        st.inflight.add(-1, now)
+        lvl = st.inflight  # Level.add(-1, now), inlined (a decrement never raises the maximum)
+        value = lvl.value
+        lvl.area += value * (now - lvl.since_ps)
+        lvl.since_ps = now
+        lvl.value = value - 1
         if req.write:
             self._record(req)
         else:  # MemoryDevice._record of a read, inlined (Counter.add is value += amount)
             st.reads.value += 1
             st.bytes_read.value += req.size
-            st.read_latency_ns.observe((now - req.arrive_ps) / PS_PER_NS)
+            x = (now - req.arrive_ps) / PS_PER_NS
+            tally = st.read_latency_ns
+            sketch = tally.sketch
+            if sketch is None:
+                tally.observe(x)
+            else:  # Tally.observe once its samples went into the sketch, inlined
+                tally.n += 1
+                tally.total += x
+                tally.total_sq += x * x
+                if x < tally.lo:
+                    tally.lo = x
+                if x > tally.hi:
+                    tally.hi = x
+                sketch.add(x)
 
     def _xfer(self, nbytes: int, rate: float) -> int:
         """``transfer_ps`` memoised: requests reuse a handful of sizes."""
@@ -826,12 +885,12 @@ class HighBandwidthFlash(MemoryDevice):
         any wait for a die sense slot, to the end of the operation; only ``duration`` is work.
         """
         plane = self._plane_tl[pc[0]]
-        plane.prune(now)
         if self._die_tl is None:
-            t = plane.earliest(ready, duration)
-            plane.book(t, duration, ready)
-            self._q_plane.wait(ready, t, now)
+            t = plane.take(ready, duration, now)[0]
+            if t > ready:
+                self._q_plane.wait(ready, t, now)
             return t, t - ready, 0
+        plane.prune(now)
         slots = self._die_tl[pc[1]]
         for s in slots:
             s.prune(now)
@@ -857,39 +916,42 @@ class HighBandwidthFlash(MemoryDevice):
     def _book_page_read(self, pg: int, lo: int, size: int, now: int, ready: int) -> int:
         """:meth:`_book_reads` of a read inside page ``pg`` (from byte ``lo`` of it), inlined: the
         same bookings, counters and energy, without building pieces."""
-        p, st = self.params, self.stat
-        sector = p.sector_size
-        s_lo = lo // sector
-        s_hi = -(-(lo + size) // sector)
-        nbytes = (s_hi - s_lo) * sector
+        st = self.stat
+        span = self._spans.get(lo * self._page + size)
+        if span is None:
+            span = self._span(lo, size)
+        s_lo, s_hi, nbytes, x_ch, x_if, io_pj = span
         C, D, P = self._C, self._D, self._P
         ch, q = pg % C, pg // C
         die_g = ch * D + q % D
         q //= D
         plane = die_g * P + q % P
         reg_end = self._reg_end
-        if self._reg_page[plane] == pg:  # served from the plane's page register
-            hit = True
+        hit = self._reg_page[plane] == pg
+        if hit:  # served from the plane's page register
             end = reg_end[plane]
             sensed = end if end > ready else ready
             plane_w = die_w = 0
+            st.register_hits.value += 1  # Counter.add, inlined on this hot path
         else:
-            hit = False
-            blk, pib = divmod(q // P, p.pages_per_block)
-            spp = self._spp
-            block = plane * p.blocks_per_plane + blk
-            pc = (plane, die_g, ch, block, pib * spp + s_lo, pib * spp + s_hi, nbytes, pg)
-            tR = p.tR
-            start, plane_w, die_w = self._book_array(pc, ready, tR, now)
+            tR = self._tR
+            if self._die_tl is None:  # _book_array without a die limit: the plane alone
+                start = self._plane_tl[plane].take(ready, tR, now)[0]
+                plane_w, die_w = start - ready, 0
+                if plane_w:
+                    self._q_plane.wait(ready, start, now)
+            else:
+                p = self.params
+                blk, pib = divmod(q // P, p.pages_per_block)
+                spp = self._spp
+                block = plane * p.blocks_per_plane + blk
+                pc = (plane, die_g, ch, block, pib * spp + s_lo, pib * spp + s_hi, nbytes, pg)
+                start, plane_w, die_w = self._book_array(pc, ready, tR, now)
             sensed = start + tR
             if sensed >= reg_end[plane]:
                 self._reg_page[plane] = pg
                 reg_end[plane] = sensed
-        got = self._page_costs.get(nbytes)
-        if got is None:
-            io = nbytes * 8 * (p.channel_energy_per_bit + p.interface_energy_per_bit)
-            got = self._page_costs[nbytes] = (*self._xfers(nbytes), io)
-        x_ch, x_if, io_pj = got
+            st.pages_read.value += 1
         cs, ce = self._ch_tl[ch].take(sensed, x_ch, now)
         is_, ie = self._if_tl.take(ce, x_if, now)
         ch_w = cs - sensed
@@ -907,23 +969,50 @@ class HighBandwidthFlash(MemoryDevice):
             if len(q._keys) > q._limit:
                 q.flush(now)
             st.interface_wait_ns.value += if_w / PS_PER_NS
-        st.queue_delay_ns.observe((plane_w + die_w + ch_w + if_w) / PS_PER_NS)
+        x = (plane_w + die_w + ch_w + if_w) / PS_PER_NS
+        tally = st.queue_delay_ns
+        if tally.keep:
+            tally.observe(x)
+        else:  # Tally.observe without samples, inlined
+            tally.n += 1
+            tally.total += x
+            tally.total_sq += x * x
+            if x < tally.lo:
+                tally.lo = x
+            if x > tally.hi:
+                tally.hi = x
         if plane_w:
             st.plane_wait_ns.value += plane_w / PS_PER_NS
         if die_w:
             st.die_wait_ns.value += die_w / PS_PER_NS
-        if hit:
-            array_pj = self._hit_pj
-            st.register_hits.value += 1  # Counter.add, inlined on this hot path
-        else:
-            array_pj = self._sense_pj
-            st.pages_read.value += 1
         st.channel_bytes.value += nbytes
         st.interface_bytes.value += nbytes
-        st.array_energy_pj.value += array_pj
         st.io_energy_pj.value += io_pj
-        st.energy_pj.value += array_pj + io_pj
-        return ie + p.base_latency
+        if hit and self._hit_adds_nothing:
+            st.energy_pj.value += io_pj
+        else:
+            array_pj = self._hit_pj if hit else self._sense_pj
+            st.array_energy_pj.value += array_pj
+            st.energy_pj.value += array_pj + io_pj
+        return ie + self._base
+
+    def _span(self, lo: int, size: int) -> tuple[int, int, int, int, int, float]:
+        """Sectors, bytes, transfer times and I/O energy of a read of ``size`` bytes from byte ``lo``
+        of a page: (first sector, end sector, bytes moved, channel ps, interface ps, I/O pJ).
+        Memoised (requests reuse a handful of offsets and sizes), up to a bound on memory."""
+        p = self.params
+        sector = p.sector_size
+        s_lo = lo // sector
+        s_hi = -(-(lo + size) // sector)
+        nbytes = (s_hi - s_lo) * sector
+        got = self._page_costs.get(nbytes)
+        if got is None:
+            io = nbytes * 8 * (p.channel_energy_per_bit + p.interface_energy_per_bit)
+            got = self._page_costs[nbytes] = (*self._xfers(nbytes), io)
+        span = (s_lo, s_hi, nbytes, *got)
+        if len(self._spans) < self.SPANS_KEPT:
+            self._spans[lo * self._page + size] = span
+        return span
 
     def _book_read(self, pc: Piece, now: int, ready: int) -> tuple[int, bool]:
         """Book one page read; returns (when its last byte leaves the interface, register hit)."""

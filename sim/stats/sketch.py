@@ -17,16 +17,21 @@ from collections.abc import Iterable
 RELATIVE_ERROR = 0.005
 EXACT_SAMPLES = 1 << 16
 """Samples a tally keeps before it sketches (percentiles are exact up to here)."""
+BUCKETS_KEPT = 1 << 12
+"""Distinct positive values whose bucket a sketch remembers (bounds the memo's memory)."""
 
 
 class LogSketch:
     """Counts of values in logarithmic buckets; zero and negative values in their own buckets."""
 
-    __slots__ = ("_gamma_log", "count", "negative", "positive", "zeros")
+    __slots__ = ("_bucket", "_gamma_log", "count", "negative", "positive", "zeros")
 
     def __init__(self, relative_error: float = RELATIVE_ERROR) -> None:
         gamma = (1 + relative_error) / (1 - relative_error)
         self._gamma_log = math.log(gamma)
+        # bucket of each positive value seen (latencies repeat a few thousand values; a log each is
+        # most of the cost of adding one), up to BUCKETS_KEPT values
+        self._bucket: dict[float, int] = {}
         self.positive: dict[int, int] = {}
         self.negative: dict[int, int] = {}
         self.zeros = 0
@@ -35,7 +40,11 @@ class LogSketch:
     def add(self, x: float) -> None:
         self.count += 1
         if x > 0:
-            k = math.ceil(math.log(x) / self._gamma_log)
+            k = self._bucket.get(x)
+            if k is None:
+                k = math.ceil(math.log(x) / self._gamma_log)
+                if len(self._bucket) < BUCKETS_KEPT:
+                    self._bucket[x] = k
             self.positive[k] = self.positive.get(k, 0) + 1
         elif x < 0:
             k = math.ceil(math.log(-x) / self._gamma_log)
