@@ -54,7 +54,6 @@ from sim.core.errors import ConfigError, MemwallError
 from sim.core.limits import MAX_BATCH, MAX_REQUESTS, MAX_STEPS, MAX_SWEEP_CELLS, MAX_TOKENS
 from sim.core.textfile import brief
 from sim.core.tomlfile import read_toml
-from sim.experiments.run import RUN_SETTINGS as RUN_KEYS
 
 # whole-number run settings and their accepted range (a sweep refuses 0 steps rather than run 16)
 _INT_BOUNDS = {
@@ -115,6 +114,8 @@ def _table(value: Any, what: str, where: str) -> Mapping[str, Any]:
 
 def normalize(raw: Mapping[str, Any], where: str = "cell") -> dict[str, Any]:
     """Settings in canonical form: run keys at the top level, every other key under ``set``."""
+    from sim.experiments.run import RUN_SETTINGS as RUN_KEYS  # here: the CLI's start-up stays light
+
     out: dict[str, Any] = {}
     sets: dict[str, Any] = {}
     for key, value in _table(raw, "a table of run settings", where).items():
