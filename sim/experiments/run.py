@@ -344,7 +344,7 @@ def build_run(settings: Mapping[str, Any], where: str = "--set") -> tuple[RunSpe
         batching=batch_set,
         driver=driver,
         seed=seed,
-        label=f"{path} (limit {limit})",
+        label=f"{trace_path or 'traces/' + DEFAULT_TRACE.name} (limit {limit})",  # not where it is installed
         load={"rate_scale": scale},
     )
     return spec, None
