@@ -141,7 +141,7 @@ def _execute_replicas(
     """``mapping.dp`` replicas in one simulation, each its own chips (built under ``replicaI``),
     driver (``runI``) and batching policy, behind a :class:`~sim.serving.router.Router`. Returns
     the merged summary (``replicas`` holds each one's figures), the first replica's driver and the
-    sim; every driver is in ``sim.drivers``."""
+    sim (every driver and the router are among ``sim.roots``)."""
     dp = spec.mapping.dp
     if scheduler is not None or spec.requests is None:
         what = "a decode-trace replay (one replica's batches)" if scheduler else "a fixed decode batch"
@@ -165,7 +165,6 @@ def _execute_replicas(
     ordered = _sorted(spec.requests, spec.mapping.max_context(spec.model))
     probes = [partial(replica_load, i, d.scheduler, feeds[i]) for i, d in enumerate(drivers)]
     router = Router(sim, "router", ordered, feeds, probes, spec.router)
-    sim.drivers = drivers  # type: ignore[attr-defined]
     if progress is not None:
         sim.env.on_tick = lambda: progress(drivers[0], sim)
     t0 = time.perf_counter()

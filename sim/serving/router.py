@@ -5,8 +5,9 @@ independently, each with its own batching policy and KV cache. A :class:`Router`
 in arrival order and, at each one's arrival time, hands it to one replica through that replica's
 :class:`RequestFeed`; the replica's driver picks it up when it is next free to schedule (at the end
 of its iteration in flight, as a single-replica run adds arrivals). Which replica gets a request is
-a registered routing policy (``@register("router", NAME)``): a function of the request, the load of
-every replica at that moment (:class:`ReplicaLoad`) and the request's position in the stream.
+a registered routing policy (``@register("request_router", NAME)``; the kind ``router`` is the
+fabric's routers): a function of the request, the load of every replica at that moment
+(:class:`ReplicaLoad`) and the request's position in the stream.
 
 Shipped policies: ``round_robin`` (request i to replica i mod dp), ``least_requests`` (fewest
 outstanding requests), ``least_tokens`` (fewest outstanding prompt + output tokens still to be
@@ -91,25 +92,25 @@ RoutingPolicy = Callable[[Request, Sequence[ReplicaLoad], int], int]
 """(request, load of every replica, position of the request in the stream) -> replica index."""
 
 
-@register("router", "round_robin")
+@register("request_router", "round_robin")
 def round_robin(request: Request, loads: Sequence[ReplicaLoad], seq: int) -> int:
     """Request i to replica i mod dp, whatever the load: the baseline."""
     return seq % len(loads)
 
 
-@register("router", "least_requests")
+@register("request_router", "least_requests")
 def least_requests(request: Request, loads: Sequence[ReplicaLoad], seq: int) -> int:
     """The replica with the fewest outstanding requests (join the shortest queue)."""
     return min(loads, key=lambda x: (x.requests, x.index)).index
 
 
-@register("router", "least_tokens")
+@register("request_router", "least_tokens")
 def least_tokens(request: Request, loads: Sequence[ReplicaLoad], seq: int) -> int:
     """The replica with the fewest prompt + output tokens still to process: weighs long requests."""
     return min(loads, key=lambda x: (x.tokens, x.requests, x.index)).index
 
 
-@register("router", "kv_aware")
+@register("request_router", "kv_aware")
 def kv_aware(request: Request, loads: Sequence[ReplicaLoad], seq: int) -> int:
     """The replica with the most KV cache left once its queued requests are in: the one that can
     admit this request soonest when KV capacity, not compute, limits admission."""
@@ -134,7 +135,8 @@ def replica_load(index: int, scheduler: Any, feed: RequestFeed) -> ReplicaLoad:
 
 
 def _known_policy(name: str) -> str | None:
-    return None if name in names("router") else f"one of: {', '.join(names('router'))}"
+    known = names("request_router")
+    return None if name in known else f"one of: {', '.join(known)}"
 
 
 @dataclass(frozen=True)
@@ -172,7 +174,7 @@ class Router(Component):
         super().__init__(sim, name, params or RouterParams())
 
     def build(self) -> None:
-        self.policy: RoutingPolicy = lookup("router", self.params.policy)  # type: ignore[attr-defined]
+        self.policy: RoutingPolicy = lookup("request_router", self.params.policy)  # type: ignore[attr-defined]
         self.assigned: dict[int, int] = {}  # request id -> replica index
         self.per_replica = [0] * len(self.feeds)
 
