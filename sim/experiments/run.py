@@ -144,11 +144,8 @@ def _execute_replicas(
     sim (every driver and the router are among ``sim.roots``)."""
     dp = spec.mapping.dp
     if scheduler is not None or spec.requests is None:
-        what = "a decode-trace replay (one replica's batches)" if scheduler else "a fixed decode batch"
-        raise ConfigError(
-            f"data parallelism routes requests to replicas; {what} has none to route: expected "
-            f"mapping.dp = 1, found {dp} (a fixed batch on dp replicas is dp copies of one)",
-            where="mapping.dp",
+        _one_replica(
+            spec.mapping, "a decode-trace replay" if scheduler else "a fixed decode batch", "mapping"
         )
     table = {**spec.system.batching, **spec.batching}
     name = str(table.pop("policy", "continuous"))
@@ -201,6 +198,17 @@ def _execute_replicas(
         "sim_s_per_wall_s": (sim.now / PS_PER_S) / wall if wall > 0 else 0.0,
     }
     return summary, drivers[0], sim
+
+
+def _one_replica(mapping: MappingParams, what: str, where: str) -> None:
+    """Data parallelism routes requests; a workload without requests to route is one replica's."""
+    if mapping.dp != 1:
+        raise ConfigError(
+            f"data parallelism routes requests to replicas; {what} has none to route: expected "
+            f"mapping.dp = 1, found {mapping.dp} (a fixed batch or a decode trace on dp replicas is dp "
+            "copies of one)",
+            where=join_where(where, "mapping.dp"),
+        )
 
 
 def _sorted(requests: Iterable[Request], max_context: int) -> Iterator[Request]:
@@ -354,6 +362,7 @@ def _build_run(settings: Mapping[str, Any], where: str = "--set") -> tuple[RunSp
         mapping = mapping_from(system, header, where=f"{trace_path}: header.mapping")
         if map_set:
             mapping = mapping.replace(map_set, where=f"{where} mapping")
+        _one_replica(mapping, "a decode-trace replay", where)
         spec = RunSpec(
             model, system, mapping, requests_in_order(trace), driver=driver, seed=seed, label=str(trace_path)
         )
@@ -368,6 +377,7 @@ def _build_run(settings: Mapping[str, Any], where: str = "--set") -> tuple[RunSp
             "a fixed-batch decode run",
             where,
         )
+        _one_replica(mapping, "a fixed decode batch", where)
         batch, context, steps = (
             _bounded(s, "batch", 1, MAX_BATCH),
             _bounded(s, "context", 1024, mapping.max_context(model)),
