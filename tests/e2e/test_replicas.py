@@ -78,6 +78,16 @@ def test_each_replica_replays_only_its_own_counters(two):
         assert all(u in [c.die for c in d.chips] for u in d.reuse.units)
 
 
+def test_reuse_on_and_off_agree_with_several_replicas(two):
+    """Each replica replays only its own counters: the totals match a run simulating every iteration."""
+    on = two[0]
+    off, *_ = run(**{"mapping.tp": 4, "mapping.dp": 2, "driver.reuse": False})
+    assert off["reuse"] == {"enabled": False}
+    assert [r["tokens"] for r in on["replicas"]] == [r["tokens"] for r in off["replicas"]]
+    assert on["energy_j"] == pytest.approx(off["energy_j"], rel=0.01)
+    assert on["tokens_per_s"] == pytest.approx(off["tokens_per_s"], rel=0.01)
+
+
 def test_energy_adds_up_over_replicas_and_capital_doubles(one, two):
     a, b = one[0], two[0]
     assert b["capital_usd"] == pytest.approx(2 * a["capital_usd"], rel=1e-12)
