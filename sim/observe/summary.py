@@ -81,8 +81,9 @@ def _reuse(reuses: Sequence[Any]) -> dict[str, Any]:
 
 
 def replica_figures(drivers: Sequence[TokenDriver], router: Any) -> list[dict[str, Any]]:
-    """Per replica: requests routed to it, tokens it generated, tokens/s, its utilisation and queueing
-    (so an unbalanced router shows), and its TTFT distribution."""
+    """Per replica: requests routed to it and how many outstanding requests each found there (the
+    queue it joined), tokens it generated, tokens/s, its TTFT distribution, and its hardware's
+    utilisation and queueing (so an unbalanced router shows)."""
     span_s = drivers[0].env.now / PS_PER_S
     out = []
     for i, d in enumerate(drivers):
@@ -94,6 +95,9 @@ def replica_figures(drivers: Sequence[TokenDriver], router: Any) -> list[dict[st
             {
                 "replica": i,
                 "requests": router.per_replica[i],
+                "requests_ahead_mean": router.ahead[i] / router.per_replica[i]
+                if router.per_replica[i]
+                else 0.0,
                 "tokens": tokens,
                 "iterations": len(d.iterations),
                 "tokens_per_s": tokens / span_s if span_s > 0 else 0.0,

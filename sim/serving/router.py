@@ -177,6 +177,7 @@ class Router(Component):
         self.policy: RoutingPolicy = lookup("request_router", self.params.policy)  # type: ignore[attr-defined]
         self.assigned: dict[int, int] = {}  # request id -> replica index
         self.per_replica = [0] * len(self.feeds)
+        self.ahead = [0] * len(self.feeds)  # outstanding requests each routed request found there
 
     def run(self) -> None:
         self.env.process(self._route())
@@ -195,6 +196,7 @@ class Router(Component):
                 )
             self.assigned[r.id] = k
             self.per_replica[k] += 1
+            self.ahead[k] += loads[k].requests
             self.stat.routed.add()
             self.feeds[k].push(r)
         for feed in self.feeds:

@@ -52,6 +52,7 @@ def test_every_request_goes_to_exactly_one_replica_and_generates_all_its_tokens(
     assert summary["requests_finished"] == summary["requests"] == len(requests)
     assert sum(r["tokens"] for r in summary["replicas"]) == summary["tokens"]
     assert sum(r["requests"] for r in summary["replicas"]) == len(requests)
+    assert all(r["requests_ahead_mean"] >= 0 for r in summary["replicas"])
     assert "error" not in summary and summary["bound_violations"] == 0
 
 
