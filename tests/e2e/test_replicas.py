@@ -155,3 +155,12 @@ def test_cli_refuses_per_replica_files(tmp_path, capsys):
     assert main([*argv, "--out", str(tmp_path / "o")]) != 0
     assert "--json" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_trace_gen_refuses_replicas(tmp_path, capsys):
+    from sim.cli import main
+
+    out = tmp_path / "t.jsonl"
+    argv = ["trace", "gen", "--model", "llama-3.1-8b", "--requests", TRACE, "--limit", "4"]
+    assert main([*argv, "--set", "mapping.dp=2", "--set", "mapping.tp=4", "--out", str(out)]) != 0
+    assert "one replica" in capsys.readouterr().err and not out.exists()
