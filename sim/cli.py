@@ -405,6 +405,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         "set": sets,
     }
     spec, scheduler = build_run(settings)
+    if spec.mapping.dp > 1 and (args.out or args.timeline):
+        raise ConfigError(
+            "--out and --timeline write one replica's requests and iterations; with mapping.dp > 1 "
+            "use --json (its 'replicas' list has each replica's figures)",
+            where="--out" if args.out else "--timeline",
+        )
     show = not args.quiet and sys.stderr.isatty()
     with RunProgress(spec, enabled=show) as bar:
         summary, drv, sim = execute(spec, scheduler=scheduler, progress=bar.update if show else None)
@@ -421,6 +427,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     if "error" in summary:  # the results up to the stall are printed and written above
         raise SimulationError(f"run stopped early: {summary['error']}")
     return 0
+
+
+def _replicas(r: dict[str, Any]) -> str:
+    """One line per replica: requests routed, tokens, tokens/s, compute-die utilisation."""
+    lines = [f"{len(r['replicas'])} behind the {r['router']['policy']} router"]
+    for x in r["replicas"]:
+        die = ", ".join(
+            f"{k} {100 * v:.1f}%" for k, v in x["utilization"].items() if k.endswith("compute_die")
+        )
+        lines.append(
+            f"replica {x['replica']}: {x['requests']} requests, {x['tokens']} tokens, "
+            f"{x['tokens_per_s']:,.1f} tokens/s, TTFT p99 {x['ttft_ms']['p99']:.3f} ms; {die}"
+        )
+    return "\n    ".join(lines)
 
 
 def _print_run(r: dict[str, Any]) -> None:
@@ -444,6 +464,7 @@ def _print_run(r: dict[str, Any]) -> None:
         ("step time", dist(r["step_time_ms"])),
         ("hardware / software", _split(r)),
         ("throughput", f"{r['tokens_per_s']:,.1f} tokens/s"),
+        *([("replicas", _replicas(r))] if "replicas" in r else []),
         (
             "critical path",
             ", ".join(

@@ -52,6 +52,7 @@ BUILTIN_MODULES = (
     "sim.requests.synthetic",
     "sim.requests.load",
     "sim.serving.batching",
+    "sim.serving.router",
 )
 
 

@@ -39,6 +39,7 @@ from sim.model.spec import ModelSpec
 from sim.requests.record import Request
 from sim.serving.lowering import Lowering, OpWork
 from sim.serving.mapping import Plan
+from sim.serving.router import RequestFeed
 from sim.serving.scheduler import Batch, BatchEntry, Scheduler
 from sim.stats import counter, tally
 from sim.stats.kinds import Counter
@@ -159,6 +160,27 @@ class OpRecord:
     blame: dict[Cause, float] = field(default_factory=dict)
 
 
+class _TraceArrivals:
+    """Requests of a trace in arrival order, taken as the clock reaches them (a single replica)."""
+
+    def __init__(self, env: simpy.Environment, requests: Iterator[Request]) -> None:
+        self.env = env
+        self.requests = requests
+        self.next: Request | None = next(requests, None)
+
+    def arrived(self, now: int) -> Iterator[Request]:
+        """The requests that have arrived by ``now`` and were not taken yet."""
+        while self.next is not None and self.next.arrival_ps <= now:
+            r, self.next = self.next, next(self.requests, None)
+            yield r
+
+    def wait(self, wake: int | None) -> simpy.Event | None:
+        """A timeout to the next arrival or ``wake`` (ps), whichever is first; None when neither is due."""
+        now = self.env.now
+        times = [t for t in (wake, self.next.arrival_ps if self.next else None) if t is not None and t > now]
+        return self.env.timeout(min(times) - now) if times else None
+
+
 class TokenDriver(Component):
     """Feeds batches from a scheduler through the chips of each stage and records everything."""
 
@@ -191,7 +213,10 @@ class TokenDriver(Component):
         scheduler: Scheduler,
         requests: Iterable[Request],
         params: DriverParams | None = None,
+        feed: RequestFeed | None = None,
     ) -> None:
+        """``requests`` in arrival order; or, for a replica behind a router, none and a ``feed``
+        the router pushes each request to at its arrival time."""
         if len(system.chips) != plan.mapping.pp:
             raise ValueError(
                 f"the built system has {len(system.chips)} chips, the plan {plan.mapping.pp} stages"
@@ -202,6 +227,7 @@ class TokenDriver(Component):
         self.plan = plan
         self.scheduler = scheduler
         self.requests: Iterator[Request] = iter(requests)
+        self.feed = feed
         super().__init__(sim, name, params or DriverParams())
 
     def build(self) -> None:
@@ -246,20 +272,29 @@ class TokenDriver(Component):
         self.reuse = self._make_reuse() if p.reuse and not p.record_ops and safe else None
         self.env.process(self._main())
 
+    def _mine(self, path: str) -> bool:
+        """Whether the component at ``path`` is this driver or part of the hardware it drives (with
+        several replicas in one simulation, another replica's components are none of its business)."""
+        root = self.hardware.path
+        return path == self.path or path == root or path.startswith(root + ".")
+
     def _make_reuse(self) -> IterationReuse:
-        """Reuse tracking every counter of every component (but the driver's own iteration and
+        """Reuse tracking every counter of this driver's components (but its own iteration and
         token counts, which replayed iterations add themselves) and every compute unit's busy time."""
         p: DriverParams = self.params  # type: ignore[assignment]
         own = {id(self.stat.iterations), id(self.stat.tokens)}
         counters = [
             stat
-            for group in self.sim.stats.groups.values()
+            for scope, group in self.sim.stats.groups.items()
+            if self._mine(scope)
             for stat in group.values()
             if isinstance(stat, Counter) and id(stat) not in own
         ]
         units = [chip.die for chip in self.chips]
         units += [m.near for chip in self.chips for m in chip.memories.values() if m.near is not None]
-        syncs = [c.sync_stats for c in self.sim.components() if hasattr(c, "sync_stats")]
+        syncs = [
+            c.sync_stats for c in self.sim.components() if hasattr(c, "sync_stats") and self._mine(c.path)
+        ]
         reuse = IterationReuse(
             counters,
             units,
@@ -345,24 +380,22 @@ class TokenDriver(Component):
     def _main(self) -> Generator[simpy.Event, Any, None]:
         env = self.env
         p: DriverParams = self.params  # type: ignore[assignment]
-        nxt = next(self.requests, None)
+        source = self.feed if self.feed is not None else _TraceArrivals(env, self.requests)
         while len(self.iterations) < p.max_iterations:
-            while nxt is not None and nxt.arrival_ps <= env.now:
-                self.records[nxt.id] = RequestRecord(nxt)
-                self.scheduler.add(nxt, env.now)
-                nxt = next(self.requests, None)
+            for r in source.arrived(env.now):
+                self.records[r.id] = RequestRecord(r)
+                self.scheduler.add(r, env.now)
             batch = self.scheduler.next_batch(env.now)
             if batch is None:
-                wake = self.scheduler.wake_time(env.now)
-                times = [t for t in (wake, nxt.arrival_ps if nxt else None) if t is not None and t > env.now]
-                if not times:
-                    if self.scheduler.idle and nxt is None:
+                wait = source.wait(self.scheduler.wake_time(env.now))
+                if wait is None:
+                    if self.scheduler.idle:
                         break
                     raise SimulationError(
                         f"scheduler stalled at {env.now} ps: {self.scheduler.num_waiting} requests wait, "
                         "nothing runs and no arrival or wake-up is due"
                     )
-                yield env.timeout(min(times) - env.now)
+                yield wait
                 continue
             start = env.now
             blame, reused = yield from self._step(batch)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from sim.core.errors import ConfigError, SimulationError, join_where
@@ -18,11 +19,19 @@ from sim.core.simulation import Simulation
 from sim.core.units import PS_PER_S
 from sim.driver.token_driver import DriverParams, TokenDriver
 from sim.model.spec import ModelSpec
-from sim.observe.summary import energy_and_cost, queueing, token_figures, utilization
+from sim.observe.summary import (
+    energy_and_cost,
+    mean_by_key,
+    queueing,
+    replica_figures,
+    token_figures,
+    utilization,
+)
 from sim.requests.load import offered_load
 from sim.requests.record import Request
 from sim.serving.batching import make_policy
-from sim.serving.mapping import MappingParams, plan
+from sim.serving.mapping import MappingParams, Plan, plan
+from sim.serving.router import RequestFeed, Router, RouterParams, replica_load
 from sim.serving.scheduler import FixedDecodeBatch, Scheduler
 from sim.shipped import shipped_dir
 from sim.system.build import build_system
@@ -45,6 +54,7 @@ class RunSpec:
     seed: int = 0
     label: str = ""
     load: dict[str, Any] = field(default_factory=dict)  # how the requests were offered (rate scale, profile)
+    router: RouterParams = field(default_factory=RouterParams)  # spreads requests over mapping.dp replicas
 
 
 def execute(
@@ -56,6 +66,8 @@ def execute(
     is called now and then while it runs (for a progress bar; it must not touch the simulation).
     """
     p = plan(spec.model, spec.system, spec.mapping)
+    if spec.mapping.dp > 1:
+        return _execute_replicas(spec, p, scheduler, progress)
     if scheduler is not None:
         requests: Iterable[Request] = spec.requests or ()
     elif spec.requests is None:
@@ -66,20 +78,7 @@ def execute(
         name = str(table.pop("policy", "continuous"))
         scheduler = make_policy(name, table, kv_capacity_tokens=p.kv_capacity_tokens, where="batching")
         requests = spec.requests
-    sim = Simulation(
-        seed=spec.seed,
-        config={
-            "system": spec.system.resolved(),
-            "model": spec.model.summary(),
-            "mapping": spec.mapping.as_dict(),
-            "driver": spec.driver.as_dict(),
-            "workload": (
-                {"batch": spec.batch, "context": spec.context, "steps": spec.steps}
-                if spec.requests is None
-                else {"trace": spec.label}
-            ),
-        },
-    )
+    sim = Simulation(seed=spec.seed, config=_config(spec))
     hardware = build_system(
         sim, spec.system, chips=p.mapping.pp, network=TokenDriver.needs_network(spec.driver, p)
     )
@@ -119,6 +118,97 @@ def execute(
         "sim_s_per_wall_s": (sim.now / PS_PER_S) / wall if wall > 0 else 0.0,
     }
     return summary, driver, sim
+
+
+def _config(spec: RunSpec) -> dict[str, Any]:
+    """The resolved configuration a run writes beside its results."""
+    return {
+        "system": spec.system.resolved(),
+        "model": spec.model.summary(),
+        "mapping": spec.mapping.as_dict(),
+        "driver": spec.driver.as_dict(),
+        "workload": (
+            {"batch": spec.batch, "context": spec.context, "steps": spec.steps}
+            if spec.requests is None
+            else {"trace": spec.label}
+        ),
+    }
+
+
+def _execute_replicas(
+    spec: RunSpec, p: Plan, scheduler: Scheduler | None, progress: Any
+) -> tuple[dict[str, Any], TokenDriver, Simulation]:
+    """``mapping.dp`` replicas in one simulation, each its own chips (built under ``replicaI``),
+    driver (``runI``) and batching policy, behind a :class:`~sim.serving.router.Router`. Returns
+    the merged summary (``replicas`` holds each one's figures), the first replica's driver and the
+    sim (every driver and the router are among ``sim.roots``)."""
+    dp = spec.mapping.dp
+    if scheduler is not None or spec.requests is None:
+        _one_replica(
+            spec.mapping, "a decode-trace replay" if scheduler else "a fixed decode batch", "mapping"
+        )
+    table = {**spec.system.batching, **spec.batching}
+    name = str(table.pop("policy", "continuous"))
+    sim = Simulation(seed=spec.seed, config={**_config(spec), "router": spec.router.as_dict()})
+    network = TokenDriver.needs_network(spec.driver, p)
+    feeds = [RequestFeed(sim.env) for _ in range(dp)]
+    drivers: list[TokenDriver] = []
+    for i in range(dp):
+        hardware = build_system(sim, spec.system, chips=p.mapping.pp, network=network, name=f"replica{i}")
+        policy = make_policy(name, table, kv_capacity_tokens=p.kv_capacity_tokens, where="batching")
+        drivers.append(
+            TokenDriver(sim, f"run{i}", spec.model, hardware, p, policy, (), spec.driver, feed=feeds[i])
+        )
+    ordered = _sorted(spec.requests, spec.mapping.max_context(spec.model))
+    probes = [partial(replica_load, i, d.scheduler, feeds[i]) for i, d in enumerate(drivers)]
+    router = Router(sim, "router", ordered, feeds, probes, spec.router)
+    if progress is not None:
+        sim.env.on_tick = lambda: progress(drivers[0], sim)
+    t0 = time.perf_counter()
+    error = None
+    try:
+        sim.run(until=sim.env.all_of([d.done for d in drivers]))
+    except SimulationError as exc:
+        error = str(exc)
+    wall = time.perf_counter() - t0
+    sim.finalize()
+    summary = token_figures(drivers)
+    arrivals = sorted(r.request.arrival_ps for d in drivers for r in d.records.values())
+    summary["offered_load"] = {"source": spec.label, **spec.load, **offered_load(arrivals)}
+    if error is not None:
+        summary["error"] = error
+    perf = sim.performance()
+    parts = replica_figures(drivers, router)
+    summary = {
+        "system": spec.system.name,
+        "model": spec.model.name,
+        "mapping": dict(spec.mapping.as_dict()),
+        "router": spec.router.as_dict(),
+        **summary,
+        **energy_and_cost(drivers, sim.now / PS_PER_S),
+        "utilization": mean_by_key([r["utilization"] for r in parts]),
+        "queueing_us": mean_by_key([r["queueing_us"] for r in parts]),
+        "replicas": parts,
+        "capacity": {f"{n}": v for n, v in p.capacity_report().items()},
+        "kv_capacity_tokens": p.kv_capacity_tokens,
+        "sim_time_s": sim.now / PS_PER_S,
+        "events": perf["events"],
+        "wall_s": wall,
+        "events_per_s": perf["events"] / wall if wall > 0 else 0.0,
+        "sim_s_per_wall_s": (sim.now / PS_PER_S) / wall if wall > 0 else 0.0,
+    }
+    return summary, drivers[0], sim
+
+
+def _one_replica(mapping: MappingParams, what: str, where: str) -> None:
+    """Data parallelism routes requests; a workload without requests to route is one replica's."""
+    if mapping.dp != 1:
+        raise ConfigError(
+            f"data parallelism routes requests to replicas; {what} has none to route: expected "
+            f"mapping.dp = 1, found {mapping.dp} (a fixed batch or a decode trace on dp replicas is dp "
+            "copies of one)",
+            where=join_where(where, "mapping.dp"),
+        )
 
 
 def _sorted(requests: Iterable[Request], max_context: int) -> Iterator[Request]:
@@ -222,6 +312,24 @@ def split_sets(sets: Mapping[str, Any], where: str = "--set") -> Tables:
 
 
 def build_run(settings: Mapping[str, Any], where: str = "--set") -> tuple[RunSpec, Any]:
+    """A :class:`RunSpec` (and a replay scheduler, or None) from ``memwall run`` settings; see
+    :func:`_build_run`. ``router.KEY`` settings (:class:`~sim.serving.router.RouterParams`) choose
+    how requests are spread over ``mapping.dp`` replicas."""
+    sets = dict(settings.get("set") or {})
+    routing = {k.removeprefix("router."): _text(sets.pop(k)) for k in list(sets) if k.startswith("router.")}
+    spec, scheduler = _build_run({**settings, "set": sets}, where)
+    if routing:
+        if spec.mapping.dp == 1:
+            key = f"router.{next(iter(routing))}"
+            raise ConfigError(
+                "the request router spreads requests over replicas; it needs mapping.dp > 1",
+                where=join_where(where, key),
+            )
+        spec.router = RouterParams.from_mapping(routing, where=join_where(where, "router"))
+    return spec, scheduler
+
+
+def _build_run(settings: Mapping[str, Any], where: str = "--set") -> tuple[RunSpec, Any]:
     """A :class:`RunSpec` (and a replay scheduler, or None) from ``memwall run`` settings.
 
     ``settings`` holds any of :data:`RUN_SETTINGS` plus ``set``, a mapping of ``--set`` keys;
@@ -254,6 +362,7 @@ def build_run(settings: Mapping[str, Any], where: str = "--set") -> tuple[RunSpe
         mapping = mapping_from(system, header, where=f"{trace_path}: header.mapping")
         if map_set:
             mapping = mapping.replace(map_set, where=f"{where} mapping")
+        _one_replica(mapping, "a decode-trace replay", where)
         spec = RunSpec(
             model, system, mapping, requests_in_order(trace), driver=driver, seed=seed, label=str(trace_path)
         )
@@ -268,6 +377,7 @@ def build_run(settings: Mapping[str, Any], where: str = "--set") -> tuple[RunSpe
             "a fixed-batch decode run",
             where,
         )
+        _one_replica(mapping, "a fixed decode batch", where)
         batch, context, steps = (
             _bounded(s, "batch", 1, MAX_BATCH),
             _bounded(s, "context", 1024, mapping.max_context(model)),

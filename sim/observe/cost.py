@@ -208,9 +208,13 @@ def cost_summary(
     tokens: int,
     c: CostParams,
     prices: MemoryPrices | None = None,
+    replicas: int = 1,
 ) -> dict[str, float]:
-    """TCO and CO2e per million tokens, and the paper's perf-per-X figures."""
+    """TCO and CO2e per million tokens, and the paper's perf-per-X figures; ``chips`` per replica,
+    ``replicas`` of them (data parallelism: capital and embodied carbon scale with the replicas)."""
     capex_usd, embodied_kg = replica_capital(system, chips, c, prices)
+    if replicas != 1:
+        capex_usd, embodied_kg = capex_usd * replicas, embodied_kg * replicas
     life_s = c.amortization_years * SECONDS_PER_YEAR
     kwh = energy_j / J_PER_KWH * c.pue
     usd = capex_usd / life_s * sim_s + kwh * c.usd_per_kwh

@@ -35,7 +35,13 @@ class MappingParams(ParamSet):
     tp: int = param(1, COUNT, "tensor-parallel chips per stage", check=positive)
     pp: int = param(1, COUNT, "pipeline stages", check=positive)
     ep: int = param(1, COUNT, "expert-parallel ranks (divides tp)", check=positive)
-    dp: int = param(1, COUNT, "data-parallel replicas", check=positive)
+    dp: int = param(
+        1,
+        COUNT,
+        "data-parallel replicas: each its own pp x tp chips and batching, behind the request router "
+        "(sim.serving.router; --set router.policy=NAME)",
+        check=positive,
+    )
     weights: str = param("", str, "chip memory holding the weights ('' = the first memory)")
     kv: str = param("", str, "chip memory holding the KV cache ('' = the first memory)")
     compute: str = param(
@@ -69,12 +75,6 @@ class MappingParams(ParamSet):
     def validate(self) -> None:
         if self.tp % self.ep:
             raise ConfigError(f"expected ep to divide tp ({self.tp}), found {self.ep}", where="ep")
-        if self.dp != 1:
-            raise ConfigError(
-                f"data parallelism is not simulated yet: expected dp = 1 (simulate one replica and "
-                f"multiply its throughput by the replica count), found {self.dp}",
-                where="dp",
-            )
 
     def max_context(self, model: ModelSpec) -> int:
         """The longest context a request may reach under this mapping (see ``context_limit``)."""

@@ -81,6 +81,12 @@ def generate(
     more is refused (never a silently truncated trace).
     """
     target = check_output(out, [*(inputs or ()), (source or {}).get("requests")])
+    if mapping.dp != 1:
+        raise ConfigError(
+            f"a decode trace holds one replica's iterations; expected mapping.dp = 1, found {mapping.dp} "
+            "(replicas route requests at run time: memwall run --set mapping.dp=N on the request trace)",
+            where="mapping.dp",
+        )
     p = plan(model, system, mapping)
     lowering = Lowering(model, p)
     table = {**system.batching, **(batching or {})}

@@ -85,7 +85,7 @@ CASES = {
     ),
     # 5. tensor and data parallelism the model and the simulator cannot take
     "tp=3": (["run", "default", *TINY, "--set", "mapping.tp=3"], ["mapping.tp", "32 attention heads"]),
-    "dp=2": (["run", "default", *TINY, "--set", "mapping.dp=2"], ["--set mapping.dp", "dp = 1"]),
+    "dp=2": (["run", "default", *TINY, "--set", "mapping.dp=2"], ["--set mapping.dp", "dp = 1", "fixed"]),
     "tp=3 in the file": (["run", f"{C}/system_mapping_tp3.toml", *TINY], ["mapping.tp", "attention heads"]),
     # 6. settings a decode study does not use
     "prefetch_windw": (["run", "default", *TINY, "--set", "prefetch_windw=8MiB"], ["--set prefetch_windw"]),
