@@ -100,7 +100,6 @@ def execute(
         summary["offered_load"] = {"source": spec.label, **spec.load, **offered_load(arrivals)}
     if error is not None:
         summary["error"] = error
-    perf = sim.performance()
     summary = {
         "system": spec.system.name,
         "model": spec.model.name,
@@ -109,13 +108,7 @@ def execute(
         **energy_and_cost(driver, sim.now / PS_PER_S),
         "utilization": utilization(driver),
         "queueing_us": queueing(driver),
-        "capacity": {f"{n}": v for n, v in p.capacity_report().items()},
-        "kv_capacity_tokens": p.kv_capacity_tokens,
-        "sim_time_s": sim.now / PS_PER_S,
-        "events": perf["events"],
-        "wall_s": wall,
-        "events_per_s": perf["events"] / wall if wall > 0 else 0.0,
-        "sim_s_per_wall_s": (sim.now / PS_PER_S) / wall if wall > 0 else 0.0,
+        **_run_figures(p, sim, wall),
     }
     return summary, driver, sim
 
@@ -177,7 +170,6 @@ def _execute_replicas(
     summary["offered_load"] = {"source": spec.label, **spec.load, **offered_load(arrivals)}
     if error is not None:
         summary["error"] = error
-    perf = sim.performance()
     parts = replica_figures(drivers, router)
     summary = {
         "system": spec.system.name,
@@ -189,13 +181,7 @@ def _execute_replicas(
         "utilization": mean_by_key([r["utilization"] for r in parts]),
         "queueing_us": mean_by_key([r["queueing_us"] for r in parts]),
         "replicas": parts,
-        "capacity": {f"{n}": v for n, v in p.capacity_report().items()},
-        "kv_capacity_tokens": p.kv_capacity_tokens,
-        "sim_time_s": sim.now / PS_PER_S,
-        "events": perf["events"],
-        "wall_s": wall,
-        "events_per_s": perf["events"] / wall if wall > 0 else 0.0,
-        "sim_s_per_wall_s": (sim.now / PS_PER_S) / wall if wall > 0 else 0.0,
+        **_run_figures(p, sim, wall),
     }
     return summary, drivers[0], sim
 
@@ -209,6 +195,21 @@ def _one_replica(mapping: MappingParams, what: str, where: str) -> None:
             "copies of one)",
             where=join_where(where, "mapping.dp"),
         )
+
+
+def _run_figures(p: Any, sim: Simulation, wall: float) -> dict[str, Any]:
+    """What every run reports after its simulated figures: capacity, and the simulator's own speed."""
+    perf = sim.performance()
+    sim_s = sim.now / PS_PER_S
+    return {
+        "capacity": {f"{n}": v for n, v in p.capacity_report().items()},
+        "kv_capacity_tokens": p.kv_capacity_tokens,
+        "sim_time_s": sim_s,
+        "events": perf["events"],
+        "wall_s": wall,
+        "events_per_s": perf["events"] / wall if wall > 0 else 0.0,
+        "sim_s_per_wall_s": sim_s / wall if wall > 0 else 0.0,
+    }
 
 
 def _sorted(requests: Iterable[Request], max_context: int) -> Iterator[Request]:
