@@ -1,6 +1,8 @@
 """Iteration reuse (sim.driver.reuse): replayed iterations conserve what they replay, a check of
 every hit is the full simulation, and the totals stay within the reported error of reuse off."""
 
+from pathlib import Path
+
 import pytest
 
 from sim.experiments.run import build_run, execute
@@ -9,7 +11,7 @@ TRACE = "traces/splitwise_conv_200.csv"
 
 
 def run(**sets):
-    spec, _ = build_run({"system": "default", "trace": TRACE, "limit": 40, "set": sets})
+    spec, _ = build_run({"system": "default", "trace": TRACE, "limit": 16, "set": sets})
     summary, driver, _ = execute(spec)
     return summary, driver
 
@@ -162,7 +164,18 @@ def test_prefill_heavy_iterations_replay_the_bytes_and_energy_of_their_own_batch
 
 
 def test_dram_at_the_command_level_is_never_skipped():
-    summary, driver = fixed(steps=3, **{"chip.memory.hbm.fidelity": "detailed"})
+    tiny = Path(__file__).resolve().parents[1] / "robustness" / "corpus" / "tiny_llama_config.json"
+    spec, _ = build_run(
+        {
+            "system": "default",
+            "model": str(tiny),
+            "batch": 2,
+            "context": 64,
+            "steps": 3,
+            "set": {"chip.memory.hbm.fidelity": "detailed", "mapping.tp": 1},
+        }
+    )
+    summary, driver, _ = execute(spec)
     assert summary["reuse"] == {"enabled": False} and not any(it.reused for it in driver.iterations)
 
 
