@@ -200,10 +200,9 @@ class Dram3D(MemoryDevice):
         e_ref = (0 + 0 / self.geometry.banks_per_lane) * p.refresh_energy
         refs = 0
         if self._ref_phases is not None:
-            due = self._refreshes_due(self.env.now)
-            refs += due - self._ref_counted
-            e_ref += (due - self._ref_counted) * self._ref_phases[2]
-            self._ref_counted = due
+            n = self._take_refreshes_due()
+            refs += n
+            e_ref += n * self._ref_phases[2]
         # Nothing pending stays nothing pending (only _n - _flushed matters), so the counts go straight
         # to the counters; ``value +=`` is what Counter.add does, without the call.
         if write:
@@ -251,10 +250,9 @@ class Dram3D(MemoryDevice):
         e_ref = 0.0 * p.refresh_energy
         refs = 0
         if self._ref_phases is not None:
-            due = self._refreshes_due(self.env.now)
-            refs += due - self._ref_counted
-            e_ref += (due - self._ref_counted) * self._ref_phases[2]
-            self._ref_counted = due
+            n = self._take_refreshes_due()
+            refs += n
+            e_ref += n * self._ref_phases[2]
         if write:
             st.bursts_written.add(wr)
             self._n[_WR] += wr
@@ -306,10 +304,9 @@ class Dram3D(MemoryDevice):
         e_ref = (d[_REF] + d[_REFSB] / self.geometry.banks_per_lane) * p.refresh_energy
         refs = d[_REF] + d[_REFSB]
         if refresh_by_time and self._ref_phases is not None:
-            due = self._refreshes_due(self.env.now)
-            refs += due - self._ref_counted
-            e_ref += (due - self._ref_counted) * self._ref_phases[2]
-            self._ref_counted = due
+            n = self._take_refreshes_due()
+            refs += n
+            e_ref += n * self._ref_phases[2]
         st.bursts_read.add(d[_RD])
         st.bursts_written.add(d[_WR])
         st.activates.add(d[_ACT])
@@ -324,6 +321,12 @@ class Dram3D(MemoryDevice):
         st.energy_tsv_pj.add(e_tsv)
         st.energy_refresh_pj.add(e_ref)
         st.energy_pj.add(e_act + e_rd + e_wr + e_tsv + e_ref)
+
+    def _take_refreshes_due(self) -> int:
+        """Refreshes that fell due since they were last counted by time (closed form), now counted."""
+        due = self._refreshes_due(self.env.now)
+        n, self._ref_counted = due - self._ref_counted, due
+        return n
 
     def _refreshes_due(self, now: int) -> int:
         """Refresh commands due in the whole stack up to ``now`` (closed form; lanes are staggered)."""
