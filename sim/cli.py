@@ -20,6 +20,7 @@ from sim.core.errors import ConfigError, MemwallError, SimulationError
 from sim.core.limits import MAX_BATCH, MAX_REQUESTS, MAX_STEPS, MAX_TOKENS
 from sim.core.params import parse_override
 from sim.core.units import UnitError, format_bandwidth, format_size, parse_size
+from sim.program import EXIT_INTERRUPTED
 
 
 class _Parser(argparse.ArgumentParser):
@@ -857,8 +858,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _main(argv)
     except KeyboardInterrupt:
-        print("memwall: interrupted", file=sys.stderr)
-        return 130
+        return _interrupted()
+    except Exception as exc:
+        if not _caused_by_interrupt(exc):
+            raise
+        return _interrupted()
+
+
+def _interrupted() -> int:
+    print("memwall: interrupted", file=sys.stderr)
+    return EXIT_INTERRUPTED
+
+
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    """Ctrl-C during a lazy import can surface wrapped (a class body's ``__set_name__`` turns it
+    into a RuntimeError whose cause is the interrupt)."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, KeyboardInterrupt):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -881,4 +903,6 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from sim.program import run
+
+    run()

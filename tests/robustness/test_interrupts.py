@@ -28,7 +28,7 @@ RUN = ("run", "default", "--limit", "24", "--quiet", "--out")
 def _start(*argv: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
-        [sys.executable, "-m", "sim.cli", *argv],
+        [sys.executable, "-m", "sim", *argv],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
@@ -77,6 +77,28 @@ def _whole_run_dir(d: Path) -> dict:
     return summary
 
 
+@pytest.mark.parametrize("delay", (0.08, 0.14, 0.2, 0.26, 0.32))
+def test_ctrl_c_while_starting_exits_130(delay):
+    """Start-up imports: CPython once made these exits a death by SIGINT (-2) or a traceback."""
+    code, err = _interrupt(_start("run", "default", "--limit", "24", "--quiet"), delay, signal.SIGINT)
+    _check_exit(code, err, signal.SIGINT)
+
+
+def test_an_interrupt_wrapped_by_python_is_still_an_interrupt(monkeypatch, capsys):
+    """Ctrl-C inside a class body's ``__set_name__`` (a lazy import) reaches main as a RuntimeError."""
+    from sim import cli
+
+    def wrapped(_args):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:
+            raise RuntimeError("Error calling __set_name__") from exc
+
+    monkeypatch.setattr(cli, "_main", lambda argv: wrapped(None))
+    assert cli.main(["describe"]) == 130
+    assert capsys.readouterr().err.strip() == "memwall: interrupted"
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 @pytest.mark.parametrize("delay", DELAYS_S)
 def test_run_out_is_whole_or_absent(tmp_path, delay, sig):
@@ -93,7 +115,7 @@ def test_run_out_is_whole_or_absent(tmp_path, delay, sig):
 def test_rerun_into_a_previous_result_keeps_one_whole_run(tmp_path, sig):
     out = tmp_path / "out"
     first = subprocess.run(
-        [sys.executable, "-m", "sim.cli", "run", "default", "--batch", "2", "--context", "64", "--steps", "3",
+        [sys.executable, "-m", "sim", "run", "default", "--batch", "2", "--context", "64", "--steps", "3",
          "--out", str(out), "--quiet"],
         cwd=REPO, capture_output=True, text=True, check=True,
     )  # fmt: skip
