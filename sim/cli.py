@@ -17,9 +17,10 @@ from typing import Any, NoReturn
 
 from sim import __version__
 from sim.core.errors import ConfigError, MemwallError, SimulationError
-from sim.core.limits import MAX_BATCH, MAX_REQUESTS, MAX_STEPS, MAX_TOKENS
+from sim.core.limits import MAX_BATCH, MAX_REQUESTS, MAX_STEPS, MAX_TIMELINE_OPS, MAX_TOKENS
 from sim.core.params import parse_override
 from sim.core.units import UnitError, format_bandwidth, format_size, parse_size
+from sim.observe.timeline import KEEP, MAX_OPS
 from sim.program import EXIT_INTERRUPTED
 
 
@@ -420,7 +421,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.timeline:
         from sim.observe.timeline import write_timeline
 
-        write_timeline(args.timeline, drv)
+        cut = write_timeline(args.timeline, drv, args.timeline_ops, args.timeline_keep)
+        if cut is not None and not args.quiet:
+            print(f"memwall: timeline: {cut.message(args.timeline_ops or MAX_OPS)}", file=sys.stderr)
     if args.json:
         print(json.dumps(summary, sort_keys=True))
     elif not args.quiet:
@@ -786,7 +789,22 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument(
         "--timeline",
         metavar="FILE",
-        help="write a Chrome/Perfetto trace-event JSON of the run (open in ui.perfetto.dev)",
+        help="write a Chrome/Perfetto trace-event JSON of the run (open in ui.perfetto.dev); "
+        "a name ending in .gz writes it gzipped (about 20x smaller)",
+    )
+    rn.add_argument(
+        "--timeline-ops",
+        type=_up_to(MAX_TIMELINE_OPS),
+        metavar="N",
+        help=f"--timeline: at most N ops, in whole iterations (default {MAX_OPS:,}); requests and "
+        "iterations are always complete",
+    )
+    rn.add_argument(
+        "--timeline-keep",
+        choices=KEEP,
+        default="first",
+        help="--timeline over its op budget: the first iterations that fit (default) or every k-th "
+        "iteration over the whole run (spread)",
     )
     rn.add_argument(
         "--set",

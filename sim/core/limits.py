@@ -45,3 +45,6 @@ MAX_SWEEP_POINTS = 10_000
 
 MAX_LATENCY_CYCLES = 10**9
 """Cycles of one router, link or NIC latency (timing wheels are sized by it)."""
+
+MAX_TIMELINE_OPS = 100_000_000
+"""Ops one timeline may hold (--timeline-ops): ~50 GB of JSON, far past what a viewer opens."""

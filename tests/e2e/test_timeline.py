@@ -1,5 +1,6 @@
 """memwall run --timeline: a Chrome/Perfetto trace-event JSON that follows the format's rules."""
 
+import gzip
 import itertools
 import json
 from collections import defaultdict
@@ -156,18 +157,66 @@ def test_request_trace_pipeline_timeline(capsys, system_file, tmp_path):
     assert any(e["args"]["prefill_tokens"] > 0 for e in t[("iterations", "iterations")])
 
 
-def test_large_runs_are_cut_at_whole_iterations(capsys, system_file, tmp_path, monkeypatch):
-    monkeypatch.setattr(timeline, "MAX_OPS", 200)  # 129 ops per iteration here
-    path = tmp_path / "cut.json"
-    argv = ["--model", "llama-3.1-8b", "--batch", "1", "--context", "16", "--steps", "3"]
-    code, _, err = run(capsys, "run", system_file, *argv, "--timeline", str(path))
+CUT_ARGV = ["--model", "llama-3.1-8b", "--batch", "1", "--context", "16", "--steps", "9"]
+
+
+def _ops_per_iteration(capsys, system_file, tmp_path) -> int:
+    path = tmp_path / "whole.json"
+    code, _, err = run(capsys, "run", system_file, *CUT_ARGV, "--timeline", str(path))
     assert code == 0, err
+    _, _, _, doc = load_checked(path)
+    assert "truncated" not in doc["otherData"] and doc["otherData"]["ops"] % 9 == 0
+    return doc["otherData"]["ops"] // 9  # a fixed batch: every iteration runs the same ops
+
+
+def test_large_runs_are_cut_at_whole_iterations_and_the_cut_names_them(capsys, system_file, tmp_path):
+    per = _ops_per_iteration(capsys, system_file, tmp_path)
+    path = tmp_path / "cut.json"
+    budget = 3 * per + per // 2  # three whole iterations fit, a fourth does not
+    code, _, err = run(
+        capsys, "run", system_file, *CUT_ARGV, "--timeline", str(path), "--timeline-ops", str(budget)
+    )
+    assert code == 0, err
+    assert "iterations 0..2 (3 of 9 iterations" in err  # said on stderr, not hidden in the file
     events, _, _, doc = load_checked(path)
-    assert "truncated" in doc["otherData"]
-    assert any(e["name"] == "process_labels" and "truncated" in e["args"]["labels"] for e in events)
+    assert doc["otherData"]["iterations_with_ops"] == [0, 1, 2]
+    assert "iterations 0..2" in doc["otherData"]["truncated"]
+    assert any(e["name"] == "process_labels" and "iterations 0..2" in e["args"]["labels"] for e in events)
     iters = {e["args"]["iteration"] for e in events if e["ph"] == "X" and e.get("cat") == "op"}
-    assert iters == {0}
-    assert len([e for e in events if e.get("cat") == "iteration"]) == 3  # iterations stay complete
+    assert iters == {0, 1, 2}
+    assert len([e for e in events if e.get("cat") == "iteration"]) == 9  # iterations stay complete
+
+
+def test_spread_keeps_every_kth_iteration_with_the_smallest_k_that_fits(capsys, system_file, tmp_path):
+    per = _ops_per_iteration(capsys, system_file, tmp_path)
+    path = tmp_path / "spread.json.gz"
+    budget = 3 * per  # 9 iterations: every 3rd (0, 3, 6) fits, every 2nd (5 of them) does not
+    argv = ["--timeline", str(path), "--timeline-ops", str(budget), "--timeline-keep", "spread", "--quiet"]
+    code, _, err = run(capsys, "run", system_file, *CUT_ARGV, *argv)
+    assert code == 0 and err == "", err  # --quiet: the cut is in the file only
+    doc = json.loads(gzip.decompress(path.read_bytes()))
+    assert doc["otherData"]["iterations_with_ops"] == [0, 3, 6]
+    assert "every 3rd iteration" in doc["otherData"]["truncated"]
+    ops = {e["args"]["iteration"] for e in doc["traceEvents"] if e["ph"] == "X" and e.get("cat") == "op"}
+    assert ops == {0, 3, 6}
+
+
+def test_a_gz_name_writes_the_same_trace_gzipped_and_deterministically(capsys, system_file, tmp_path):
+    plain, packed, again = tmp_path / "t.json", tmp_path / "t.json.gz", tmp_path / "u.json.gz"
+    for path in (plain, packed, again):
+        code, _, err = run(capsys, "run", system_file, *CUT_ARGV, "--timeline", str(path))
+        assert code == 0, err
+    assert packed.read_bytes()[:2] == b"\x1f\x8b"
+    assert gzip.decompress(packed.read_bytes()) == plain.read_bytes()
+    assert packed.read_bytes() == again.read_bytes()  # no time stamp in the gzip header
+    assert packed.stat().st_size * 5 < plain.stat().st_size
+
+
+def test_a_bad_keep_is_refused_by_name():
+    from sim.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--timeline-keep"):
+        timeline.select_iterations([], 0, 0, "last")
 
 
 def test_bad_timeline_path_fails_with_one_line(capsys, system_file, tmp_path):
