@@ -20,6 +20,7 @@ from sim.core.errors import ConfigError, MemwallError, SimulationError
 from sim.core.limits import MAX_BATCH, MAX_REQUESTS, MAX_STEPS, MAX_TIMELINE_OPS, MAX_TOKENS
 from sim.core.params import parse_override
 from sim.core.units import UnitError, format_bandwidth, format_size, parse_size
+from sim.observe.progress import Status
 from sim.observe.timeline import KEEP, MAX_OPS
 from sim.program import EXIT_INTERRUPTED
 
@@ -95,12 +96,13 @@ def cmd_membench(args: argparse.Namespace) -> int:
         )
     except ConfigError as exc:  # name the flag the user typed, not the parameter behind it
         raise ConfigError(exc.message, where=flags.get(exc.where or "", exc.where)) from None
-    result = run_membench(spec, params, seed=args.seed)
+    with Status("memwall membench", quiet=args.quiet or args.json, unit="requests") as status:
+        result = run_membench(spec, params, seed=args.seed, progress=lambda done, n: status.update(done, n))
     if args.json:
         if not args.stats:
             result = {k: v for k, v in result.items() if k not in ("stats", "config")}
         print(json.dumps(result, sort_keys=True))
-    else:
+    elif not args.quiet:
         _print_membench(result)
     return 0
 
@@ -271,9 +273,18 @@ def cmd_noc(args: argparse.Namespace) -> int:
             },
             where="noc",
         )
-        r = run_noc(graph, run, net, router, seed=args.seed)
+        with Status("memwall noc", quiet=args.quiet or args.json, unit="cycles") as status:
+            point = [f"rate {rate:g} ({len(results) + 1} of {len(rates)})"] if args.sweep else []
+            r = run_noc(
+                graph,
+                run,
+                net,
+                router,
+                seed=args.seed,
+                progress=lambda c, n, at=point: status.update(c, n, at),
+            )
         results.append(r)
-        if not args.json:
+        if not args.json and not args.quiet:
             _print_noc(r)
         if r["saturated"] and args.sweep:
             break  # past saturation the latency is unbounded; stop the sweep there
@@ -413,9 +424,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             "use --json (its 'replicas' list has each replica's figures)",
             where="--out" if args.out else "--timeline",
         )
-    show = not args.quiet and sys.stderr.isatty()
-    with RunProgress(spec, enabled=show) as bar:
-        summary, drv, sim = execute(spec, scheduler=scheduler, progress=bar.update if show else None)
+    if spec.requests is not None and not isinstance(spec.requests, list):
+        spec.requests = list(spec.requests)  # read (and checked) up front: the progress knows the total
+    with RunProgress(spec, quiet=args.quiet) as bar:
+        summary, drv, sim = execute(spec, scheduler=scheduler, progress=bar.update if bar.enabled else None)
     if args.out:
         write_run(args.out, summary, drv, sim)
     if args.timeline:
@@ -547,16 +559,20 @@ def cmd_trace_gen(args: argparse.Namespace) -> int:
     else:
         requests = _requests(args, args.requests)
         source = {"requests": args.requests, "format": args.format, "limit": args.limit}
-    result = generate(
-        model,
-        system,
-        mapping,
-        requests,
-        args.out,
-        batching=batch_set,
-        source=source,
-        inputs=[args.requests, args.system, args.model],
-    )
+    with Status("memwall trace gen", quiet=args.quiet or args.json, unit="iterations") as status:
+        result = generate(
+            model,
+            system,
+            mapping,
+            requests,
+            args.out,
+            batching=batch_set,
+            source=source,
+            inputs=[args.requests, args.system, args.model],
+            progress=lambda it, tokens: status.update(it, None, [f"{tokens:,} tokens"]),
+        )
+    if args.quiet and not args.json:
+        return 0
     print(
         json.dumps(result, sort_keys=True)
         if args.json
@@ -723,6 +739,9 @@ def build_parser() -> argparse.ArgumentParser:
     mb.add_argument("--seed", type=int, default=0)
     mb.add_argument("--json", action="store_true", help="print one JSON object")
     mb.add_argument("--stats", action="store_true", help="with --json: include the stats tree")
+    mb.add_argument(
+        "--quiet", action="store_true", help="no progress display and no text result (errors and --json only)"
+    )
     mb.set_defaults(func=cmd_membench)
 
     noc = sub.add_parser("noc", help="synthetic-traffic network-on-chip experiment")
@@ -737,6 +756,9 @@ def build_parser() -> argparse.ArgumentParser:
     noc.add_argument("--measure", type=_positive_int, default=2000)
     noc.add_argument("--drain", type=_positive_int, default=10000)
     noc.add_argument("--fidelity", choices=("flit", "message"), default="flit")
+    noc.add_argument(
+        "--quiet", action="store_true", help="no progress display and no text result (errors and --json only)"
+    )
     noc.set_defaults(func=cmd_noc, k=None)
 
     co = sub.add_parser("collective", help="one collective on a topology, with its alpha-beta twin")
@@ -832,6 +854,9 @@ def build_parser() -> argparse.ArgumentParser:
     tg.add_argument("--out", required=True, help="output .jsonl or .jsonl.gz")
     tg.add_argument("--set", action="append", metavar="KEY=VALUE")
     tg.add_argument("--json", action="store_true")
+    tg.add_argument(
+        "--quiet", action="store_true", help="no progress display and no text result (errors and --json only)"
+    )
     tg.set_defaults(func=cmd_trace_gen)
 
     mp = sub.add_parser("mappings", help="list the mappings of a model that fit a system, ranked")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,10 @@ from sim.core.units import COUNT, PS_PER_NS, PS_PER_S, RATIO, SIZE
 from sim.memory.device import MemoryDevice, MemRequest
 from sim.memory.factory import DeviceSpec
 from sim.stats.percentiles import percentile
+
+Progress = Callable[[int, int], None]
+"""(requests done, requests in all): a display hook that must not touch the simulation."""
+PROGRESS_EVERY = (1 << 14) - 1  # the booked loop reports every 16,384 requests
 
 PATTERNS = ("seq", "random")
 
@@ -95,8 +99,12 @@ def _addresses(params: MembenchParams, capacity: int, rng: np.random.Generator) 
     return rng.integers(0, slots, size=count, dtype=np.int64) * size
 
 
-def run_membench(spec: DeviceSpec, params: MembenchParams, seed: int = 0) -> dict[str, Any]:
-    """Run one microbenchmark; returns the summary dict that ``memwall membench --json`` prints."""
+def run_membench(
+    spec: DeviceSpec, params: MembenchParams, seed: int = 0, progress: Progress | None = None
+) -> dict[str, Any]:
+    """Run one microbenchmark; returns the summary dict that ``memwall membench --json`` prints.
+
+    ``progress(requests done, requests in all)`` is called now and then (a display only)."""
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
         shown = seed if isinstance(seed, int) and abs(seed) < 10**30 else type(seed).__name__
         raise ConfigError(f"expected a whole number from 0 to 2^63 - 1, found {shown}", where="--seed")
@@ -109,7 +117,7 @@ def run_membench(spec: DeviceSpec, params: MembenchParams, seed: int = 0) -> dic
     if device.books_arrivals() and _started_idle(sim):
         # nothing else in the run: the closed loop keeps its own completion queue, no event per request
         result: list[Any] = []
-        sim.env.process(_booked_loop(device, addrs, writes, size, params.concurrency, result))
+        sim.env.process(_booked_loop(device, addrs, writes, size, params.concurrency, result, progress))
         sim.run()
         sim.finalize()
         latencies, last = result
@@ -131,6 +139,8 @@ def run_membench(spec: DeviceSpec, params: MembenchParams, seed: int = 0) -> dic
 
     for _ in range(min(params.concurrency, len(addrs))):
         sim.env.process(worker())
+    if progress is not None:
+        sim.env.on_tick = lambda: progress(state["done"], len(addrs))
     sim.run()
     sim.finalize()
     if state["done"] != len(addrs):
@@ -163,6 +173,7 @@ def _booked_loop(
     size: int,
     concurrency: int,
     result: list[Any],
+    progress: Progress | None = None,
 ) -> Generator[simpy.Event, Any, None]:
     """The closed loop on a device that :meth:`~MemoryDevice.books_arrivals`, as one process.
 
@@ -210,6 +221,8 @@ def _booked_loop(
                 raise _beyond_limit(device, nxt, done)
             push(heap, done << bits | nxt)
             nxt += 1
+            if progress is not None and not nxt & PROGRESS_EVERY:
+                progress(nxt - len(heap), n)
     result += (np.array(latencies, dtype=np.int64), now)
     if now > 0:
         yield device.env.timeout(now)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import gc
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,8 +147,11 @@ def run_noc(
     seed: int = 0,
     *,
     on_deadlock: str = "raise",
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Simulate one offered load; returns the summary ``memwall noc --json`` prints.
+
+    ``progress(cycles simulated, cycles in all)`` is called now and then (a display only).
 
     A deadlock raises :class:`~sim.fabric.network.DeadlockError` (a ``SimulationError`` naming
     the wait cycle); with ``on_deadlock="report"`` it is returned in ``deadlock`` instead and the
@@ -178,6 +182,8 @@ def run_noc(
         network = MessageNetwork(sim, "noc", graph, net, router)
     pattern = lookup("traffic", run.traffic)
     n = len(graph.graph["terminals"])
+    if progress is not None:
+        sim.env.on_tick = lambda: progress(sim.env.now // cycle_ps, stop_cycles)
     batch = None
     if run.fidelity == "message":
         from sim.fabric.message_batch import plan

@@ -63,7 +63,8 @@ def execute(
     """Simulate ``spec``; returns the summary, the driver (per-iteration records) and the sim.
 
     ``scheduler`` replaces the batching policy (e.g. a decode-trace replay); ``progress(driver, sim)``
-    is called now and then while it runs (for a progress bar; it must not touch the simulation).
+    is called now and then while it runs (for a progress display; it must not touch the simulation;
+    with replicas it gets the list of every replica's driver).
     """
     p = plan(spec.model, spec.system, spec.mapping)
     if spec.mapping.dp > 1:
@@ -156,7 +157,7 @@ def _execute_replicas(
     probes = [partial(replica_load, i, d.scheduler, feeds[i]) for i, d in enumerate(drivers)]
     router = Router(sim, "router", ordered, feeds, probes, spec.router)
     if progress is not None:
-        sim.env.on_tick = lambda: progress(drivers[0], sim)
+        sim.env.on_tick = lambda: progress(drivers, sim)
     t0 = time.perf_counter()
     error = None
     try:

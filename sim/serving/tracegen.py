@@ -15,7 +15,7 @@ would leave requests unscheduled leaves no file (and an existing ``out`` untouch
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,8 +73,10 @@ def generate(
     source: dict[str, Any] | None = None,
     max_iterations: int = 1_000_000,
     inputs: Sequence[str | Path | None] = (),
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Write a decode trace to ``out``; returns counts for the CLI.
+    """Write a decode trace to ``out``; returns counts for the CLI. ``progress(iterations, tokens)``
+    is called now and then while it runs (a display only).
 
     ``inputs`` are the files the trace is made from (``source["requests"]`` is one too): ``out``
     may be none of them. At most ``max_iterations`` iterations are written; a workload that needs
@@ -106,7 +108,9 @@ def generate(
     with atomic_path(target, ".gz" if target.suffix == ".gz" else "") as tmp:
         writer = DecodeTraceWriter(tmp, header)
         try:
-            iterations, tokens, now = _lower(policy, lowering, system, p, requests, writer, max_iterations)
+            iterations, tokens, now = _lower(
+                policy, lowering, system, p, requests, writer, max_iterations, progress
+            )
         finally:
             writer.close()
     return {"out": str(out), "iterations": iterations, "tokens": tokens, "estimated_span_s": now / PS_PER_S}
@@ -154,8 +158,10 @@ def _lower(
     requests: Iterable[Request],
     writer: DecodeTraceWriter,
     max_iterations: int,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[int, int, int]:
-    """Schedule and write every iteration; returns (iterations, tokens, estimated end in ps)."""
+    """Schedule and write every iteration; returns (iterations, tokens, estimated end in ps).
+    ``progress(iterations, tokens)`` is called every 256 iterations (a display only)."""
     pending = iter(requests)
     nxt = next(pending, None)
     now = 0
@@ -178,6 +184,8 @@ def _lower(
         policy.complete(batch, now)
         iterations += 1
         tokens += sum(1 for e in batch.entries if e.emits_token and not e.padding)
+        if progress is not None and not iterations & 255:
+            progress(iterations, tokens)
     unfinished = nxt is not None or not policy.idle
     if unfinished and iterations >= max_iterations:
         raise ConfigError(
