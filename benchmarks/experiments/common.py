@@ -47,15 +47,32 @@ def plot(
     logx: bool = False,
     logy: bool = False,
 ) -> Path:
-    """A line plot of named (x, y) series, written as PNG."""
+    """A line plot of named (x, y) series, written as PNG.
+
+    Each series has its own marker and line style; one that coincides with an earlier series (every
+    point within 0.5%) is drawn with hollow, larger markers and says so in the legend, so neither
+    hides the other."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for name, (xs, ys) in series.items():
-        ax.plot(list(xs), list(ys), marker="o", label=name)
+    markers, styles = "osD^vP", ("-", "--", "-.", ":")
+    drawn: list[tuple[str, list, list]] = []
+    for i, (name, (xs, ys)) in enumerate(series.items()):
+        xs, ys = list(xs), list(ys)
+        same = next((n for n, x0, y0 in drawn if _coincide(xs, ys, x0, y0)), None)
+        ax.plot(
+            xs,
+            ys,
+            marker=markers[i % len(markers)],
+            linestyle=styles[i % len(styles)],
+            markersize=10 if same else 6,
+            markerfacecolor="none" if same else None,
+            label=name if same is None else f"{name} (coincides with {same})",
+        )
+        drawn.append((name, xs, ys))
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -70,6 +87,13 @@ def plot(
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _coincide(xs: list, ys: list, x0: list, y0: list, rel: float = 0.005) -> bool:
+    """Same x values and every y within ``rel`` of the other series'."""
+    return xs == x0 and all(
+        abs(a - b) <= rel * max(abs(a), abs(b), 1e-300) for a, b in zip(ys, y0, strict=True)
+    )
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

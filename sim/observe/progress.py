@@ -19,8 +19,9 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
-STATUS_EVERY_S = 4.0
-"""Seconds between status lines when stderr is not a terminal (at most 5 s apart, with slack)."""
+STATUS_EVERY_S = 3.0
+"""Seconds between status lines when stderr is not a terminal (a tick of 4,096 events adds a little:
+ at most 5 s apart down to ~2,000 events/s)."""
 LONG_AFTER_S = 2.0
 """Wall seconds after which the first estimate of the total is trusted enough to warn on."""
 LONG_RUN_S = 60.0

@@ -328,10 +328,23 @@ def build_report(d: Path) -> tuple[Path, list[str]]:
         notes.append("Utilisation skipped: summary.json has no utilization.")
 
     if energy:
+        scope = _energy_scope(summary or {})
+        per_token = (summary or {}).get("energy_j_per_token")
+        each = (
+            f"; {per_token:.4g} J per output token"
+            if isinstance(per_token, int | float) and per_token
+            else ""
+        )
         save(
-            _bars(plt, energy, "energy (J)", "Energy by component"),
+            _bars(
+                plt,
+                energy,
+                "energy (J)",
+                f"Energy by component, {scope}\ntotal {_plain(sum(energy.values()))} J{each}",
+            ),
             "energy.png",
-            f"Energy by component, total {sum(energy.values()):.4g} J (summary.json).",
+            f"Energy by component, {scope} (static power included): total {_plain(sum(energy.values()))} J"
+            f"{each} (summary.json).",
             "summary.json",
         )
     else:
@@ -429,18 +442,37 @@ def _pct(values: list[float], q: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
+SKEW = 20.0
+"""A spread (max / min value, or tallest / median non-empty bin) past which an axis goes logarithmic."""
+
+
 def _distribution(plt: Any, values: list[float], xlabel: str, title: str) -> Any:
+    """Histogram and CDF. A skewed distribution (one bar swamping the rest, or values spread over
+    decades) gets log-spaced bins and a log axis, so its tail stays visible; the labels say so."""
+    import numpy as np
+
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    ax1.hist(values, bins=min(50, max(5, int(math.sqrt(len(values))) * 2)), color="tab:blue")
-    ax1.set_xlabel(xlabel)
-    ax1.set_ylabel("count")
+    bins_n = min(50, max(5, int(math.sqrt(len(values))) * 2))
+    low, high = min(values), max(values)
+    log_x = low > 0 and high / low > SKEW
+    bins = np.geomspace(low, high, bins_n + 1) if log_x else bins_n
+    counts, _, _ = ax1.hist(values, bins=bins, color="tab:blue")
+    nonzero = sorted(c for c in counts if c > 0)
+    log_y = bool(nonzero) and nonzero[-1] > SKEW * nonzero[len(nonzero) // 2]
+    for ax, log in ((ax1, log_x), (ax2, log_x)):
+        if log:
+            ax.set_xscale("log")
+    if log_y:
+        ax1.set_yscale("log")
+    ax1.set_xlabel(xlabel + (" (log scale)" if log_x else ""))
+    ax1.set_ylabel("count" + (" (log scale)" if log_y else ""))
     ax1.set_title(f"{title}: histogram")
     s = sorted(values)
     ax2.step(s, [(i + 1) / len(s) for i in range(len(s))], where="post", color="tab:blue")
     for q, style in ((0.5, "--"), (0.99, ":")):
         v = _pct(values, q)
         ax2.axvline(v, color="grey", linestyle=style, label=f"p{round(q * 100)} = {v:.4g}")
-    ax2.set_xlabel(xlabel)
+    ax2.set_xlabel(xlabel + (" (log scale)" if log_x else ""))
     ax2.set_ylabel("fraction ≤ x")
     ax2.set_ylim(0, 1.02)
     ax2.set_title(f"{title}: CDF")
@@ -519,22 +551,51 @@ def _top_cause(plt: Any, rows: list[dict[str, str]]) -> Any:
 
 
 def _bars(plt: Any, data: dict[str, float], ylabel: str, title: str, pct: bool = False) -> Any:
+    """One bar per component with its value written on it in plain digits (never an offset or
+    1e3 multiplier); values spread over more than SKEW x go on a log axis, which the label says."""
+    from matplotlib.ticker import FuncFormatter
+
     names = list(data)
     vals = [float(data[n]) * (100 if pct else 1) for n in names]
-    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(names) + 2), 4))
+    fig, ax = plt.subplots(figsize=(max(6.5, 1.2 * len(names) + 2), 4))
     bars = ax.bar(range(len(names)), vals, color="tab:green" if pct else "tab:orange")
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
-    ax.set_ylabel(ylabel + (" (%)" if pct else ""))
+    positive = [v for v in vals if v > 0]
+    log = not pct and len(positive) > 1 and max(positive) / min(positive) > SKEW
+    if log:
+        ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: _plain(v)))
+    ax.set_ylabel(ylabel + (" (%)" if pct else "") + (" (log scale)" if log else ""))
     ax.set_title(title)
     for b, v in zip(bars, vals, strict=True):
         ax.annotate(
-            f"{v:.3g}{'%' if pct else ''}",
+            f"{_plain(v)}{'%' if pct else ''}",
             (b.get_x() + b.get_width() / 2, b.get_height()),
             ha="center",
             va="bottom",
             fontsize="small",
         )
     return fig
+
+
+def _plain(v: float) -> str:
+    """A number as people write it: 8,230 / 838 / 1.15 / 0.0123 (3 significant digits below 1,000)."""
+    if v == 0 or not math.isfinite(v):
+        return f"{v:g}"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    return f"{v:.3g}"
+
+
+def _energy_scope(summary: dict[str, Any]) -> str:
+    """Which hardware the energy figures cover, from the summary: every chip of every replica."""
+    m = summary.get("mapping") or {}
+    chips = int(m.get("tp", 1) or 1) * int(m.get("pp", 1) or 1)
+    replicas = len(summary.get("replicas") or []) or 1
+    whole = f"{chips * replicas} chips" + (f" ({replicas} replicas of {chips})" if replicas > 1 else "")
+    seconds = summary.get("sim_time_s")
+    over = f" over {seconds:.4g} simulated s" if isinstance(seconds, int | float) else " over the run"
+    return f"all {whole}{over}"
 
 
 def _peak_bandwidth(config: dict[str, Any]) -> float | None:
