@@ -1,4 +1,4 @@
-"""End-to-end: the stacking, interconnect and failures experiments run at fast settings and write linked plots."""
+"""End-to-end: the stacking, interconnect and failures experiments run fast and write linked plots."""
 
 from __future__ import annotations
 
