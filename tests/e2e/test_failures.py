@@ -4,6 +4,7 @@ rate are Poisson, runs are deterministic, and the collective timeout cuts an ite
 a straggler."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -268,3 +269,23 @@ def test_failures_need_requests():
 def test_parse_at():
     assert parse_at("1@2s, 0.5s") == [(500_000_000_000, 0), (2 * PS_PER_S, 1)]
     assert parse_at("") == []
+
+
+def test_straggler_probability_is_drawn_per_collective():
+    """With probability 1/2 the number of straggling collectives out of 256 is Binomial(256, 1/2):
+    mean 128, standard deviation 8; allow 5 of them."""
+    c = fixed(**{"driver.straggler_delay": "10us", "driver.straggler_probability": 0.5})["collective_timeout"]
+    assert c["collectives"] == 256 and abs(c["stragglers"] - 128) < 5 * 8
+
+
+def test_the_run_table_reports_failures_and_timeouts(capsys):
+    from sim.cli import main
+
+    args = ["run", "--limit", "6", "--rate-scale", "30", "--quiet"]
+    assert main([*args[:-1], "--set", "mapping.tp=1", "--set", "failures.at=0.2s"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"failures\s+1 with recovery spare", out)
+    argv = ["run", "--batch", "2", "--context", "64", "--steps", "1", "--set", "mapping.tp=2"]
+    argv += ["--set", "driver.straggler_delay=1ms", "--set", "driver.collective_timeout=10us"]
+    assert main(argv) == 0
+    assert re.search(r"collective timeout\s+64 of 64 collectives timed out", capsys.readouterr().out)
