@@ -11,7 +11,8 @@ replica has no running chips to lose).
 
 **What a failure costs.** The iteration in flight when a chip fails never completes: its tokens are
 not emitted (the driver lets its simulated hardware finish, since ops cannot be stopped part-way, then
-discards the results; the replica notices when its peers' next synchronisation would have ended).
+discards the results; the driver sees the failure when that iteration ends, and the outage is
+counted from the failure itself).
 Every admitted request's KV cache is lost with the failed chip's shard, so each is queued to be
 prefilled again over prompt + tokens generated so far, exactly as a preemption by recompute does
 (:meth:`~sim.serving.batching.ContinuousBatching.lose_kv`); its tokens already emitted stay emitted, so
