@@ -481,6 +481,8 @@ def _print_run(r: dict[str, Any]) -> None:
         ("hardware / software", _split(r)),
         ("throughput", f"{r['tokens_per_s']:,.1f} tokens/s"),
         *([("replicas", _replicas(r))] if "replicas" in r else []),
+        *([("failures", _failures(r["failures"]))] if "failures" in r else []),
+        *([("collective timeout", _timeouts(r["collective_timeout"]))] if "collective_timeout" in r else []),
         (
             "critical path",
             ", ".join(
@@ -509,6 +511,24 @@ def _print_run(r: dict[str, Any]) -> None:
         ),
     ]
     _print_table("memwall run", rows)
+
+
+def _failures(f: dict[str, Any]) -> str:
+    """Failures, downtime and the requests they cost (sim.serving.failures)."""
+    return (
+        f"{f['failures']} with recovery {f['recovery']} ({f['downtime_per_failure_s']:.3g} s each), "
+        f"{f['downtime_s']:.3g} s down; {f['lost_iterations']} iterations lost, "
+        f"{f['requests_recomputed']} requests recomputed ({f['recomputed_tokens']:,} tokens), "
+        f"{f['requests_migrated']} migrated"
+    )
+
+
+def _timeouts(c: dict[str, Any]) -> str:
+    """How often a collective was abandoned at the timeout (stale data used)."""
+    return (
+        f"{c['timeouts']:,} of {c['collectives']:,} collectives timed out at {c['timeout_ms']:g} ms "
+        f"(stale data used); {c['stragglers']:,} had a straggler of {c['straggler_delay_ms']:g} ms"
+    )
 
 
 def _offered(load: dict[str, Any]) -> str:

@@ -27,8 +27,8 @@ import simpy
 from sim.compute.kernels import Kernel, KernelTime, Sources
 from sim.core.component import Component
 from sim.core.errors import BoundViolation, SimulationError
-from sim.core.params import ParamSet, one_of, param, positive
-from sim.core.units import COUNT, PS_PER_S
+from sim.core.params import ParamSet, non_negative, one_of, param, positive
+from sim.core.units import COUNT, PS_PER_S, RATIO, TIME
 from sim.driver import blame as causes
 from sim.driver.blame import Blame, Cause
 from sim.driver.reuse import IterationReuse, batch_sums
@@ -97,6 +97,26 @@ class DriverParams(ParamSet):
         COUNT,
         "simulate every N-th reused iteration in full anyway and report the error (0: never)",
         check=lambda v: None if v >= 0 else ">= 0",
+    )
+    collective_timeout: int = param(
+        0,
+        TIME,
+        "a collective still running after this long is abandoned and the iteration goes on with stale "
+        "data (the paper's 'use an earlier result when a message times out'): trades accuracy for "
+        "latency; counted in the summary. 0: wait for every collective",
+        check=non_negative,
+    )
+    straggler_delay: int = param(
+        0,
+        TIME,
+        "inject a straggler: one rank reaches a collective this late (0: none)",
+        check=non_negative,
+    )
+    straggler_probability: float = param(
+        1.0,
+        RATIO,
+        "chance that a collective has the straggler (drawn from the stream DRIVER.straggler)",
+        check=lambda v: None if 0 <= v <= 1 else "a probability in [0, 1]",
     )
 
 
@@ -201,6 +221,9 @@ class TokenDriver(Component):
         ),
         tally("step_time_ms", "ms", "iteration time"),
         counter("bound_violations", "ops", "ops that finished faster than a physical bound allows"),
+        counter("collectives", "collectives", "collectives run with a timeout or straggler set"),
+        counter("stragglers", "collectives", "collectives with an injected straggler"),
+        counter("collective_timeouts", "collectives", "collectives abandoned at driver.collective_timeout"),
     )
 
     def __init__(
@@ -228,6 +251,7 @@ class TokenDriver(Component):
         self.scheduler = scheduler
         self.requests: Iterator[Request] = iter(requests)
         self.feed = feed
+        self.health: Any = None  # a failed replica's recovery (sim.serving.failures.ReplicaHealth)
         super().__init__(sim, name, params or DriverParams())
 
     def build(self) -> None:
@@ -258,6 +282,7 @@ class TokenDriver(Component):
         self._costs: dict[tuple[Any, ...], _OpCost] = {}  # this iteration's op costs (see _op_cost)
         self._strict = os.environ.get("MEMWALL_STRICT_BOUNDS", "") not in ("", "0")  # the test suite sets it
         self.layout = self._layout()
+        self._late = 0  # abandoned collectives whose messages are still on the fabric (_deadline)
 
     @staticmethod
     def needs_network(params: DriverParams, plan: Plan) -> bool:
@@ -269,6 +294,8 @@ class TokenDriver(Component):
         # Recording every op asks for every iteration simulated, and a component that cannot
         # skip spans (reuse_safe False, e.g. DRAM at the command level) needs them all: no reuse.
         safe = all(getattr(c, "reuse_safe", True) for c in self.sim.components())
+        # Stragglers and timeouts make each collective's time its own draw: nothing to replay.
+        safe = safe and not (p.collective_timeout or p.straggler_delay)
         self.reuse = self._make_reuse() if p.reuse and not p.record_ops and safe else None
         self.env.process(self._main())
 
@@ -382,6 +409,8 @@ class TokenDriver(Component):
         p: DriverParams = self.params  # type: ignore[assignment]
         source = self.feed if self.feed is not None else _TraceArrivals(env, self.requests)
         while len(self.iterations) < p.max_iterations:
+            if self.health is not None and self.health.blocked(env.now):  # failed, or still down
+                yield from self.health.recover(self, None)
             for r in source.arrived(env.now):
                 self.records[r.id] = RequestRecord(r)
                 self.scheduler.add(r, env.now)
@@ -399,6 +428,9 @@ class TokenDriver(Component):
                 continue
             start = env.now
             blame, reused = yield from self._step(batch)
+            if self.health is not None and self.health.pending is not None:  # failed mid-iteration
+                yield from self.health.recover(self, batch)
+                continue
             self.scheduler.complete(batch, env.now)
             self._account(batch, start, env.now, blame, reused)
         self.done.succeed()
@@ -832,17 +864,59 @@ class TokenDriver(Component):
         if plan is None:
             plan = self._collective_plans[(op, nbytes, group)] = self._plan_collective(op, nbytes, group)
         launch, case, need_bytes, link_bytes, launch_cause, cause = plan
-        if self.params.collectives == "simulated":  # type: ignore[attr-defined]
-            yield from self._simulated_collective(case, launch)
+        p: DriverParams = self.params  # type: ignore[assignment]
+        if p.collective_timeout or p.straggler_delay:
+            late = yield from self._deadline(case, launch, p)
         else:
-            yield env.timeout(self._twin_collective_ps(case))
-        self._check_fabric(op, env.now - t0, need_bytes)
+            late = False
+            yield from self._collective_body(case, launch)
+        if not late:  # an abandoned collective's data never arrived: no bound to check
+            self._check_fabric(op, env.now - t0, need_bytes)
         if launch:
             blame.add(launch_cause, launch)
         t0 += launch
         blame.add(cause, env.now - t0)
         self.stat.fabric_link_bytes.add(link_bytes)
         self._log("fabric", op, -1, t0, Blame({cause: env.now - t0}))
+
+    def _collective_body(
+        self, case: CollectiveCase, launch: int, straggle: int = 0
+    ) -> Generator[simpy.Event, Any, None]:
+        """The collective itself: its launch and messages (simulated or the twin), after a straggling
+        rank's ``straggle`` ps (no rank can finish before every rank has contributed)."""
+        if straggle:
+            yield self.env.timeout(straggle)
+        if self.params.collectives == "simulated":  # type: ignore[attr-defined]
+            yield from self._simulated_collective(case, launch)
+        else:
+            yield self.env.timeout(self._twin_collective_ps(case))
+
+    def _deadline(
+        self, case: CollectiveCase, launch: int, p: DriverParams
+    ) -> Generator[simpy.Event, Any, bool]:
+        """A collective with an injected straggler and/or a timeout: the iteration waits for it at
+        most ``collective_timeout``; then it goes on with stale data (True: timed out) while the
+        late messages still cross the fabric."""
+        env = self.env
+        self.stat.collectives.add()
+        straggle = 0
+        if p.straggler_delay and self.rng("straggler").random() < p.straggler_probability:
+            straggle = p.straggler_delay
+            self.stat.stragglers.add()
+        body = env.process(self._collective_body(case, launch, straggle))
+        if not p.collective_timeout:
+            yield body
+            return False
+        yield body | env.timeout(p.collective_timeout)
+        if body.triggered:
+            return False
+        self.stat.collective_timeouts.add()
+        self._late += 1
+        body.callbacks.append(self._landed)
+        return True
+
+    def _landed(self, _: simpy.Event) -> None:
+        self._late -= 1
 
     def _plan_collective(self, op: str, nbytes: int, group: int) -> tuple[Any, ...]:
         """What a collective of ``op`` over ``group`` ranks of ``nbytes`` each needs, worked out
@@ -879,7 +953,7 @@ class TokenDriver(Component):
         the first time and replayed after (``driver.collective_memo``), exactly, in one timeout."""
         env, net = self.env, self.network
         memo = self._fabric_memo
-        if memo is None or net.sources or not getattr(net, "idle_is_stateless", False):
+        if memo is None or self._late or net.sources or not getattr(net, "idle_is_stateless", False):
             if launch:
                 yield env.timeout(launch)
             yield run_algorithm(net, case)

@@ -30,6 +30,7 @@ from sim.observe.summary import (
 from sim.requests.load import offered_load
 from sim.requests.record import Request
 from sim.serving.batching import make_policy
+from sim.serving.failures import FailureManager, FailureParams, FeedGroup, HeldFeed, collective_summary
 from sim.serving.mapping import MappingParams, Plan, plan
 from sim.serving.router import RequestFeed, Router, RouterParams, replica_load
 from sim.serving.scheduler import FixedDecodeBatch, Scheduler
@@ -55,6 +56,7 @@ class RunSpec:
     label: str = ""
     load: dict[str, Any] = field(default_factory=dict)  # how the requests were offered (rate scale, profile)
     router: RouterParams = field(default_factory=RouterParams)  # spreads requests over mapping.dp replicas
+    failures: FailureParams = field(default_factory=FailureParams)  # chip failures and recovery (off)
 
 
 def execute(
@@ -67,7 +69,7 @@ def execute(
     with replicas it gets the list of every replica's driver).
     """
     p = plan(spec.model, spec.system, spec.mapping)
-    if spec.mapping.dp > 1:
+    if spec.mapping.dp > 1 or spec.failures.enabled:
         return _execute_replicas(spec, p, scheduler, progress)
     if scheduler is not None:
         requests: Iterable[Request] = spec.requests or ()
@@ -111,7 +113,15 @@ def execute(
         "queueing_us": queueing(driver),
         **_run_figures(p, sim, wall),
     }
+    _collective_figures(summary, [driver])
     return summary, driver, sim
+
+
+def _collective_figures(summary: dict[str, Any], drivers: list[TokenDriver]) -> None:
+    """The collective timeout's figures, when a timeout or straggler is set (else nothing moves)."""
+    d = drivers[0].params
+    if d.collective_timeout or d.straggler_delay:  # type: ignore[attr-defined]
+        summary["collective_timeout"] = collective_summary(drivers)
 
 
 def _config(spec: RunSpec) -> dict[str, Any]:
@@ -138,14 +148,20 @@ def _execute_replicas(
     sim (every driver and the router are among ``sim.roots``)."""
     dp = spec.mapping.dp
     if scheduler is not None or spec.requests is None:
-        _one_replica(
-            spec.mapping, "a decode-trace replay" if scheduler else "a fixed decode batch", "mapping"
-        )
+        what = "a decode-trace replay" if scheduler else "a fixed decode batch"
+        if spec.failures.enabled:
+            raise ConfigError(
+                f"failures take requests off a replica and requeue them; {what} has no requests to "
+                "requeue (use a request trace or --load)",
+                where="failures",
+            )
+        _one_replica(spec.mapping, what, "mapping")
     table = {**spec.system.batching, **spec.batching}
     name = str(table.pop("policy", "continuous"))
     sim = Simulation(seed=spec.seed, config={**_config(spec), "router": spec.router.as_dict()})
     network = TokenDriver.needs_network(spec.driver, p)
-    feeds = [RequestFeed(sim.env) for _ in range(dp)]
+    group = FeedGroup() if spec.failures.enabled else None
+    feeds = [RequestFeed(sim.env) if group is None else HeldFeed(sim.env, group) for _ in range(dp)]
     drivers: list[TokenDriver] = []
     for i in range(dp):
         hardware = build_system(sim, spec.system, chips=p.mapping.pp, network=network, name=f"replica{i}")
@@ -155,7 +171,16 @@ def _execute_replicas(
         )
     ordered = _sorted(spec.requests, spec.mapping.max_context(spec.model))
     probes = [partial(replica_load, i, d.scheduler, feeds[i]) for i, d in enumerate(drivers)]
-    router = Router(sim, "router", ordered, feeds, probes, spec.router)
+    manager = None
+    if group is not None:
+        group.schedulers = [d.scheduler for d in drivers]
+        chips = p.mapping.pp * p.mapping.tp
+        manager = FailureManager(
+            sim, "failures", spec.failures, drivers, feeds, p.weight_bytes_per_chip, chips
+        )
+    router = Router(sim, "router", ordered, feeds, probes, spec.router, manager.up if manager else None)
+    if manager is not None:
+        manager.attach(router)
     if progress is not None:
         sim.env.on_tick = lambda: progress(drivers, sim)
     t0 = time.perf_counter()
@@ -184,6 +209,9 @@ def _execute_replicas(
         "replicas": parts,
         **_run_figures(p, sim, wall),
     }
+    if manager is not None:
+        summary["failures"] = manager.summary()
+    _collective_figures(summary, drivers)
     return summary, drivers[0], sim
 
 
@@ -319,7 +347,18 @@ def build_run(settings: Mapping[str, Any], where: str = "--set") -> tuple[RunSpe
     how requests are spread over ``mapping.dp`` replicas."""
     sets = dict(settings.get("set") or {})
     routing = {k.removeprefix("router."): _text(sets.pop(k)) for k in list(sets) if k.startswith("router.")}
+    failing = {
+        k.removeprefix("failures."): _text(sets.pop(k)) for k in list(sets) if k.startswith("failures.")
+    }
     spec, scheduler = _build_run({**settings, "set": sets}, where)
+    if failing:
+        spec.failures = FailureParams.from_mapping(failing, where=join_where(where, "failures"))
+        if spec.failures.enabled and (scheduler is not None or spec.requests is None):
+            raise ConfigError(
+                "failures take requests off a replica and requeue them; a fixed batch or a decode-trace "
+                "replay has none (use a request trace or --load)",
+                where=join_where(where, f"failures.{next(iter(failing))}"),
+            )
     if routing:
         if spec.mapping.dp == 1:
             key = f"router.{next(iter(routing))}"

@@ -113,6 +113,7 @@ class BatchingPolicy(Scheduler):
 
     Params: ClassVar[type[ParamSet]]
     registered_name: ClassVar[str]
+    recovers_from_failures: ClassVar[bool] = False  # implements lose_kv, take_all, adopt
 
     def __init__(
         self,
@@ -459,6 +460,45 @@ class ContinuousBatching(BatchingPolicy):
             entries.append(self._prefill_chunk(s, budget))
             budget -= entries[-1].tokens
         return entries, preempted
+
+    # Failures (sim.serving.failures) -----------------------------------------------------------
+
+    recovers_from_failures = True
+
+    def lose_kv(self, batch: Batch | None) -> list[RequestState]:
+        """A failed chip took every admitted request's KV with it: drop ``batch`` (the iteration in
+        flight; its tokens never came out) and queue each admitted request to be prefilled again over
+        prompt + generated, as a preemption by recompute does. Returns those requests."""
+        if batch is not None:
+            if batch is not self._outstanding:
+                raise SimulationError(f"iteration {batch.index} is not the outstanding one")
+            self._outstanding = None
+        lost = list(self.running)
+        while self.running:
+            self._evict_youngest()
+        return lost
+
+    def take_all(self) -> list[RequestState]:
+        """Remove every request (none admitted: call :meth:`lose_kv` first) to move it elsewhere."""
+        if self.running or self._outstanding is not None:
+            raise SimulationError("take_all with requests admitted or an iteration outstanding")
+        states = [s for _, s in sorted(self.evicted, key=lambda x: x[0])] + list(self.fresh)
+        self.evicted.clear()
+        self.fresh.clear()
+        for s in states:
+            del self.by_id[s.request.id]
+        return states
+
+    def adopt(self, s: RequestState, now: int) -> None:
+        """Queue a request moved here from a failed replica, ahead of requests never admitted: it
+        prefills ``s.prefill_target`` tokens (prompt + generated when its KV was lost)."""
+        if s.request.id in self.by_id:
+            raise SimulationError(f"request {s.request.id} adopted twice")
+        s.seq = self._seq
+        self._seq += 1
+        s.kv_blocks = s.kv_tokens = s.prefilled = 0
+        self.by_id[s.request.id] = s
+        heapq.heappush(self.evicted, (s.seq, s))
 
     def _prefill_chunk(self, s: RequestState, budget: int) -> BatchEntry:
         remaining = s.prefill_target - s.prefilled

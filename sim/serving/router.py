@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import simpy
@@ -165,12 +165,16 @@ class Router(Component):
         feeds: Sequence[RequestFeed],
         loads: Sequence[Callable[[], ReplicaLoad]],
         params: RouterParams | None = None,
+        available: Callable[[int], bool] | None = None,
     ) -> None:
+        """``available(i)``: whether replica ``i`` takes requests now (a failed one does not); the
+        policy then picks among those that do (among all when none does)."""
         if len(feeds) != len(loads) or not feeds:
             raise ValueError(f"expected one load probe per feed, found {len(feeds)} and {len(loads)}")
         self.requests = requests
         self.feeds = list(feeds)
         self.loads = list(loads)
+        self.available = available
         super().__init__(sim, name, params or RouterParams())
 
     def build(self) -> None:
@@ -188,12 +192,7 @@ class Router(Component):
             if r.arrival_ps > env.now:
                 yield env.timeout(r.arrival_ps - env.now)
             loads = [probe() for probe in self.loads]
-            k = self.policy(r, loads, seq)
-            if not isinstance(k, int) or not 0 <= k < len(self.feeds):
-                raise ValueError(
-                    f"routing policy {self.params.policy!r} returned {k!r} for request {r.id}; "  # type: ignore[attr-defined]
-                    f"expected a replica index from 0 to {len(self.feeds) - 1}"
-                )
+            k = self._pick(r, loads, seq, range(len(loads)))
             self.assigned[r.id] = k
             self.per_replica[k] += 1
             self.ahead[k] += loads[k].requests
@@ -201,3 +200,29 @@ class Router(Component):
             self.feeds[k].push(r)
         for feed in self.feeds:
             feed.close()
+
+    def _pick(self, r: Request, loads: list[ReplicaLoad], seq: int, among: Iterable[int]) -> int:
+        """The policy's choice among the replicas ``among`` that are available (all of ``among``
+        when none is); each policy sees those replicas' loads, numbered from 0."""
+        among = list(among)
+        live = [i for i in among if self.available is None or self.available(i)] or among
+        if len(live) == len(loads):
+            k = self.policy(r, loads, seq)
+        else:
+            sub = [replace(loads[i], index=j) for j, i in enumerate(live)]
+            k = self.policy(r, sub, seq)
+            k = live[k] if isinstance(k, int) and 0 <= k < len(live) else -1
+        if not isinstance(k, int) or not 0 <= k < len(self.feeds):
+            raise ValueError(
+                f"routing policy {self.params.policy!r} returned {k!r} for request {r.id}; "  # type: ignore[attr-defined]
+                f"expected a replica index from 0 to {len(live) - 1}"
+            )
+        return k
+
+    def choose(self, r: Request, seq: int, exclude: int) -> int | None:
+        """The replica, other than ``exclude``, that the policy gives ``r`` (a request moving off a
+        failed replica); None when no other replica is available."""
+        others = [i for i in range(len(self.feeds)) if i != exclude]
+        if not any(self.available is None or self.available(i) for i in others):
+            return None
+        return self._pick(r, [probe() for probe in self.loads], seq, others)

@@ -1,4 +1,4 @@
-"""End-to-end: the stacking and interconnect experiments run at fast settings and write linked plots."""
+"""End-to-end: the stacking, interconnect and failures experiments run fast and write linked plots."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def load(name: str):
     return module
 
 
-@pytest.mark.parametrize("name", ["stacking", "interconnect"])
+@pytest.mark.parametrize("name", ["stacking", "interconnect", "failures"])
 def test_experiment_writes_markdown_with_plots(name: str, tmp_path: Path) -> None:
     module = load(name)
     assert name == module.NAME and module.TITLE
