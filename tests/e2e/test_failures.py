@@ -284,8 +284,8 @@ def test_the_run_table_reports_failures_and_timeouts(capsys):
     args = ["run", "--limit", "6", "--rate-scale", "30", "--quiet"]
     assert main([*args[:-1], "--set", "mapping.tp=1", "--set", "failures.at=0.2s"]) == 0
     out = capsys.readouterr().out
-    assert re.search(r"failures\s+1 with recovery spare", out)
+    assert re.search(r"failures[\s│]+1 with recovery spare", out)
     argv = ["run", "--batch", "2", "--context", "64", "--steps", "1", "--set", "mapping.tp=2"]
     argv += ["--set", "driver.straggler_delay=1ms", "--set", "driver.collective_timeout=10us"]
     assert main(argv) == 0
-    assert re.search(r"collective timeout\s+64 of 64 collectives timed out", capsys.readouterr().out)
+    assert re.search(r"collective timeout[\s│]+64 of 64 collectives timed out", capsys.readouterr().out)
