@@ -192,6 +192,26 @@ def test_regenerated_sample_traces_equal_the_committed_ones(scratch: Path):
         assert (scratch / name).read_bytes() == (REPO / name).read_bytes(), f"{name} differs from {cmd}"
 
 
+def test_the_run_output_shown_is_what_memwall_run_prints(scratch: Path):
+    """The README's sample of ``memwall run`` (plain text, as without rich) is what it prints now,
+    every row but the simulator's own speed (wall-clock)."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    shown = readme.split("```\nmemwall run\n", 1)[1].split("```", 1)[0].splitlines()
+    code = (
+        "import sys; sys.modules['rich'] = None; sys.argv = ['memwall', 'run']; "
+        "from sim.program import run; run()"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=scratch, env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    printed = proc.stdout.splitlines()
+    assert printed[0] == "memwall run"
+    keep = [line for line in printed[1:] if not line.lstrip().startswith("simulator")]
+    assert [line for line in shown if not line.lstrip().startswith("simulator")] == keep
+
+
 def test_the_device_file_shown_is_the_one_shipped():
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     shown = readme.split("`--set` overrides its values):\n\n```toml\n", 1)[1].split("```", 1)[0]
