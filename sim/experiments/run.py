@@ -55,6 +55,7 @@ class RunSpec:
     label: str = ""
     load: dict[str, Any] = field(default_factory=dict)  # how the requests were offered (rate scale, profile)
     router: RouterParams = field(default_factory=RouterParams)  # spreads requests over mapping.dp replicas
+    disagg: Any = None  # a prefill and a decode pool (sim.experiments.disagg.DisaggSpec); None: one pool
 
 
 def execute(
@@ -65,6 +66,10 @@ def execute(
     ``scheduler`` replaces the batching policy (e.g. a decode-trace replay); ``progress(driver, sim)``
     is called now and then while it runs (for a progress bar; it must not touch the simulation).
     """
+    if spec.disagg is not None:  # refused with a replay scheduler when it was built (build_run)
+        from sim.experiments import disagg
+
+        return disagg.execute(spec, progress)
     p = plan(spec.model, spec.system, spec.mapping)
     if spec.mapping.dp > 1:
         return _execute_replicas(spec, p, scheduler, progress)
@@ -315,10 +320,15 @@ def split_sets(sets: Mapping[str, Any], where: str = "--set") -> Tables:
 def build_run(settings: Mapping[str, Any], where: str = "--set") -> tuple[RunSpec, Any]:
     """A :class:`RunSpec` (and a replay scheduler, or None) from ``memwall run`` settings; see
     :func:`_build_run`. ``router.KEY`` settings (:class:`~sim.serving.router.RouterParams`) choose
-    how requests are spread over ``mapping.dp`` replicas."""
+    how requests are spread over ``mapping.dp`` replicas; ``disagg.KEY`` settings
+    (:class:`~sim.serving.disagg.DisaggParams`) split the run into a prefill and a decode pool."""
+    from sim.experiments.disagg import disaggregation
+
     sets = dict(settings.get("set") or {})
     routing = {k.removeprefix("router."): _text(sets.pop(k)) for k in list(sets) if k.startswith("router.")}
+    pools = {k.removeprefix("disagg."): _text(sets.pop(k)) for k in list(sets) if k.startswith("disagg.")}
     spec, scheduler = _build_run({**settings, "set": sets}, where)
+    spec.disagg = disaggregation(spec, scheduler, pools, sets, bool(routing), where)
     if routing:
         if spec.mapping.dp == 1:
             key = f"router.{next(iter(routing))}"
