@@ -170,9 +170,10 @@ def _pool(
     mapping = mapping_from(system, overrides, where=join_where(where, f"disagg.{role}"))
     try:
         p = plan(spec.model, system, mapping)
-    except MemwallError as exc:
-        raise exc.at(
-            f"disaggregation {role} pool ({system.name}, tp {mapping.tp}, pp {mapping.pp})"
+    except MemwallError as exc:  # the knob that changes it: the pool's chips per replica
+        raise type(exc)(
+            f"the {role} pool ({system.name}, tp {mapping.tp}, pp {mapping.pp}): {exc}",
+            where=join_where(where, f"disagg.{role}_tp"),
         ) from None
     return Pool(role, system, mapping, p, replicas, {**system.batching, **spec.batching})
 
