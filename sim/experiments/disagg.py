@@ -23,6 +23,7 @@ from sim.serving.batching import make_policy
 from sim.serving.disagg import (
     DisaggParams,
     Handoff,
+    HeldFeed,
     KvLink,
     Observed,
     kv_ready_policy,
@@ -189,7 +190,7 @@ def execute(spec: Any, progress: Any = None) -> tuple[dict[str, Any], TokenDrive
     sim = Simulation(seed=spec.seed, config={**_config(spec), "disaggregation": d.config()})
     env = sim.env
     originals: dict[int, Any] = {}
-    pre_feeds = [RequestFeed(env) for _ in range(pre.replicas)]
+    pre_feeds = [HeldFeed(env) for _ in range(pre.replicas)]
     dec_feeds = [RequestFeed(env) for _ in range(dec.replicas)]
     link = KvLink(sim, "kv_link", params, pre.chips, dec.chips)
     kv_dtype = pre.mapping.kv_dtype
@@ -223,7 +224,8 @@ def execute(spec: Any, progress: Any = None) -> tuple[dict[str, Any], TokenDrive
         policy = make_policy(
             pre_name, pre_table, kv_capacity_tokens=pre.plan.kv_capacity_tokens, where="batching"
         )
-        sched = Observed(policy, partial(handoff.prefill_done, i))
+        sched = Observed(policy, partial(handoff.prefill_done, i), pre_feeds[i])
+        handoff.prefill_schedulers.append(sched)
         prefill.append(
             TokenDriver(
                 sim, f"prefill_run{i}", model, hw, pre.plan, sched, (), spec.driver, feed=pre_feeds[i]

@@ -33,6 +33,7 @@ import dataclasses
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import simpy
@@ -186,11 +187,21 @@ def join(where: str, key: str) -> str:
 
 class Observed:
     """A batching policy whose finished requests are reported to ``on_finish(states, now)``; every
-    other attribute is the policy's own (the driver and the router's load probe see the policy)."""
+    other attribute is the policy's own (the driver and the router's load probe see the policy).
 
-    def __init__(self, policy: BatchingPolicy, on_finish: Callable[[list[RequestState], int], None]) -> None:
+    On a prefill replica a finished request's KV stays allocated until its bytes have left for the
+    decode pool (:meth:`hold`, :meth:`release`): the replica's memory buffers what waits for the link.
+    """
+
+    def __init__(
+        self,
+        policy: BatchingPolicy,
+        on_finish: Callable[[list[RequestState], int], None],
+        feed: HeldFeed | None = None,
+    ) -> None:
         self._policy = policy
         self._on_finish = on_finish
+        self._feed = feed
 
     def complete(self, batch: Batch, now: int) -> list[RequestState]:
         done = self._policy.complete(batch, now)
@@ -198,8 +209,47 @@ class Observed:
             self._on_finish(done, now)
         return done
 
+    def hold(self, tokens: int) -> int:
+        """Keep ``tokens`` of a finished request's KV allocated; the blocks held."""
+        blocks = -(-tokens // self._policy.block)
+        self._policy.used_blocks += blocks
+        if self._feed is not None:
+            self._feed.hold()
+        return blocks
+
+    def release(self, blocks: int) -> None:
+        """The held KV has been sent: its blocks are free again (and the driver is woken to use them)."""
+        self._policy.used_blocks -= blocks
+        if self._feed is not None:
+            self._feed.release()
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._policy, name)
+
+
+class HeldFeed(RequestFeed):
+    """A prefill replica's feed: it stays open while the replica holds KV still to be sent, and
+    wakes the replica's driver when a send frees KV room (a request may be waiting for it)."""
+
+    def __init__(self, env: simpy.Environment) -> None:
+        super().__init__(env)
+        self.held = 0
+        self._closing = False
+
+    def close(self) -> None:
+        self._closing = True
+        if self.held == 0:
+            super().close()
+
+    def hold(self) -> None:
+        self.held += 1
+
+    def release(self) -> None:
+        self.held -= 1
+        if self._closing and self.held == 0:
+            super().close()
+        else:
+            self._wake()
 
 
 # -- the link -------------------------------------------------------------------------------------
@@ -262,8 +312,9 @@ class KvLink(Component):
         """Time the bytes occupy both ports: at the slower of the two, rounded up to a whole ps."""
         return -(-nbytes * PS_PER_S // int(min(self.egress_Bps, self.ingress_Bps)))
 
-    def send(self, t: Transfer) -> Iterator[simpy.Event]:
-        """Move ``t``'s bytes: hold the sender's port, then the receiver's, serialise, then the latency."""
+    def send(self, t: Transfer, sent: Callable[[], None] | None = None) -> Iterator[simpy.Event]:
+        """Move ``t``'s bytes: hold the sender's port, then the receiver's, serialise, then the
+        latency; ``sent()`` is called when the last byte has left the sender."""
         env = self.env
         p: DisaggParams = self.params  # type: ignore[assignment]
         with self.egress[t.source].request() as out:
@@ -275,6 +326,8 @@ class KvLink(Component):
                 yield env.timeout(busy)
                 self.egress_busy_ps[t.source] += busy
                 self.ingress_busy_ps[t.target] += busy
+        if sent is not None:
+            sent()
         yield env.timeout(p.link_latency)
         t.end_ps = env.now
         self.log.append(t)
@@ -338,6 +391,7 @@ class Handoff(Component):
         self.transit: list[list[Request]] = [[] for _ in self.feeds]
         self.in_flight: list[simpy.Process] = []
         self.per_replica = [0] * len(self.feeds)
+        self.prefill_schedulers: list[Observed] = []  # set by whoever builds the prefill pool
         self._seq = 0
 
     def record(self, request: Request) -> Handed:
@@ -365,7 +419,9 @@ class Handoff(Component):
             self.transit[k].append(original)
             t = Transfer(original.id, replica, k, self.kv_bytes(original), now)
             rec.transfer = t
-            self.in_flight.append(self.env.process(self._move(t, original)))
+            held = self.prefill_schedulers[replica]
+            blocks = held.hold(original.prompt_tokens)
+            self.in_flight.append(self.env.process(self._move(t, original, partial(held.release, blocks))))
 
     def decode_done(self, replica: int, states: list[RequestState], now: int) -> None:
         for s in states:
@@ -399,8 +455,8 @@ class Handoff(Component):
             free = cap - sched.kv_allocated_tokens - queued
         return ReplicaLoad(i, len(sched.by_id) + len(coming), tokens, free)
 
-    def _move(self, t: Transfer, r: Request) -> Iterator[simpy.Event]:
-        yield from self.link.send(t)
+    def _move(self, t: Transfer, r: Request, sent: Callable[[], None]) -> Iterator[simpy.Event]:
+        yield from self.link.send(t, sent)
         self.transit[t.target].remove(r)
         self.record(r).delivered_ps = self.env.now
         self.stat.handed.add()

@@ -221,3 +221,50 @@ def test_bad_or_unsupported_configuration_names_the_key(sets, extra, key):
     with pytest.raises(ConfigError) as err:
         build_run(settings)
     assert key in str(err.value)
+
+
+def test_tight_kv_on_both_pools_still_serves_every_token_and_frees_every_block():
+    """KV room for ~1-2 long requests per pool (mapping.kv_budget applies to both): prefill replicas
+    keep a finished request's KV until it has left on the link, decode replicas admit as room frees;
+    every token still comes out and every block is free at the end."""
+    summary, prefill, decode, _, handoff = run(
+        limit=24, rate_scale=40.0, **{"mapping.kv_budget": 0.012, "disagg.prefill_replicas": 2}
+    )
+    reqs = requests(24, 40.0)
+    assert {i: rec.generated for i, rec in handoff.records.items()} == {r.id: r.output_tokens for r in reqs}
+    assert "error" not in summary
+    for d in (*prefill, *decode):
+        assert d.scheduler.used_blocks == 0 and d.scheduler.idle
+    assert summary["disaggregation"]["decode"]["wait_ms"]["p99"] > 0  # some waited for decode KV room
+    assert all(p.held == 0 and p.closed for p in (d.feed for d in prefill))
+
+
+def test_kv_ready_batching_decodes_without_prefill_and_recomputes_only_after_eviction():
+    """The decode pool's policy alone, on the reference driver: a request's first decode attends to
+    its prompt + 1 tokens; with prompt-only reservation and little KV, evicted requests are
+    re-prefilled over prompt + generated tokens; each emits its output_tokens - 1 tokens."""
+    from sim.requests.record import Request
+    from sim.serving.batching import replay
+    from sim.serving.disagg import KvReadyContinuous
+
+    reqs = [Request(i, 0, 100 + 10 * i, 20 + i) for i in range(6)]
+    seen = []
+    result = replay(
+        KvReadyContinuous({"kv_block_tokens": 1}, kv_capacity_tokens=10_000),
+        reqs,
+        1_000,
+        observe=lambda b, _: seen.append(b),
+    )
+    assert all(e.phase == "decode" for b in seen for e in b.entries)
+    first = {e.request.id: e.context_tokens for e in seen[0].entries}
+    assert first == {r.id: r.prompt_tokens + 1 for r in reqs}
+    assert {s.request.id: s.generated for s in result.states} == {r.id: r.output_tokens for r in reqs}
+    assert sum(len(b.entries) for b in seen) == sum(r.output_tokens - 1 for r in reqs)
+
+    tight = KvReadyContinuous({"kv_block_tokens": 1, "kv_reserve": "prompt"}, kv_capacity_tokens=300)
+    seen.clear()
+    result = replay(tight, reqs, 1_000, observe=lambda b, _: seen.append(b))
+    assert {s.request.id: s.generated for s in result.states} == {r.id: r.output_tokens for r in reqs}
+    prefills = [e for b in seen for e in b.entries if e.phase == "prefill"]
+    assert prefills and all(s.preemptions > 0 for s in result.states if s.recomputed_tokens)
+    assert sum(e.tokens for e in prefills) == sum(s.recomputed_tokens for s in result.states)
