@@ -19,7 +19,10 @@ replica's ingress port ``link_bandwidth x its chips``. A transfer holds the send
 then the receiver's ingress port (FIFO, one transfer per port at a time: a bandwidth-serialised
 channel per port), occupies them for ``bytes / min(egress, ingress)`` and arrives ``link_latency``
 later. On an idle link a transfer takes ``link_latency + bytes / bandwidth``. Transfers start when the
-prefill iteration that emits the first token ends (no layer-by-layer overlap: conservative).
+prefill iteration that emits the first token ends (no layer-by-layer overlap: conservative). The
+prefill replica keeps the request's KV allocated until its last byte has left (its memory buffers
+what waits for the link); at the decode replica the KV waits, uncounted, for admission (KV room and
+a seat): the arriving KV of a request not yet admitted is not charged to either pool's capacity.
 
 Which decode replica receives a request is a registered request-routing policy
 (:mod:`sim.serving.router`) evaluated at hand-off, over the decode replicas' load including the
