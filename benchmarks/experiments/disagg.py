@@ -211,14 +211,24 @@ def _conclusion(results: dict, sides: dict, rates: list[float]) -> str:
         results[(best, rates[-1])]["tokens_per_s_per_usd"]
         / results[(base, rates[-1])]["tokens_per_s_per_usd"]
     )
-    tail = (
-        f"At the highest load the best disaggregated side ({best}) "
-        + (
-            f"beats the homogeneous cluster by {gain - 1:.0%} in tokens/s per $."
-            if gain > 1
-            else f"reaches {gain:.2f}x its tokens/s per $."
+    tail = f"At the highest load the best disaggregated side ({best}) " + (
+        f"beats the homogeneous cluster by {gain - 1:.0%} in tokens/s per $."
+        if gain > 1
+        else f"reaches {gain:.2f}x its tokens/s per $."
+    )
+    tps = [results[(label, rates[-1])]["tokens_per_s"] for label in sides]
+    spread = max(tps) / min(tps)
+    if spread < 1.05:
+        tail += (
+            f" There tokens/s differs by {spread - 1:.1%} between the sides (the offered load sets it), "
+            "so tokens/s per $ mostly reflects capital; the latency columns show where each side's time goes."
         )
-        + " Below saturation tokens/s follows the offered load on every side, so tokens/s per $ mostly "
-        "reflects capital; the latency columns show where each side's time goes."
+    cells = [(label, r) for r in rates for label in list(sides)[1:]]
+    tpot_lower = sum(results[c]["tpot_ms"]["p50"] < results[(base, c[1])]["tpot_ms"]["p50"] for c in cells)
+    ttft_higher = sum(results[c]["ttft_ms"]["p99"] > results[(base, c[1])]["ttft_ms"]["p99"] for c in cells)
+    tail += (
+        f" Over all {len(cells)} disaggregated cells, TPOT p50 is lower than the homogeneous cluster's in "
+        f"{tpot_lower} (decode iterations no longer carry prefill chunks) and TTFT p99 is higher in "
+        f"{ttft_higher} (the prefill pool queues, and the KV transfer is inside TTFT)."
     )
     return "Against " + base + ": " + "; ".join(parts) + ". " + tail
