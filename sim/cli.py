@@ -418,10 +418,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         "set": sets,
     }
     spec, scheduler = build_run(settings)
-    if spec.mapping.dp > 1 and (args.out or args.timeline):
+    if (spec.mapping.dp > 1 or spec.disagg is not None) and (args.out or args.timeline):
         raise ConfigError(
             "--out and --timeline write one replica's requests and iterations; with mapping.dp > 1 "
-            "use --json (its 'replicas' list has each replica's figures)",
+            "or a disaggregated run use --json (its 'replicas' or 'disaggregation' has each part's figures)",
             where="--out" if args.out else "--timeline",
         )
     if spec.requests is not None and not isinstance(spec.requests, list):
@@ -459,6 +459,12 @@ def _replicas(r: dict[str, Any]) -> str:
     return "\n    ".join(lines)
 
 
+def _disaggregation(r: dict[str, Any]) -> str:
+    from sim.observe.disagg import describe
+
+    return describe(r)
+
+
 def _print_run(r: dict[str, Any]) -> None:
     def dist(d: dict[str, float]) -> str:
         return f"mean {d['mean']:.3f}  p50 {d['p50']:.3f}  p99 {d['p99']:.3f} ms"
@@ -483,6 +489,7 @@ def _print_run(r: dict[str, Any]) -> None:
         *([("replicas", _replicas(r))] if "replicas" in r else []),
         *([("failures", _failures(r["failures"]))] if "failures" in r else []),
         *([("collective timeout", _timeouts(r["collective_timeout"]))] if "collective_timeout" in r else []),
+        *([("disaggregation", _disaggregation(r))] if "disaggregation" in r else []),
         (
             "critical path",
             ", ".join(

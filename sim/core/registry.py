@@ -54,6 +54,7 @@ BUILTIN_MODULES = (
     "sim.serving.batching",
     "sim.serving.router",
     "sim.serving.failures",
+    "sim.serving.disagg",
 )
 
 

@@ -5,7 +5,8 @@ bytes came from, ``memory latency`` of a memory read on demand beyond the latenc
 was fitted with, ``compute die``, ``kernel overhead``: the fixed cost of every kernel,
 ``near-memory MACs``), what the memory streams added beyond the kernels (``prefetch stall``, a
 memory's queueing cause), and the time between ops (``collective``, ``pipeline transfer``,
-``software overhead``: the serving engine's host time). Each part is a :class:`Cause`:
+``software overhead``: the serving engine's host time) and, in a disaggregated run, between the
+pools (``kv transfer``: a request's KV on the scale-out link). Each part is a :class:`Cause`:
 what was waited for (``kind``), which one (``resource``: a memory's name, a collective's op) and the
 part of the hardware it belongs to (``unit``), so observers group and draw causes without parsing
 text. ``Cause.label`` (``"memory bandwidth (hbm)"``) is how results name it.
@@ -57,6 +58,8 @@ COMPUTE_DIE = Cause("compute die", "", COMPUTE)
 KERNEL_OVERHEAD = Cause("kernel overhead", "", COMPUTE)
 SOFTWARE = Cause("software overhead", "", SOFTWARE_UNIT)
 PIPELINE_TRANSFER = Cause("pipeline transfer", "", FABRIC)
+KV_TRANSFER = Cause("kv transfer", "", FABRIC)
+"""A request's KV cache moving from its prefill replica to its decode replica (disaggregation)."""
 
 
 def near_memory_macs(memory: str) -> Cause:

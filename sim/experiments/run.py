@@ -57,6 +57,7 @@ class RunSpec:
     load: dict[str, Any] = field(default_factory=dict)  # how the requests were offered (rate scale, profile)
     router: RouterParams = field(default_factory=RouterParams)  # spreads requests over mapping.dp replicas
     failures: FailureParams = field(default_factory=FailureParams)  # chip failures and recovery (off)
+    disagg: Any = None  # a prefill and a decode pool (sim.experiments.disagg.DisaggSpec); None: one pool
 
 
 def execute(
@@ -68,6 +69,10 @@ def execute(
     is called now and then while it runs (for a progress display; it must not touch the simulation;
     with replicas it gets the list of every replica's driver).
     """
+    if spec.disagg is not None:  # refused with a replay scheduler when it was built (build_run)
+        from sim.experiments import disagg
+
+        return disagg.execute(spec, progress)
     p = plan(spec.model, spec.system, spec.mapping)
     if spec.mapping.dp > 1 or spec.failures.enabled:
         return _execute_replicas(spec, p, scheduler, progress)
@@ -344,12 +349,16 @@ def split_sets(sets: Mapping[str, Any], where: str = "--set") -> Tables:
 def build_run(settings: Mapping[str, Any], where: str = "--set") -> tuple[RunSpec, Any]:
     """A :class:`RunSpec` (and a replay scheduler, or None) from ``memwall run`` settings; see
     :func:`_build_run`. ``router.KEY`` settings (:class:`~sim.serving.router.RouterParams`) choose
-    how requests are spread over ``mapping.dp`` replicas."""
+    how requests are spread over ``mapping.dp`` replicas; ``disagg.KEY`` settings
+    (:class:`~sim.serving.disagg.DisaggParams`) split the run into a prefill and a decode pool."""
+    from sim.experiments.disagg import disaggregation
+
     sets = dict(settings.get("set") or {})
     routing = {k.removeprefix("router."): _text(sets.pop(k)) for k in list(sets) if k.startswith("router.")}
     failing = {
         k.removeprefix("failures."): _text(sets.pop(k)) for k in list(sets) if k.startswith("failures.")
     }
+    pools = {k.removeprefix("disagg."): _text(sets.pop(k)) for k in list(sets) if k.startswith("disagg.")}
     spec, scheduler = _build_run({**settings, "set": sets}, where)
     if failing:
         spec.failures = FailureParams.from_mapping(failing, where=join_where(where, "failures"))
@@ -359,6 +368,13 @@ def build_run(settings: Mapping[str, Any], where: str = "--set") -> tuple[RunSpe
                 "replay has none (use a request trace or --load)",
                 where=join_where(where, f"failures.{next(iter(failing))}"),
             )
+    spec.disagg = disaggregation(spec, scheduler, pools, sets, bool(routing), where)
+    if spec.disagg is not None and spec.failures.enabled:
+        raise ConfigError(
+            "failures are injected into the replicas of one pool; a disaggregated run has two (not "
+            "supported yet): drop the failures.* or the disagg.* settings",
+            where=join_where(where, f"failures.{next(iter(failing))}"),
+        )
     if routing:
         if spec.mapping.dp == 1:
             key = f"router.{next(iter(routing))}"

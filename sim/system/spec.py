@@ -41,8 +41,9 @@ Schema (every key is checked; unknown keys are errors naming the file and key pa
     policy = "continuous"
     max_batch = 64
 
-``[mapping]`` and ``[batching]`` are kept as raw tables here and validated by their owners
-(:mod:`sim.serving.mapping`, :mod:`sim.serving.batching`).
+``[mapping]``, ``[batching]`` and the optional ``[disaggregation]`` (a prefill and a decode pool,
+:class:`sim.serving.disagg.DisaggParams`) are kept as raw tables here and validated by their owners
+(:mod:`sim.serving.mapping`, :mod:`sim.serving.batching`, :mod:`sim.experiments.disagg`).
 """
 
 from __future__ import annotations
@@ -123,6 +124,7 @@ class SystemSpec:
     source: str = ""
     software: SoftwareParams = field(default_factory=SoftwareParams)
     collective_launch: dict[int, int] = field(default_factory=dict)  # group size -> ps per collective
+    disaggregation: dict[str, Any] = field(default_factory=dict)  # raw [disaggregation] table, if any
     transfer_launch: int = 0  # ps before a point-to-point transfer (pipeline stages)
 
     def prefetch_buffers(self, where: str | None = None) -> dict[str, tuple[int, int]]:
@@ -195,10 +197,11 @@ class SystemSpec:
             "cost": dict(self.cost),
             "software": self.software.as_dict(),
             "source": self.source,
+            **({"disaggregation": dict(self.disaggregation)} if self.disaggregation else {}),
         }
 
 
-TOP_KEYS = {"system", "chip", "fabric", "mapping", "batching", "cost", "software"}
+TOP_KEYS = {"system", "chip", "fabric", "mapping", "batching", "cost", "software", "disaggregation"}
 SYSTEM_KEYS = {"name", "description", "chips"}
 MEMORY_KEYS = {"preset", "kind", "stacks", "params", "near_memory", "static_power", "prefetch"}
 FABRIC_KEYS = {"fidelity", "topology", "router", "collective_launch", "transfer_launch"}
@@ -404,6 +407,7 @@ def system_from_mapping(data: Mapping[str, Any], where: str = "system") -> Syste
             _table(fabric, "collective_launch", w_fab), join_where(w_fab, "collective_launch")
         ),
         transfer_launch=_time(fabric.get("transfer_launch", 0), join_where(w_fab, "transfer_launch")),
+        disaggregation=_table(data, "disaggregation", where),
     )
     spec.prefetch_buffers()  # refuse buffers that do not fit their SRAM, whatever the mapping
     return spec
