@@ -12,6 +12,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
+from types import SimpleNamespace
 from typing import Any
 
 from sim.core.errors import ConfigError, MemwallError, SimulationError, join_where
@@ -251,8 +252,10 @@ def execute(spec: Any, progress: Any = None) -> tuple[dict[str, Any], TokenDrive
         sim, "prefill_router", ordered, pre_feeds, probes, RouterParams(policy=params.prefill_router)
     )
     handoff.close_when(env.all_of([drv.done for drv in prefill]))
-    if progress is not None:
-        env.on_tick = lambda: progress(decode[0], sim)
+    if progress is not None:  # the display reads every request's record and every pool's iterations
+        views = [SimpleNamespace(records=handoff.records, iterations=())]
+        views += [SimpleNamespace(records={}, iterations=d.iterations) for d in (*prefill, *decode)]
+        env.on_tick = lambda: progress(views, sim)
     t0 = time.perf_counter()
     error = None
     try:
