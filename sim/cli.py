@@ -259,6 +259,10 @@ def cmd_noc(args: argparse.Namespace) -> int:
     graph = _topology(args)
     net, router = _fabric_params(args)
     rates = sweep_rates(args.sweep) if args.sweep else [args.rate]
+    if args.out:
+        from sim.core.atomic import check_result_dir
+
+        check_result_dir(args.out)  # before the run, not after it
     results = []
     for rate in rates:
         run = NocRunParams.from_mapping(
@@ -282,15 +286,32 @@ def cmd_noc(args: argparse.Namespace) -> int:
                 router,
                 seed=args.seed,
                 progress=lambda c, n, at=point: status.update(c, n, at),
+                links=bool(args.out),
             )
         results.append(r)
         if not args.json and not args.quiet:
             _print_noc(r)
         if r["saturated"] and args.sweep:
             break  # past saturation the latency is unbounded; stop the sweep there
+    links = [r.pop("link_utilization", None) for r in results]
+    if args.out:
+        _write_noc(args.out, graph, results if args.sweep else results[0], links[-1])
     if args.json:
         print(json.dumps(results if args.sweep else results[0], sort_keys=True))
     return 0
+
+
+def _write_noc(out: str, graph: Any, results: Any, links: dict[str, float] | None) -> None:
+    """``noc.json`` and, for a square 2-D mesh or torus at flit level, ``mesh_links.json``."""
+    from sim.core.atomic import result_dir
+
+    shape = tuple(graph.graph.get("shape") or ())
+    square = graph.graph.get("kind") in ("mesh", "torus") and len(shape) == 2 and shape[0] == shape[1]
+    with result_dir(out) as tmp:
+        (tmp / "noc.json").write_text(json.dumps(results, sort_keys=True, indent=1) + "\n", encoding="utf-8")
+        if links is not None and square:
+            mesh = {"k": shape[0], "links": links}
+            (tmp / "mesh_links.json").write_text(json.dumps(mesh, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def _print_noc(r: dict[str, Any]) -> None:
@@ -783,6 +804,11 @@ def build_parser() -> argparse.ArgumentParser:
     noc.add_argument("--measure", type=_positive_int, default=2000)
     noc.add_argument("--drain", type=_positive_int, default=10000)
     noc.add_argument("--fidelity", choices=("flit", "message"), default="flit")
+    noc.add_argument(
+        "--out",
+        help="directory for noc.json (every load) and, at flit level on a 2-D mesh or torus, "
+        "mesh_links.json (link utilisation at the last load) for memwall report",
+    )
     noc.add_argument(
         "--quiet", action="store_true", help="no progress display and no text result (errors and --json only)"
     )

@@ -16,8 +16,9 @@ from pathlib import Path
 
 from sim.core.errors import ConfigError
 
-RESULT_MARKERS = ("config.json", "summary.json")
-"""Files that show a directory holds a memwall run's results (so a new run may replace it)."""
+RESULT_MARKERS = (("config.json", "summary.json"), ("noc.json",))
+"""Files that show a directory holds memwall results (``run --out``, ``noc --out``), so a new run may
+replace it: all the files of one of these sets."""
 
 
 @contextmanager
@@ -51,7 +52,7 @@ def check_result_dir(path: str | Path, flag: str = "--out") -> Path:
         if not d.is_dir():
             raise ConfigError(f"expected a directory for the results, found a file at {d}", where=flag)
         entries = {p.name for p in d.iterdir()}
-        if entries and not all(m in entries for m in RESULT_MARKERS):
+        if entries and not any(all(m in entries for m in marks) for marks in RESULT_MARKERS):
             raise ConfigError(
                 f"{d} exists and does not hold a memwall run's results; choose a new or empty directory "
                 "(a previous run's directory is replaced whole)",

@@ -148,8 +148,12 @@ def run_noc(
     *,
     on_deadlock: str = "raise",
     progress: Callable[[int, int], None] | None = None,
+    links: bool = False,
 ) -> dict[str, Any]:
     """Simulate one offered load; returns the summary ``memwall noc --json`` prints.
+
+    With ``links`` (flit level only) it also holds ``link_utilization``: for each directed
+    router-to-router link ``"a-b"``, the flits it carried per cycle of the whole run.
 
     ``progress(cycles simulated, cycles in all)`` is called now and then (a display only).
 
@@ -223,7 +227,11 @@ def run_noc(
     saturated = bool(reasons)
     flit_hops, traversals, events = work["flit_hops"], work["router_traversals"], work["events"]
     sim_s = work["cycles"] * network.cycle_ps / 1e12
+    extra: dict[str, Any] = {}
+    if links and run.fidelity == "flit":
+        extra["link_utilization"] = link_utilization(network, work["cycles"])
     return {
+        **extra,
         "topology": graph.graph.get("kind", "explicit"),
         "k": graph.graph.get("params", {}).get("k"),
         "n": graph.graph.get("params", {}).get("n"),
@@ -254,6 +262,15 @@ def run_noc(
         "events_per_s": events / wall if wall > 0 else 0.0,
         "sim_s_per_wall_s": sim_s / wall if wall > 0 else 0.0,
     }
+
+
+def link_utilization(network: FlitNetwork, cycles: int) -> dict[str, float]:
+    """Flits per cycle on each directed router-to-router link ``"a-b"`` (its VCs' flits summed)."""
+    out: dict[str, float] = {}
+    for r in network.routers:
+        for port, nb in zip(r.outputs, r.neighbors, strict=False):
+            out[f"{r.node}-{nb}"] = sum(vc.sent for vc in port.vcs) / cycles if cycles else 0.0
+    return out
 
 
 def _run_events(

@@ -161,6 +161,7 @@ class OutputVC:
         "port",
         "port_bit",
         "port_index",
+        "sent",
         "terminal",
     )
 
@@ -175,6 +176,7 @@ class OutputVC:
         self.offset = port.offset
         self.terminal = port.terminal
         self.down: InputVC | None = None  # the downstream input VC (None for an ejection port)
+        self.sent = 0  # flits sent on this VC's link (link utilisation: memwall noc --out)
 
     def channel(self) -> tuple[Any, ...]:
         """Who holds these credits: ("router", node, output port, VC)."""
@@ -449,6 +451,7 @@ class CreditVCRouter(Component):
                 net.eject_in[ovc.offset].append(flit)  # type: ignore[union-attr]
             else:
                 ovc.credits -= 1  # type: ignore[union-attr]
+                ovc.sent += 1  # type: ignore[union-attr]
                 if flit[2] == 0:
                     flit[1].hops += 1
                 offset = ovc.offset  # type: ignore[union-attr]

@@ -771,7 +771,9 @@ def _mesh_heatmap(plt: Any, mesh: dict[str, Any]) -> Any:
     ax.set_xticks(range(k))
     ax.set_yticks(range(k))
     ax.set_title(f"Mesh link utilisation ({k}x{k})")
-    fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="utilisation")
+    fig.colorbar(
+        cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="utilisation (flits per link per cycle)"
+    )
     return fig
 
 

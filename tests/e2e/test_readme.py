@@ -11,6 +11,7 @@ How a command runs here (README section *The README is tested* says the same):
   most 64 MiB (``--bytes``); a ``noc --sweep`` at most 3 points. Nothing else is changed.
 * A command whose trailing comment starts with ``fails:`` is meant to fail: it must exit 2 with one
   ``memwall: error:`` line and no traceback. Every other command must exit 0 without a traceback.
+* ``a && b`` runs ``b`` when ``a`` succeeded.
 * Not run: the commands that are this test's own harness (installing, running the test suite), in
   ``HARNESS`` with the reason.
 """
@@ -149,7 +150,18 @@ def scratch(tmp_path_factory) -> Path:
 
 
 def run_command(cmd: Command, cwd: Path) -> subprocess.CompletedProcess:
-    env_words, words = [], shlex.split(cmd.text)
+    """Run ``cmd``; ``a && b`` runs b only when a succeeded, and returns the last one run."""
+    proc = None
+    for part in cmd.text.split(" && "):
+        proc = _run_one(part, cwd)
+        if proc.returncode != 0:
+            break
+    assert proc is not None
+    return proc
+
+
+def _run_one(text: str, cwd: Path) -> subprocess.CompletedProcess:
+    env_words, words = [], shlex.split(text)
     while words and re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", words[0]):
         env_words.append(words.pop(0))
     env = {**os.environ, "PYTHONPATH": str(REPO), "MPLBACKEND": "Agg"}

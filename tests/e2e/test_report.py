@@ -140,3 +140,32 @@ def test_blame_by_op_sums_typed_rows_per_op():
         "1": {"compute die": 3.0},
     }
     assert report.blame_by_op(None) == {}
+
+
+def test_noc_out_writes_link_loads_that_add_up_and_report_draws_the_heatmap(tmp_path, capsys):
+    """``memwall noc --out`` (flit level, 4x4 mesh): every flit that crossed a link is counted on
+    exactly one directed link, so the link loads times the cycles run add up to the run's flit hops;
+    no link carries more than one flit per cycle; ``memwall report`` then draws the heatmap."""
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "noc"
+    argv = ["noc", "--topology", "mesh", "--k", "4", "--rate", "0.2", "--warmup", "200", "--measure", "400"]
+    assert main([*argv, "--drain", "2000", "--out", str(out), "--quiet"]) == 0
+    noc = json.loads((out / "noc.json").read_text())
+    mesh = json.loads((out / "mesh_links.json").read_text())
+    links = mesh["links"]
+    assert mesh["k"] == 4 and len(links) == 2 * 2 * 4 * 3  # 24 links, both directions
+    assert all(0.0 <= u <= 1.0 for u in links.values())
+    assert sum(links.values()) * noc["cycles"] == pytest.approx(noc["flit_hops"], rel=1e-9)
+    assert main(["report", str(out)]) == 0
+    check_png(out / "mesh_links.png")
+    capsys.readouterr()
+
+
+def test_noc_out_at_message_level_or_off_mesh_writes_no_link_file(tmp_path):
+    out = tmp_path / "ring"
+    assert main(["noc", "--topology", "ring", "--k", "8", "--rate", "0.1", "--out", str(out), "--quiet"]) == 0
+    assert (out / "noc.json").exists() and not (out / "mesh_links.json").exists()
+    again = tmp_path / "msg"
+    argv = ["noc", "--topology", "mesh", "--k", "4", "--fidelity", "message", "--out", str(again), "--quiet"]
+    assert main(argv) == 0
+    assert not (again / "mesh_links.json").exists()
