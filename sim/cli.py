@@ -439,16 +439,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         "set": sets,
     }
     spec, scheduler = build_run(settings)
-    if (spec.mapping.dp > 1 or spec.disagg is not None) and (args.out or args.timeline):
+    if spec.disagg is not None and (args.out or args.timeline):
         raise ConfigError(
-            "--out and --timeline write one replica's requests and iterations; with mapping.dp > 1 "
-            "or a disaggregated run use --json (its 'replicas' or 'disaggregation' has each part's figures)",
+            "--out and --timeline write the requests and iterations of one pool of replicas; a "
+            "disaggregated run has two: use --json (its 'disaggregation' has each pool's figures)",
             where="--out" if args.out else "--timeline",
         )
     if spec.requests is not None and not isinstance(spec.requests, list):
         spec.requests = list(spec.requests)  # read (and checked) up front: the progress knows the total
     with RunProgress(spec, quiet=args.quiet) as bar:
         summary, drv, sim = execute(spec, scheduler=scheduler, progress=bar.update if bar.enabled else None)
+    if "replicas" in summary:  # every replica's driver, in replica order
+        from sim.driver.token_driver import TokenDriver
+
+        drv = [root for root in sim.roots if isinstance(root, TokenDriver)]
     if args.out:
         write_run(args.out, summary, drv, sim)
     if args.timeline:

@@ -289,25 +289,57 @@ def _events(driver: Any, cut: TimelineCut | None, budget: int) -> Iterable[dict]
                 )
 
 
+PIDS_PER_REPLICA = 10
+
+
+def _as_replica(events: Iterable[dict], replica: int) -> Iterable[dict]:
+    """One replica's tracks: its processes numbered from ``PIDS_PER_REPLICA * replica`` and named
+    ``replica N: ...``, so every replica's requests, iterations and critical path sit together."""
+    shift = PIDS_PER_REPLICA * replica
+    for e in events:
+        e["pid"] += shift
+        if e["ph"] == "M" and e["name"] == "process_name":
+            e["args"] = {"name": f"replica {replica}: {e['args']['name']}"}
+        elif e["ph"] == "M" and e["name"] == "process_sort_index":
+            e["args"] = {"sort_index": e["args"]["sort_index"] + shift}
+        yield e
+
+
 def write_timeline(
     path: str | Path, driver: Any, max_ops: int | None = None, keep: str = "first"
 ) -> TimelineCut | None:
     """Write ``driver``'s run (records, iterations, op log) as trace-event JSON, gzipped when the
-    name ends in ``.gz``; returns the cut when the op log was over ``max_ops`` (default ``MAX_OPS``)."""
+    name ends in ``.gz``; returns the cut when the op log was over ``max_ops`` (default ``MAX_OPS``).
+
+    ``driver`` may be the list of every replica's driver: each gets its own processes (``replica N:
+    requests`` ...) and an equal share of the op budget; the cut returned is the first replica's."""
     if max_ops is None:
         max_ops = MAX_OPS
-    cut = select_iterations(driver.op_log, len(driver.iterations), max_ops, keep)
-    events = list(_events(driver, cut, max_ops))
+    drivers = list(driver) if isinstance(driver, list | tuple) else [driver]
+    share = max_ops // len(drivers)
+    cuts = [select_iterations(d.op_log, len(d.iterations), share, keep) for d in drivers]
+    if len(drivers) == 1:
+        events = list(_events(drivers[0], cuts[0], share))
+    else:
+        events = [e for i, d in enumerate(drivers) for e in _as_replica(_events(d, cuts[i], share), i)]
     other: dict[str, Any] = {
         "generator": "memwall run --timeline",
         "time": "simulated; ts/dur in microseconds",
-        "iterations": len(driver.iterations),
-        "ops": len(driver.op_log),
+        "iterations": sum(len(d.iterations) for d in drivers),
+        "ops": sum(len(d.op_log) for d in drivers),
         "op_budget": max_ops,
     }
-    if cut is not None:
-        other["truncated"] = cut.message(max_ops)
-        other["iterations_with_ops"] = sorted(cut.kept)
+    if len(drivers) > 1:
+        other["replicas"] = len(drivers)
+    for i, cut in enumerate(cuts):
+        if cut is None:
+            continue
+        who = "" if len(drivers) == 1 else f"replica {i}: "
+        other.setdefault("truncated", []).append(who + cut.message(share))
+        key = "iterations_with_ops" if len(drivers) == 1 else f"replica{i}_iterations_with_ops"
+        other[key] = sorted(cut.kept)
+    if len(drivers) == 1 and "truncated" in other:
+        other["truncated"] = other["truncated"][0]
     doc = {"traceEvents": events, "displayTimeUnit": "ns", "otherData": other}
     data = (json.dumps(doc, separators=(",", ":")) + "\n").encode("utf-8")
     if str(path).endswith(".gz"):
@@ -317,4 +349,4 @@ def write_timeline(
             tmp.write_bytes(data)
     except OSError as exc:
         raise ConfigError(f"cannot write timeline {path}: {exc.strerror}", where="--timeline") from None
-    return cut
+    return next((c for c in cuts if c is not None), None)

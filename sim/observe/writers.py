@@ -9,6 +9,10 @@
 * ``ops.csv`` and ``blame.csv`` (with ``record_ops``): every op of every iteration's critical path,
   one row per op, and what it waited for, one row per (op, cause), joined on ``op_id``. The blame is
   typed (``cause``, ``resource``, ``unit``), so readers never parse labels.
+
+A run of several replicas (``mapping.dp > 1``, or failures with recovery) writes every replica's rows
+in these files, each with a leading ``replica`` column (iteration indices count per replica; op ids
+are unique in the run).
 """
 
 from __future__ import annotations
@@ -50,18 +54,52 @@ BLAME_COLUMNS = ("op_id", "iteration", "cause", "resource", "unit", "label", "us
 def write_run(out: str | Path, summary: dict[str, Any], driver: Any, sim: Any) -> Path:
     """Write a finished run's files as the directory ``out``, whole: they are written to a hidden
     temporary directory that then replaces ``out`` (a previous run's directory, or nothing) in one
-    rename, so ``out`` never holds a partial file or files of two runs (:mod:`sim.core.atomic`)."""
+    rename, so ``out`` never holds a partial file or files of two runs (:mod:`sim.core.atomic`).
+    ``driver`` is the run's driver or, for replicas, the list of every replica's."""
+    drivers = list(driver) if isinstance(driver, list | tuple) else [driver]
+    tag = _tagged if len(drivers) > 1 else _untagged
     with result_dir(out) as d:
         (d / "config.json").write_text(json.dumps(sim.config, indent=1, sort_keys=True, default=str) + "\n")
         (d / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
         stats = json.dumps(sim.stats.collect(sim.now), sort_keys=True, default=str)
         (d / "stats.json").write_text(stats + "\n")
-        _csv(d / "requests.csv", REQUEST_COLUMNS, _request_rows(driver))
-        if driver.op_log:
-            _csv(d / "ops.csv", OP_COLUMNS, _op_rows(driver.op_log))
-            _csv(d / "blame.csv", BLAME_COLUMNS, _blame_rows(driver.op_log))
-        _csv(d / "iterations.csv", ITERATION_COLUMNS, _iteration_rows(driver.iterations))
+        _csv(d / "requests.csv", tag(REQUEST_COLUMNS), _each(drivers, tag, _request_rows))
+        if any(x.op_log for x in drivers):
+            ops = [x.op_log for x in drivers]
+            _csv(d / "ops.csv", tag(OP_COLUMNS), _each(drivers, tag, _op_rows, _first_ids(ops)))
+            _csv(d / "blame.csv", tag(BLAME_COLUMNS), _each(drivers, tag, _blame_rows, _first_ids(ops)))
+        _csv(
+            d / "iterations.csv",
+            tag(ITERATION_COLUMNS),
+            _each(drivers, tag, lambda x: _iteration_rows(x.iterations)),
+        )
     return Path(out)
+
+
+def _untagged(row: Sequence[Any], replica: int | None = None) -> list[Any]:
+    return list(row)
+
+
+def _tagged(row: Sequence[Any], replica: int | None = None) -> list[Any]:
+    return ["replica" if replica is None else replica, *row]
+
+
+def _first_ids(op_logs: Sequence[Sequence[Any]]) -> list[int]:
+    """The op id each replica's first op gets, so op ids are unique in the run."""
+    firsts, n = [], 0
+    for log in op_logs:
+        firsts.append(n)
+        n += len(log)
+    return firsts
+
+
+def _each(
+    drivers: Sequence[Any], tag: Any, rows: Any, first_ids: Sequence[int] | None = None
+) -> Iterable[list[Any]]:
+    for i, x in enumerate(drivers):
+        produced = rows(x) if first_ids is None else rows(x.op_log, first_ids[i])
+        for row in produced:
+            yield tag(row, i)
 
 
 def _csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
@@ -72,6 +110,7 @@ def _csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> No
 
 
 def _request_rows(driver: Any) -> Iterable[list[Any]]:
+    """One row per request the driver saw, by id."""
     for r in sorted(driver.records.values(), key=lambda r: r.request.id):
         req = r.request
         tpot = timing.tpot_ms(r.first_token_ps, r.last_token_ps, r.generated)
@@ -87,13 +126,13 @@ def _request_rows(driver: Any) -> Iterable[list[Any]]:
         ]
 
 
-def _op_rows(op_log: Sequence[Any]) -> Iterable[list[Any]]:
-    for op_id, o in enumerate(op_log):
+def _op_rows(op_log: Sequence[Any], first: int = 0) -> Iterable[list[Any]]:
+    for op_id, o in enumerate(op_log, first):
         yield [op_id, o.iteration, o.where, o.op, o.layer, o.start_ps / 1e6, o.end_ps / 1e6]
 
 
-def _blame_rows(op_log: Sequence[Any]) -> Iterable[list[Any]]:
-    for op_id, o in enumerate(op_log):
+def _blame_rows(op_log: Sequence[Any], first: int = 0) -> Iterable[list[Any]]:
+    for op_id, o in enumerate(op_log, first):
         for cause, ps in sorted(o.blame.items(), key=lambda kv: -kv[1]):
             yield [op_id, o.iteration, cause.kind, cause.resource, cause.unit, cause.label, ps / 1e6]
 

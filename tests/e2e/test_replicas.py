@@ -148,13 +148,33 @@ def test_what_replicas_do_not_support_is_refused_by_name():
         execute(*build_run({"limit": 4, "set": {"mapping.dp": 2}}))  # the default system: tp = 8 of 8 chips
 
 
-def test_cli_refuses_per_replica_files(tmp_path, capsys):
+def test_out_and_timeline_hold_every_replica(tmp_path, capsys):
+    """--out writes every replica's requests and iterations with a replica column (each request once,
+    its tokens conserved); --timeline gives each replica its own tracks."""
+    import csv
+    import gzip
+    import json
+
     from sim.cli import main
 
-    argv = ["run", "default", "--limit", "4", "--set", "mapping.tp=4", "--set", "mapping.dp=2"]
-    assert main([*argv, "--out", str(tmp_path / "o")]) != 0
-    assert "--json" in capsys.readouterr().err
-    assert not (tmp_path / "o").exists()
+    argv = ["run", "default", "--limit", "8", "--set", "mapping.tp=4", "--set", "mapping.dp=2", "--quiet"]
+    out, tl = tmp_path / "o", tmp_path / "t.json.gz"
+    assert main([*argv, "--out", str(out), "--timeline", str(tl)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    rows = list(csv.DictReader((out / "requests.csv").open()))
+    assert sorted(int(r["id"]) for r in rows) == list(range(8))
+    assert {r["replica"] for r in rows} == {"0", "1"}
+    assert sum(int(r["generated"]) for r in rows) == summary["tokens"]
+    by = {i: sum(1 for r in rows if r["replica"] == str(i)) for i in (0, 1)}
+    assert [by[x["replica"]] for x in summary["replicas"]] == [x["requests"] for x in summary["replicas"]]
+    its = list(csv.DictReader((out / "iterations.csv").open()))
+    assert len(its) == summary["iterations"]
+    ops = list(csv.DictReader((out / "ops.csv").open()))
+    assert [int(o["op_id"]) for o in ops] == list(range(len(ops)))  # unique in the run
+    doc = json.loads(gzip.decompress(tl.read_bytes()))
+    names = {e["args"]["name"] for e in doc["traceEvents"] if e["name"] == "process_name"}
+    assert {"replica 0: requests", "replica 1: critical path"} <= names
+    capsys.readouterr()
 
 
 def test_trace_gen_refuses_replicas(tmp_path, capsys):
