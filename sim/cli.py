@@ -466,6 +466,7 @@ def _print_run(r: dict[str, Any]) -> None:
         ("hardware / software", _split(r)),
         ("throughput", f"{r['tokens_per_s']:,.1f} tokens/s"),
         *([("replicas", _replicas(r))] if "replicas" in r else []),
+        *([("prefix cache", _prefix_cache(r["prefix_cache"]))] if "prefix_cache" in r else []),
         (
             "critical path",
             ", ".join(
@@ -494,6 +495,12 @@ def _print_run(r: dict[str, Any]) -> None:
         ),
     ]
     _print_table("memwall run", rows)
+
+
+def _prefix_cache(s: dict[str, Any]) -> str:
+    from sim.serving.prefix_cache import summary_line
+
+    return summary_line(s)
 
 
 def _offered(load: dict[str, Any]) -> str:

@@ -53,6 +53,7 @@ BUILTIN_MODULES = (
     "sim.requests.load",
     "sim.serving.batching",
     "sim.serving.router",
+    "sim.serving.prefix_cache",
 )
 
 

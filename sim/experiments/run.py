@@ -31,6 +31,7 @@ from sim.requests.load import offered_load
 from sim.requests.record import Request
 from sim.serving.batching import make_policy
 from sim.serving.mapping import MappingParams, Plan, plan
+from sim.serving.prefix_cache import PrefixCacheParams
 from sim.serving.router import RequestFeed, Router, RouterParams, replica_load
 from sim.serving.scheduler import FixedDecodeBatch, Scheduler
 from sim.shipped import shipped_dir
@@ -55,6 +56,7 @@ class RunSpec:
     label: str = ""
     load: dict[str, Any] = field(default_factory=dict)  # how the requests were offered (rate scale, profile)
     router: RouterParams = field(default_factory=RouterParams)  # spreads requests over mapping.dp replicas
+    prefix_cache: PrefixCacheParams = field(default_factory=PrefixCacheParams)  # off by default
 
 
 def execute(
@@ -68,6 +70,17 @@ def execute(
     p = plan(spec.model, spec.system, spec.mapping)
     if spec.mapping.dp > 1:
         return _execute_replicas(spec, p, scheduler, progress)
+    kv_tokens, cache = p.kv_capacity_tokens, None
+    if spec.prefix_cache.enabled:
+        from sim.serving.prefix_cache import plan_prefix_cache
+
+        if scheduler is not None or spec.requests is None:
+            raise ConfigError(
+                "prefix caching needs a request trace run by a batching policy (not a fixed batch "
+                "or a decode-trace replay)",
+                where="--set prefix_cache.enabled",
+            )
+        cache, kv_tokens, free = plan_prefix_cache(spec.prefix_cache, p, "--set prefix_cache")
     if scheduler is not None:
         requests: Iterable[Request] = spec.requests or ()
     elif spec.requests is None:
@@ -76,14 +89,23 @@ def execute(
     else:
         table = {**spec.system.batching, **spec.batching}
         name = str(table.pop("policy", "continuous"))
-        scheduler = make_policy(name, table, kv_capacity_tokens=p.kv_capacity_tokens, where="batching")
+        scheduler = make_policy(name, table, kv_capacity_tokens=kv_tokens, where="batching")
         requests = spec.requests
     sim = Simulation(seed=spec.seed, config=_config(spec))
     hardware = build_system(
         sim, spec.system, chips=p.mapping.pp, network=TokenDriver.needs_network(spec.driver, p)
     )
     ordered = _sorted(requests, spec.mapping.max_context(spec.model))
-    driver = TokenDriver(sim, "run", spec.model, hardware, p, scheduler, ordered, spec.driver)
+    traffic = None
+    if cache is not None:
+        from sim.driver.kv_tiers import KVTierTraffic
+        from sim.serving.prefix_cache import attach
+
+        attach(scheduler, cache, "--set prefix_cache")
+        traffic = KVTierTraffic(sim.env, hardware.chips, cache, free)
+    driver = TokenDriver(
+        sim, "run", spec.model, hardware, p, scheduler, ordered, spec.driver, kv_tiers=traffic
+    )
     if progress is not None:  # called every few thousand events with (driver, sim); display only
         sim.env.on_tick = lambda: progress(driver, sim)
     t0 = time.perf_counter()
@@ -100,6 +122,13 @@ def execute(
         summary["offered_load"] = {"source": spec.label, **spec.load, **offered_load(arrivals)}
     if error is not None:
         summary["error"] = error
+    if cache is not None and traffic is not None:
+        computed = sum(it.prefill_tokens for it in driver.iterations)
+        summary["prefix_cache"] = {
+            **cache.summary(),
+            "prefill_tokens_computed": computed,
+            **traffic.summary(sim.now),
+        }
     summary = {
         "system": spec.system.name,
         "model": spec.model.name,
@@ -125,6 +154,7 @@ def _config(spec: RunSpec) -> dict[str, Any]:
             if spec.requests is None
             else {"trace": spec.label}
         ),
+        **({"prefix_cache": spec.prefix_cache.as_dict()} if spec.prefix_cache.enabled else {}),
     }
 
 
@@ -136,6 +166,12 @@ def _execute_replicas(
     the merged summary (``replicas`` holds each one's figures), the first replica's driver and the
     sim (every driver and the router are among ``sim.roots``)."""
     dp = spec.mapping.dp
+    if spec.prefix_cache.enabled:
+        raise ConfigError(
+            "prefix caching runs on one replica for now; expected mapping.dp = 1 with it, found "
+            f"{dp} (each replica would need its own cache and the router a cache-aware policy)",
+            where="--set prefix_cache.enabled",
+        )
     if scheduler is not None or spec.requests is None:
         _one_replica(
             spec.mapping, "a decode-trace replay" if scheduler else "a fixed decode batch", "mapping"
@@ -318,7 +354,21 @@ def build_run(settings: Mapping[str, Any], where: str = "--set") -> tuple[RunSpe
     how requests are spread over ``mapping.dp`` replicas."""
     sets = dict(settings.get("set") or {})
     routing = {k.removeprefix("router."): _text(sets.pop(k)) for k in list(sets) if k.startswith("router.")}
+    prefix = {
+        k.removeprefix("prefix_cache."): _text(sets.pop(k))
+        for k in list(sets)
+        if k.startswith("prefix_cache.")
+    }
     spec, scheduler = _build_run({**settings, "set": sets}, where)
+    if prefix:
+        spec.prefix_cache = PrefixCacheParams.from_mapping(prefix, where=join_where(where, "prefix_cache"))
+        others = [k for k in prefix if k != "enabled"]
+        if others and not spec.prefix_cache.enabled:
+            key = others[0]
+            raise ConfigError(
+                "prefix caching is off, so this setting does nothing; add --set prefix_cache.enabled=true",
+                where=join_where(where, f"prefix_cache.{key}"),
+            )
     if routing:
         if spec.mapping.dp == 1:
             key = f"router.{next(iter(routing))}"
