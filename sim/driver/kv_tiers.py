@@ -227,6 +227,8 @@ class KVTierTraffic:
             out[name] = {
                 "region_bytes_per_stack": region.size,
                 "region_blocks_per_stack": len(erases),
+                "blocks_written": region.blocks_written,
+                "slot_bytes_per_stack": region.slot,
                 "bytes_written_per_stack": written,
                 "pages_written_per_stack": written // region.page,
                 "write_rate_Bps_per_stack": rate,
