@@ -91,6 +91,11 @@ def execute(
         name = str(table.pop("policy", "continuous"))
         scheduler = make_policy(name, table, kv_capacity_tokens=kv_tokens, where="batching")
         requests = spec.requests
+        if cache is not None and spec.prefix_cache.shared_prefix_tokens:
+            from sim.serving.prefix_cache import with_shared_prefix
+
+            pc = spec.prefix_cache
+            requests = with_shared_prefix(requests, pc.shared_prefix_tokens, pc.block_tokens)
     sim = Simulation(seed=spec.seed, config=_config(spec))
     hardware = build_system(
         sim, spec.system, chips=p.mapping.pp, network=TokenDriver.needs_network(spec.driver, p)

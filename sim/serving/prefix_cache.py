@@ -16,7 +16,9 @@ Rules (what the tests' independent models reproduce):
   ``i`` named by ``request.prefix_hash_ids[i]`` (the Mooncake traces' ``hash_ids``, 512-token
   blocks). A block is reusable only with all blocks before it, so a cached block is keyed by its
   whole chain of ids (a radix trie: node = (parent node, hash id)). Only *full* blocks
-  (``(i + 1) * B <= prompt_tokens``) are cached, as in vLLM. Traces without hash ids never hit.
+  (``(i + 1) * B <= prompt_tokens``) are cached, as in vLLM. Traces without hash ids never hit,
+  unless ``shared_prefix_tokens`` gives each of their requests the same leading blocks (a common
+  system prompt, :func:`with_shared_prefix`).
 * **Lookup** happens when a request is first admitted by the batching policy (not after a
   preemption, whose recomputation ignores the cache). Its hits are its *leading* full blocks found
   in any tier, up to the first miss. Cached tokens ``C = min(hits x B, prompt - 1)``: at least one
@@ -41,14 +43,15 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from sim.core.errors import ConfigError
-from sim.core.params import ParamSet, param, positive
+from sim.core.params import ParamSet, non_negative, param, positive
 from sim.core.registry import lookup, names, register
-from sim.core.units import BANDWIDTH, TIME, UnitError, parse_size
+from sim.core.units import BANDWIDTH, COUNT, TIME, UnitError, parse_size
+from sim.requests.readers import MOONCAKE_BLOCK_TOKENS
 from sim.requests.record import Request
 
 HOST = "host"
@@ -135,6 +138,19 @@ class PrefixCacheParams(ParamSet):
         BANDWIDTH,
         "host link bandwidth per direction per chip; default: PCIe Gen5 x16, 32 GT/s x 16 lanes x "
         "128b/130b / 8 = 63.0 GB/s (PCI-SIG PCIe 5.0 Base Specification)",
+        check=positive,
+    )
+    shared_prefix_tokens: int = param(
+        0,
+        COUNT,
+        "give every request that carries no prefix hash ids the same first N prompt tokens (a common "
+        "system prompt; ASSUMPTION for traces without hash ids: Azure, Splitwise, --load); 0: none",
+        check=non_negative,
+    )
+    block_tokens: int = param(
+        MOONCAKE_BLOCK_TOKENS,
+        COUNT,
+        "tokens per block of the ids shared_prefix_tokens gives (the Mooncake traces' 512)",
         check=positive,
     )
     host_latency: int = param(
@@ -500,3 +516,16 @@ def summary_line(s: dict[str, Any]) -> str:
             f"at this write rate ({f['lifetime_days_region_only']:.3g} days on its region alone)"
         )
     return "; ".join(parts)
+
+
+def with_shared_prefix(requests: Iterable[Request], tokens: int, block_tokens: int) -> Iterator[Request]:
+    """``requests`` with prefix hash ids where they have none: the same ids for the first ``tokens``
+    prompt tokens of every request (whole blocks), then ids of the request's own (never shared)."""
+    shared = tokens // block_tokens
+    for r in requests:
+        if r.prefix_hash_ids:
+            yield r
+            continue
+        n = -(-r.prompt_tokens // block_tokens)
+        ids = tuple(i if i < shared else -(r.id + 1) for i in range(n))  # diverges after the shared part
+        yield dataclasses.replace(r, prefix_hash_ids=ids, prefix_block_tokens=block_tokens)

@@ -277,3 +277,17 @@ def test_off_by_default():
     assert PrefixCacheParams().enabled is False
     spec, _ = build_run(SETTINGS)
     assert spec.prefix_cache.enabled is False
+
+
+def test_a_trace_without_hash_ids_opts_in_with_a_shared_system_prompt():
+    """shared_prefix_tokens gives every request the same leading blocks; hits follow the reference."""
+    azure = {"system": "default", "trace": "traces/azure_conv_200.csv", "limit": 16, "set": {}}
+    summary, driver = cached_run(azure, **{"prefix_cache.shared_prefix_tokens": "1024"})
+    reqs = {rid: rec.request for rid, rec in driver.records.items()}
+    assert all(r.prefix_block_tokens == 512 for r in reqs.values())
+    cached, hits, _ = reference_lru(reqs, driver.scheduler.prefix_cache.events)
+    pc = summary["prefix_cache"]
+    assert pc["hit_blocks"] == hits > 0 and pc["cached_tokens"] == sum(cached.values())
+    assert all(v <= 1024 for v in cached.values())  # only the shared system prompt is ever reused
+    total = sum(r.prompt_tokens for r in reqs.values())
+    assert pc["prefill_tokens_computed"] == total - sum(cached.values())
