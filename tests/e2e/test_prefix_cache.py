@@ -291,3 +291,43 @@ def test_a_trace_without_hash_ids_opts_in_with_a_shared_system_prompt():
     assert all(v <= 1024 for v in cached.values())  # only the shared system prompt is ever reused
     total = sum(r.prompt_tokens for r in reqs.values())
     assert pc["prefill_tokens_computed"] == total - sum(cached.values())
+
+
+def test_tiers_demote_promote_and_drop_by_hand():
+    """Two tiny tiers worked through by hand: HBM holds 2 blocks, host 1; 4-token blocks of 4 B."""
+    from sim.requests.record import Request
+    from sim.serving.prefix_cache import PrefixCache
+
+    params = PrefixCacheParams(enabled=True, tiers="hbm,host", capacity="8B,4B")
+    cache = PrefixCache(params, "hbm", bytes_per_token=1.0)
+
+    r0 = Request(0, 0, 12, 1, (1, 2, 3), 4)
+    assert cache.lookup(r0, 0) == 0
+    cache.insert(r0, 1)
+    name = {v: k[1] for k, v in cache._nodes.items()}  # node -> its hash id (ids are distinct here)
+
+    def tiers():
+        return [[name[n] for n in t.order._order] for t in cache.tiers]
+
+    # inserted last block first, so block 3 is the oldest: demoted to host
+    assert tiers() == [[2, 1], [3]]
+    assert [m.kind for m in cache.take_moves()] == ["demote"]
+    r1 = Request(1, 2, 12, 1, (1, 2, 5), 4)
+    assert cache.lookup(r1, 3) == 8  # blocks 1 and 2 hit in HBM
+    cache.insert(r1, 4)  # 5 in; 2 demoted; host full: 3 dropped
+    name = {v: k[1] for k, v in cache._nodes.items()}
+    assert tiers() == [[1, 5], [2]]
+    assert cache.tiers[1].stats.dropped == 1 and cache.tiers[0].stats.evictions == 2
+    assert [m.kind for m in cache.take_moves()] == ["demote"]
+    r2 = Request(2, 5, 13, 1, (1, 2, 3), 4)
+    assert cache.lookup(r2, 6) == 8  # 1 in HBM, 2 on host, 3 was dropped: two leading hits
+    assert tiers() == [[2, 1], [5]]  # 2 promoted (1 demoted), then 1 promoted back (5 demoted)
+    moves = cache.take_moves()
+    assert [(m.kind, m.source, m.dest) for m in moves] == [
+        ("hit", "host", "hbm"),
+        ("demote", "hbm", "host"),
+        ("hit", "host", "hbm"),
+        ("demote", "hbm", "host"),
+    ]
+    assert all(m.nbytes == 4 for m in moves)
+    assert [t.stats.hits for t in cache.tiers] == [2 + 1, 1]  # r1: 1, 2 on HBM; r2: 1 on HBM, 2 on host
