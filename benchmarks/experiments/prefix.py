@@ -100,13 +100,12 @@ def run(fast: bool, out: Path) -> Path:
         "HBF life (days, wear-levelled over the stack)",
         "HBF life (days, tier's region only)",
     ]
-    labels = [r[0] for r in rows]
     img = plot(
         out / "prefix_ttft.png",
-        f"{MODEL} on hbf-hybrid, Mooncake conversation trace ({limit} requests): TTFT p99",
-        "layout (index in the table)",
+        f"{MODEL}, hbf-hybrid, Mooncake chat ({limit} requests)",
+        "prompt tokens served from the cache (%)",
         "TTFT p99 (ms)",
-        {"TTFT p99": (list(range(len(labels))), [ttft[x] for x in labels])},
+        {r[0]: ([r[1]], [ttft[r[0]]]) for r in rows},  # one point per layout
     )
     rows[0][2] = results["HBM"]["prefix_cache"]["prompt_tokens"]  # without the cache: every prompt token
     hbm = results["HBM"]["prefix_cache"]
