@@ -22,9 +22,9 @@ as a log: each block takes whole pages, written sequentially through the tier's 
 the stack's address space (aligned to erase-block stripes), wrapping around; the device counts its
 page programs and, when the log comes round again, the erase of each block before it is rewritten
 (its erase-before-write model); reads of cached blocks stream through the region in order (the
-block's own address would only change page-register hits). That is the best case for wear (write amplification 1, no garbage
-collection): :meth:`KVTierTraffic.flash_summary` reports pages written, P/E cycles per block of the
-region and the projected lifetime at the run's write rate.
+block's own address would only change page-register hits). That is the best case for wear (write
+amplification 1, no garbage collection): :meth:`KVTierTraffic.flash_summary` reports pages written,
+P/E cycles per block of the region and the projected lifetime at the run's write rate.
 """
 
 from __future__ import annotations
