@@ -515,6 +515,7 @@ def _print_run(r: dict[str, Any]) -> None:
         *([("failures", _failures(r["failures"]))] if "failures" in r else []),
         *([("collective timeout", _timeouts(r["collective_timeout"]))] if "collective_timeout" in r else []),
         *([("disaggregation", _disaggregation(r))] if "disaggregation" in r else []),
+        *([("prefix cache", _prefix_cache(r["prefix_cache"]))] if "prefix_cache" in r else []),
         (
             "critical path",
             ", ".join(
@@ -561,6 +562,12 @@ def _timeouts(c: dict[str, Any]) -> str:
         f"{c['timeouts']:,} of {c['collectives']:,} collectives timed out at {c['timeout_ms']:g} ms "
         f"(stale data used); {c['stragglers']:,} had a straggler of {c['straggler_delay_ms']:g} ms"
     )
+
+
+def _prefix_cache(s: dict[str, Any]) -> str:
+    from sim.serving.prefix_cache import summary_line
+
+    return summary_line(s)
 
 
 def _offered(load: dict[str, Any]) -> str:

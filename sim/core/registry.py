@@ -55,6 +55,7 @@ BUILTIN_MODULES = (
     "sim.serving.router",
     "sim.serving.failures",
     "sim.serving.disagg",
+    "sim.serving.prefix_cache",
 )
 
 

@@ -237,9 +237,11 @@ class TokenDriver(Component):
         requests: Iterable[Request],
         params: DriverParams | None = None,
         feed: RequestFeed | None = None,
+        kv_tiers: Any = None,
     ) -> None:
         """``requests`` in arrival order; or, for a replica behind a router, none and a ``feed``
-        the router pushes each request to at its arrival time."""
+        the router pushes each request to at its arrival time. ``kv_tiers``: a prefix cache's
+        traffic (:class:`~sim.driver.kv_tiers.KVTierTraffic`), settled before each iteration."""
         if len(system.chips) != plan.mapping.pp:
             raise ValueError(
                 f"the built system has {len(system.chips)} chips, the plan {plan.mapping.pp} stages"
@@ -252,6 +254,7 @@ class TokenDriver(Component):
         self.requests: Iterator[Request] = iter(requests)
         self.feed = feed
         self.health: Any = None  # a failed replica's recovery (sim.serving.failures.ReplicaHealth)
+        self.kv_tiers = kv_tiers
         super().__init__(sim, name, params or DriverParams())
 
     def build(self) -> None:
@@ -427,10 +430,14 @@ class TokenDriver(Component):
                 yield wait
                 continue
             start = env.now
+            moved = None if self.kv_tiers is None else (yield from self.kv_tiers.settle())
             blame, reused = yield from self._step(batch)
             if self.health is not None and self.health.pending is not None:  # failed mid-iteration
                 yield from self.health.recover(self, batch)
                 continue
+            if moved is not None and moved.by_cause:  # the iteration waited for KV tier moves first
+                moved.merge(blame)
+                blame = moved
             self.scheduler.complete(batch, env.now)
             self._account(batch, start, env.now, blame, reused)
         self.done.succeed()

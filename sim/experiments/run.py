@@ -32,6 +32,7 @@ from sim.requests.record import Request
 from sim.serving.batching import make_policy
 from sim.serving.failures import FailureManager, FailureParams, FeedGroup, HeldFeed, collective_summary
 from sim.serving.mapping import MappingParams, Plan, plan
+from sim.serving.prefix_cache import PrefixCacheParams
 from sim.serving.router import RequestFeed, Router, RouterParams, replica_load
 from sim.serving.scheduler import FixedDecodeBatch, Scheduler
 from sim.shipped import shipped_dir
@@ -58,6 +59,7 @@ class RunSpec:
     router: RouterParams = field(default_factory=RouterParams)  # spreads requests over mapping.dp replicas
     failures: FailureParams = field(default_factory=FailureParams)  # chip failures and recovery (off)
     disagg: Any = None  # a prefill and a decode pool (sim.experiments.disagg.DisaggSpec); None: one pool
+    prefix_cache: PrefixCacheParams = field(default_factory=PrefixCacheParams)  # off by default
 
 
 def execute(
@@ -76,6 +78,17 @@ def execute(
     p = plan(spec.model, spec.system, spec.mapping)
     if spec.mapping.dp > 1 or spec.failures.enabled:
         return _execute_replicas(spec, p, scheduler, progress)
+    kv_tokens, cache = p.kv_capacity_tokens, None
+    if spec.prefix_cache.enabled:
+        from sim.serving.prefix_cache import plan_prefix_cache
+
+        if scheduler is not None or spec.requests is None:
+            raise ConfigError(
+                "prefix caching needs a request trace run by a batching policy (not a fixed batch "
+                "or a decode-trace replay)",
+                where="--set prefix_cache.enabled",
+            )
+        cache, kv_tokens, free = plan_prefix_cache(spec.prefix_cache, p, "--set prefix_cache")
     if scheduler is not None:
         requests: Iterable[Request] = spec.requests or ()
     elif spec.requests is None:
@@ -84,14 +97,28 @@ def execute(
     else:
         table = {**spec.system.batching, **spec.batching}
         name = str(table.pop("policy", "continuous"))
-        scheduler = make_policy(name, table, kv_capacity_tokens=p.kv_capacity_tokens, where="batching")
+        scheduler = make_policy(name, table, kv_capacity_tokens=kv_tokens, where="batching")
         requests = spec.requests
+        if cache is not None and spec.prefix_cache.shared_prefix_tokens:
+            from sim.serving.prefix_cache import with_shared_prefix
+
+            pc = spec.prefix_cache
+            requests = with_shared_prefix(requests, pc.shared_prefix_tokens, pc.block_tokens)
     sim = Simulation(seed=spec.seed, config=_config(spec))
     hardware = build_system(
         sim, spec.system, chips=p.mapping.pp, network=TokenDriver.needs_network(spec.driver, p)
     )
     ordered = _sorted(requests, spec.mapping.max_context(spec.model))
-    driver = TokenDriver(sim, "run", spec.model, hardware, p, scheduler, ordered, spec.driver)
+    traffic = None
+    if cache is not None:
+        from sim.driver.kv_tiers import KVTierTraffic
+        from sim.serving.prefix_cache import attach
+
+        attach(scheduler, cache, "--set prefix_cache")
+        traffic = KVTierTraffic(sim.env, hardware.chips, cache, free)
+    driver = TokenDriver(
+        sim, "run", spec.model, hardware, p, scheduler, ordered, spec.driver, kv_tiers=traffic
+    )
     if progress is not None:  # called every few thousand events with (driver, sim); display only
         sim.env.on_tick = lambda: progress(driver, sim)
     t0 = time.perf_counter()
@@ -108,6 +135,13 @@ def execute(
         summary["offered_load"] = {"source": spec.label, **spec.load, **offered_load(arrivals)}
     if error is not None:
         summary["error"] = error
+    if cache is not None and traffic is not None:
+        computed = sum(it.prefill_tokens for it in driver.iterations)
+        summary["prefix_cache"] = {
+            **cache.summary(),
+            "prefill_tokens_computed": computed,
+            **traffic.summary(sim.now),
+        }
     summary = {
         "system": spec.system.name,
         "model": spec.model.name,
@@ -141,6 +175,7 @@ def _config(spec: RunSpec) -> dict[str, Any]:
             if spec.requests is None
             else {"trace": spec.label}
         ),
+        **({"prefix_cache": spec.prefix_cache.as_dict()} if spec.prefix_cache.enabled else {}),
     }
 
 
@@ -152,6 +187,12 @@ def _execute_replicas(
     the merged summary (``replicas`` holds each one's figures), the first replica's driver and the
     sim (every driver and the router are among ``sim.roots``)."""
     dp = spec.mapping.dp
+    if spec.prefix_cache.enabled:
+        raise ConfigError(
+            "prefix caching runs on one replica for now; expected mapping.dp = 1 with it, found "
+            f"{dp} (each replica would need its own cache and the router a cache-aware policy)",
+            where="--set prefix_cache.enabled",
+        )
     if scheduler is not None or spec.requests is None:
         what = "a decode-trace replay" if scheduler else "a fixed decode batch"
         if spec.failures.enabled:
@@ -355,11 +396,25 @@ def build_run(settings: Mapping[str, Any], where: str = "--set") -> tuple[RunSpe
 
     sets = dict(settings.get("set") or {})
     routing = {k.removeprefix("router."): _text(sets.pop(k)) for k in list(sets) if k.startswith("router.")}
+    prefix = {
+        k.removeprefix("prefix_cache."): _text(sets.pop(k))
+        for k in list(sets)
+        if k.startswith("prefix_cache.")
+    }
     failing = {
         k.removeprefix("failures."): _text(sets.pop(k)) for k in list(sets) if k.startswith("failures.")
     }
     pools = {k.removeprefix("disagg."): _text(sets.pop(k)) for k in list(sets) if k.startswith("disagg.")}
     spec, scheduler = _build_run({**settings, "set": sets}, where)
+    if prefix:
+        spec.prefix_cache = PrefixCacheParams.from_mapping(prefix, where=join_where(where, "prefix_cache"))
+        others = [k for k in prefix if k != "enabled"]
+        if others and not spec.prefix_cache.enabled:
+            key = others[0]
+            raise ConfigError(
+                "prefix caching is off, so this setting does nothing; add --set prefix_cache.enabled=true",
+                where=join_where(where, f"prefix_cache.{key}"),
+            )
     if failing:
         spec.failures = FailureParams.from_mapping(failing, where=join_where(where, "failures"))
         if spec.failures.enabled and (scheduler is not None or spec.requests is None):
@@ -374,6 +429,13 @@ def build_run(settings: Mapping[str, Any], where: str = "--set") -> tuple[RunSpe
             "failures are injected into the replicas of one pool; a disaggregated run has two (not "
             "supported yet): drop the failures.* or the disagg.* settings",
             where=join_where(where, f"failures.{next(iter(failing))}"),
+        )
+    if spec.prefix_cache.enabled and (spec.disagg is not None or spec.failures.enabled):
+        raise ConfigError(
+            "prefix caching runs in one pool of replicas without failures (not yet with "
+            + ("disaggregation" if spec.disagg is not None else "failures")
+            + "): drop the prefix_cache.* settings or the other feature's",
+            where=join_where(where, "prefix_cache.enabled"),
         )
     if routing:
         if spec.mapping.dp == 1:

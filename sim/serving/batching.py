@@ -114,6 +114,8 @@ class BatchingPolicy(Scheduler):
     Params: ClassVar[type[ParamSet]]
     registered_name: ClassVar[str]
     recovers_from_failures: ClassVar[bool] = False  # implements lose_kv, take_all, adopt
+    prefix_caching: ClassVar[bool] = False
+    """Whether the policy consults a prefix cache (``prefix_cache``) at admission."""
 
     def __init__(
         self,
@@ -145,6 +147,7 @@ class BatchingPolicy(Scheduler):
         self._seq = 0
         self._iteration = 0
         self._outstanding: Batch | None = None
+        self.prefix_cache: Any = None  # a sim.serving.prefix_cache.PrefixCache, set by the run
 
     # The protocol -------------------------------------------------------------------------------
 
@@ -206,6 +209,8 @@ class BatchingPolicy(Scheduler):
             s = self.state(e.request)
             if e.phase == "prefill":
                 s.prefilled += e.tokens
+                if e.emits_token and s.generated == 0 and self.prefix_cache is not None:
+                    self.prefix_cache.insert(e.request, now)  # its blocks are reusable from now on
             s.kv_tokens = e.context_tokens
             if e.emits_token:
                 s.generated += 1
@@ -351,6 +356,7 @@ class ContinuousBatching(BatchingPolicy):
     """
 
     Params = ContinuousParams
+    prefix_caching = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -456,6 +462,8 @@ class ContinuousBatching(BatchingPolicy):
                 break
             self._pop_head()
             self._admit(s, blocks, now)
+            if self.prefix_cache is not None and s.preemptions == 0:
+                s.prefilled = self.prefix_cache.lookup(s.request, now)  # cached KV: not prefilled
             self.running.append(s)
             entries.append(self._prefill_chunk(s, budget))
             budget -= entries[-1].tokens
