@@ -458,7 +458,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.timeline:
         from sim.observe.timeline import write_timeline
 
-        cut = write_timeline(args.timeline, drv, args.timeline_ops, args.timeline_keep)
+        outages = summary.get("failures", {}).get("events", ())
+        cut = write_timeline(args.timeline, drv, args.timeline_ops, args.timeline_keep, outages)
         if cut is not None and not args.quiet:
             print(f"memwall: timeline: {cut.message(args.timeline_ops or MAX_OPS)}", file=sys.stderr)
     if args.json:

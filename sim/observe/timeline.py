@@ -38,7 +38,7 @@ import gzip
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -305,14 +305,34 @@ def _as_replica(events: Iterable[dict], replica: int) -> Iterable[dict]:
         yield e
 
 
+def _outages(outages: Sequence[Mapping[str, Any]], replicas: int, end_ps: float) -> Iterable[dict]:
+    """A ``down`` span per failure (``failures.events`` of the summary) on its replica's iterations
+    process, thread ``failures``: from the failure to the replica's return (or the run's end)."""
+    named: set[int] = set()
+    for o in outages:
+        i = int(o["replica"])
+        pid = PID_ITERATIONS + (PIDS_PER_REPLICA * i if replicas > 1 else 0)
+        if i not in named:
+            named.add(i)
+            yield _meta("thread_name", pid, 1, {"name": "failures"})
+        start, back = float(o["at_s"]) * 1e12, float(o["back_s"]) * 1e12
+        args = {"replica": i, "failed_at_s": o["at_s"], "back_at_s": o["back_s"]}
+        yield _x("replica down (failure)", "failure", start, min(back, max(end_ps, start)), pid, 1, args)
+
+
 def write_timeline(
-    path: str | Path, driver: Any, max_ops: int | None = None, keep: str = "first"
+    path: str | Path,
+    driver: Any,
+    max_ops: int | None = None,
+    keep: str = "first",
+    outages: Sequence[Mapping[str, Any]] = (),
 ) -> TimelineCut | None:
     """Write ``driver``'s run (records, iterations, op log) as trace-event JSON, gzipped when the
     name ends in ``.gz``; returns the cut when the op log was over ``max_ops`` (default ``MAX_OPS``).
 
     ``driver`` may be the list of every replica's driver: each gets its own processes (``replica N:
-    requests`` ...) and an equal share of the op budget; the cut returned is the first replica's."""
+    requests`` ...) and an equal share of the op budget; the cut returned is the first replica's.
+    ``outages`` (the summary's ``failures.events``) draw each failure's downtime."""
     if max_ops is None:
         max_ops = MAX_OPS
     drivers = list(driver) if isinstance(driver, list | tuple) else [driver]
@@ -322,6 +342,8 @@ def write_timeline(
         events = list(_events(drivers[0], cuts[0], share))
     else:
         events = [e for i, d in enumerate(drivers) for e in _as_replica(_events(d, cuts[i], share), i)]
+    end_ps = max((it.end_ps for d in drivers for it in d.iterations), default=0)
+    events += list(_outages(outages, len(drivers), end_ps))
     other: dict[str, Any] = {
         "generator": "memwall run --timeline",
         "time": "simulated; ts/dur in microseconds",

@@ -289,3 +289,22 @@ def test_the_run_table_reports_failures_and_timeouts(capsys):
     argv += ["--set", "driver.straggler_delay=1ms", "--set", "driver.collective_timeout=10us"]
     assert main(argv) == 0
     assert re.search(r"collective timeout[\s│]+64 of 64 collectives timed out", capsys.readouterr().out)
+
+
+def test_the_timeline_draws_each_failure_as_its_replicas_downtime(tmp_path, capsys):
+    import json
+
+    from sim.cli import main
+
+    path = tmp_path / "t.json"
+    argv = ["run", "default", "--limit", "12", "--set", "mapping.dp=2", "--set", "mapping.tp=4"]
+    assert main([*argv, "--set", "failures.at=1@1s", "--timeline", str(path), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    doc = json.loads(path.read_text())
+    spans = [e for e in doc["traceEvents"] if e.get("cat") == "failure"]
+    assert len(spans) == summary["failures"]["failures"] == 1
+    (span,) = spans
+    assert span["ts"] == 1e6  # 1 s in microseconds
+    assert span["dur"] == pytest.approx(summary["failures"]["downtime_per_failure_s"] * 1e6)
+    names = {(e["pid"], e["args"]["name"]) for e in doc["traceEvents"] if e["name"] == "process_name"}
+    assert (span["pid"], "replica 1: iterations") in names
