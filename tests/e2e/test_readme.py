@@ -224,6 +224,46 @@ def test_the_run_output_shown_is_what_memwall_run_prints(scratch: Path):
     assert [line for line in shown if not line.lstrip().startswith("simulator")] == keep
 
 
+NUMBER_CELL = re.compile(r"^\**(-?[\d,]*\.?\d+%?)\**(\s*\(.*\))?$")
+
+
+def _tables(text: str) -> list[tuple[int, list[list[str]]]]:
+    """Markdown tables as (line index of the header, body rows of cells)."""
+    lines, out, i = text.splitlines(), [], 0
+    while i < len(lines):
+        if lines[i].startswith("|") and i + 1 < len(lines) and re.fullmatch(r"\|[-| :]+\|", lines[i + 1]):
+            start, rows, i = i, [], i + 2
+            while i < len(lines) and lines[i].startswith("|"):
+                rows.append([c.strip() for c in lines[i].strip().strip("|").split("|")])
+                i += 1
+            out.append((start, rows))
+        else:
+            i += 1
+    return out
+
+
+def test_readme_tables_quote_their_result_files():
+    """A README table whose lead-in names result files (``benchmarks/results/...md``) quotes them:
+    every number in it (a cell that is a number, maybe with a note in brackets) is in one of those
+    files, which the named scripts regenerate. Tables without a named file are not checked here."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    lines = readme.splitlines()
+    checked = 0
+    for start, rows in _tables(readme):
+        lead = "\n".join(lines[max(0, start - 8) : start])
+        files = [REPO / f for f in re.findall(r"benchmarks/results/[\w/.-]+\.md", lead) if "NAME" not in f]
+        if not files:
+            continue
+        text = "\n".join(f.read_text(encoding="utf-8") for f in files)
+        for row in rows:
+            for cell in row:
+                m = NUMBER_CELL.match(cell)
+                if m:
+                    assert m.group(1) in text, f"README.md:{start + 1}: {m.group(1)} is in none of {files}"
+                    checked += 1
+    assert checked >= 40
+
+
 def test_the_device_file_shown_is_the_one_shipped():
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     shown = readme.split("`--set` overrides its values):\n\n```toml\n", 1)[1].split("```", 1)[0]
