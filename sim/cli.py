@@ -630,6 +630,7 @@ def cmd_trace_gen(args: argparse.Namespace) -> int:
             source=source,
             inputs=[args.requests, args.system, args.model],
             progress=lambda it, tokens: status.update(it, None, [f"{tokens:,} tokens"]),
+            clock=args.clock,
         )
     if args.quiet and not args.json:
         return 0
@@ -637,7 +638,7 @@ def cmd_trace_gen(args: argparse.Namespace) -> int:
         json.dumps(result, sort_keys=True)
         if args.json
         else f"wrote {result['out']}: {result['iterations']} iterations, {result['tokens']} tokens "
-        f"(estimated span {result['estimated_span_s']:.3f} s)"
+        f"({result['clock']} span {result['span_s']:.3f} s)"
     )
     return 0
 
@@ -921,6 +922,12 @@ def build_parser() -> argparse.ArgumentParser:
     tg.add_argument("--json", action="store_true")
     tg.add_argument(
         "--quiet", action="store_true", help="no progress display and no text result (errors and --json only)"
+    )
+    tg.add_argument(
+        "--clock",
+        default="estimated",
+        help="the batching policy's clock: estimated (kernel estimates, no simulation, fast) or "
+        "simulated (the system simulated as memwall run would: a replay on it reproduces the run)",
     )
     tg.set_defaults(func=cmd_trace_gen)
 

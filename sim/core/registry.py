@@ -56,6 +56,8 @@ BUILTIN_MODULES = (
     "sim.serving.failures",
     "sim.serving.disagg",
     "sim.serving.prefix_cache",
+    "sim.serving.tracegen",
+    "sim.experiments.trace_clock",
 )
 
 

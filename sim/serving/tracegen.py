@@ -1,9 +1,17 @@
 """``memwall trace gen``: lower a request trace to a decode trace with a batching policy.
 
-The scheduler needs a clock to decide which requests have arrived; writing a trace must not need a
-full simulation, so the clock advances by each iteration's estimate: every op's kernels timed by the
-die's kernel model at the memories' peak bandwidths, without queueing or collectives.
-The header says ``"clock": "estimated"``; replaying the trace in memwall re-times every iteration
+The scheduler needs a clock to decide which requests have arrived. The clock is a registered
+``trace_clock``:
+
+* ``estimated`` (the default): no simulation; the clock advances by each iteration's estimate, every
+  op's kernels timed by the die's kernel model at the memories' peak bandwidths, without queueing,
+  collectives or the software stack's host time. Fast, but faster than the simulated hardware, so the
+  trace holds more, smaller iterations than a live run forms, and a replay queues them.
+* ``simulated`` (:mod:`sim.experiments.trace_clock`): the system is simulated as ``memwall run``
+  would, and the batches its policy formed are written with their start times; a replay on the same
+  system reproduces the live run.
+
+The header says which (``"clock": NAME``); replaying the trace in memwall re-times every iteration
 in full detail and never starts an iteration before its ``not_before_ps``.
 
 The output is written whole or not at all: to a temporary file beside it, flushed to disk and
@@ -15,13 +23,15 @@ would leave requests unscheduled leaves no file (and an existing ``out`` untouch
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sim.compute.kernels import KernelModel, Sources
 from sim.core.atomic import atomic_path
 from sim.core.errors import ConfigError, SimulationError
+from sim.core.registry import lookup, names, register
 from sim.core.tomlfile import read_toml
 from sim.core.units import PS_PER_S
 from sim.model.spec import ModelSpec
@@ -30,7 +40,7 @@ from sim.requests.synthetic import SyntheticParams, synthetic_requests
 from sim.serving.batching import make_policy
 from sim.serving.decode_trace import DecodeTraceWriter
 from sim.serving.lowering import Lowering
-from sim.serving.mapping import MappingParams, plan
+from sim.serving.mapping import MappingParams, Plan, plan
 from sim.serving.scheduler import Batch
 from sim.system.spec import SystemSpec
 
@@ -74,9 +84,11 @@ def generate(
     max_iterations: int = 1_000_000,
     inputs: Sequence[str | Path | None] = (),
     progress: Callable[[int, int], None] | None = None,
+    clock: str = "estimated",
 ) -> dict[str, Any]:
     """Write a decode trace to ``out``; returns counts for the CLI. ``progress(iterations, tokens)``
-    is called now and then while it runs (a display only).
+    is called now and then while it runs (a display only); ``clock`` is a registered
+    ``trace_clock`` (see the module docstring).
 
     ``inputs`` are the files the trace is made from (``source["requests"]`` is one too): ``out``
     may be none of them. At most ``max_iterations`` iterations are written; a workload that needs
@@ -88,6 +100,10 @@ def generate(
             f"a decode trace holds one replica's iterations; expected mapping.dp = 1, found {mapping.dp} "
             "(replicas route requests at run time: memwall run --set mapping.dp=N on the request trace)",
             where="mapping.dp",
+        )
+    if clock not in names("trace_clock"):
+        raise ConfigError(
+            f"expected one of {', '.join(names('trace_clock'))}, found {clock!r}", where="--clock"
         )
     p = plan(model, system, mapping)
     lowering = Lowering(model, p)
@@ -102,18 +118,99 @@ def generate(
         "system": system.name,
         "source": source or {},
         "scheduler": {"policy": policy_name, **table},
-        "clock": "estimated",
+        "clock": clock,
     }
+    inputs_ = ClockInputs(model, system, mapping, p, lowering, policy, requests, max_iterations)
+    batches = lookup("trace_clock", clock)(inputs_)
     # written beside the output under a hidden name (same suffix: .gz decides the compression)
     with atomic_path(target, ".gz" if target.suffix == ".gz" else "") as tmp:
         writer = DecodeTraceWriter(tmp, header)
+        iterations = tokens = span = 0
         try:
-            iterations, tokens, now = _lower(
-                policy, lowering, system, p, requests, writer, max_iterations, progress
-            )
+            for batch, end in batches:
+                span = end
+                _, work = estimate_iteration_ps(lowering, system, p.weights_memory, p.kv_memory, batch)
+                writer.iteration(batch, work)
+                iterations += 1
+                tokens += sum(1 for e in batch.entries if e.emits_token and not e.padding)
+                if progress is not None and not iterations & 255:
+                    progress(iterations, tokens)
         finally:
             writer.close()
-    return {"out": str(out), "iterations": iterations, "tokens": tokens, "estimated_span_s": now / PS_PER_S}
+    return {
+        "out": str(out),
+        "iterations": iterations,
+        "tokens": tokens,
+        "clock": clock,
+        "span_s": span / PS_PER_S,
+    }
+
+
+@dataclass(frozen=True)
+class ClockInputs:
+    """What a trace clock schedules: the policy (fresh, nothing added yet) and the requests."""
+
+    model: ModelSpec
+    system: SystemSpec
+    mapping: MappingParams
+    plan: Plan
+    lowering: Lowering
+    policy: Any
+    requests: Iterable[Request]
+    max_iterations: int
+
+
+TraceClock = Callable[[ClockInputs], Iterator[tuple[Batch, int]]]
+"""Yields every batch the policy forms, in order, each with the time its iteration ended (ps)."""
+
+
+@register("trace_clock", "estimated")
+def estimated_clock(x: ClockInputs) -> Iterator[tuple[Batch, int]]:
+    """The policy on a clock advanced by each iteration's kernel estimate (no simulation)."""
+    policy, pending = x.policy, iter(x.requests)
+    nxt = next(pending, None)
+    now = iterations = 0
+    while iterations < x.max_iterations:
+        while nxt is not None and nxt.arrival_ps <= now:
+            policy.add(nxt, now)
+            nxt = next(pending, None)
+        batch = policy.next_batch(now)
+        if batch is None:
+            wake = policy.wake_time(now)
+            times = [t for t in (wake, nxt.arrival_ps if nxt else None) if t is not None and t > now]
+            if not times:
+                break
+            now = min(times)
+            continue
+        dt, _ = estimate_iteration_ps(x.lowering, x.system, x.plan.weights_memory, x.plan.kv_memory, batch)
+        now += max(1, dt)
+        policy.complete(batch, now)
+        iterations += 1
+        yield batch, now
+    check_finished(policy, iterations, x.max_iterations, unfinished=nxt is not None or not policy.idle)
+
+
+def check_finished(policy: Any, iterations: int, max_iterations: int, unfinished: bool) -> None:
+    """Refuse a trace that would leave requests unscheduled, or hold no iteration at all."""
+    if unfinished and iterations >= max_iterations:
+        raise ConfigError(
+            f"expected a workload of at most {max_iterations:,} iterations, found more; "
+            "fewer requests (--limit N) give a shorter trace",
+            where="--requests",
+        )
+    if unfinished:
+        raise SimulationError(
+            f"the batching policy stopped after {iterations:,} iterations with "
+            f"{policy.num_waiting + policy.num_running:,} requests unfinished and nothing to wake it",
+            where="batching",
+        )
+    if iterations == 0:
+        rejected = len(getattr(policy, "rejected", ()) or ())
+        raise ConfigError(
+            "expected at least one request to lower, found "
+            + (f"{rejected:,} requests, all rejected as oversize" if rejected else "none"),
+            where="--requests",
+        )
 
 
 def check_output(out: str | Path, inputs: Iterable[str | Path | None] = ()) -> Path:
@@ -148,65 +245,6 @@ def check_output(out: str | Path, inputs: Iterable[str | Path | None] = ()) -> P
     if not os.access(target.parent, os.W_OK):
         raise ConfigError(f"cannot write in the directory {target.parent}: permission denied", where="--out")
     return target
-
-
-def _lower(
-    policy: Any,
-    lowering: Lowering,
-    system: SystemSpec,
-    p: Any,
-    requests: Iterable[Request],
-    writer: DecodeTraceWriter,
-    max_iterations: int,
-    progress: Callable[[int, int], None] | None = None,
-) -> tuple[int, int, int]:
-    """Schedule and write every iteration; returns (iterations, tokens, estimated end in ps).
-    ``progress(iterations, tokens)`` is called every 256 iterations (a display only)."""
-    pending = iter(requests)
-    nxt = next(pending, None)
-    now = 0
-    iterations = tokens = 0
-    while iterations < max_iterations:
-        while nxt is not None and nxt.arrival_ps <= now:
-            policy.add(nxt, now)
-            nxt = next(pending, None)
-        batch = policy.next_batch(now)
-        if batch is None:
-            wake = policy.wake_time(now)
-            times = [t for t in (wake, nxt.arrival_ps if nxt else None) if t is not None and t > now]
-            if not times:
-                break
-            now = min(times)
-            continue
-        dt, work = estimate_iteration_ps(lowering, system, p.weights_memory, p.kv_memory, batch)
-        writer.iteration(batch, work)
-        now += max(1, dt)
-        policy.complete(batch, now)
-        iterations += 1
-        tokens += sum(1 for e in batch.entries if e.emits_token and not e.padding)
-        if progress is not None and not iterations & 255:
-            progress(iterations, tokens)
-    unfinished = nxt is not None or not policy.idle
-    if unfinished and iterations >= max_iterations:
-        raise ConfigError(
-            f"expected a workload of at most {max_iterations:,} iterations, found more; "
-            "fewer requests (--limit N) give a shorter trace",
-            where="--requests",
-        )
-    if unfinished:
-        raise SimulationError(
-            f"the batching policy stopped after {iterations:,} iterations with "
-            f"{policy.num_waiting + policy.num_running:,} requests unfinished and nothing to wake it",
-            where="batching",
-        )
-    if iterations == 0:
-        rejected = len(getattr(policy, "rejected", ()) or ())
-        raise ConfigError(
-            "expected at least one request to lower, found "
-            + (f"{rejected:,} requests, all rejected as oversize" if rejected else "none"),
-            where="--requests",
-        )
-    return iterations, tokens, now
 
 
 def synthetic_source(path: str | Path, limit: int | None) -> tuple[list[Request], dict[str, Any]]:
