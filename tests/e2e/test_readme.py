@@ -309,3 +309,24 @@ def test_the_speed_results_the_readme_quotes_are_current():
     assert fresh["events"] == stored["events"]
     assert fresh["step_time_ms"] == stored["step_time_ms"]
     assert fresh["stall_breakdown"] == stored["stall_breakdown"]
+
+
+def test_the_validation_report_the_readme_quotes_is_current(tmp_path):
+    """``memwall validate`` rewrites ``benchmarks/results/validation/`` (the README quotes its tables):
+    run now, it must write the committed files byte for byte."""
+    shared = REPO.parent / "shared" / "data" / "validation"
+    if not shared.is_dir():
+        pytest.skip("../shared/data/validation is not beside the repository")
+    out = tmp_path / "validation"
+    proc = subprocess.run(
+        [sys.executable, "-m", "sim", "validate", "--out", str(out)],
+        cwd=REPO, env={**os.environ, "MPLBACKEND": "Agg"}, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    committed = REPO / "benchmarks" / "results" / "validation"
+    names = sorted(p.name for p in committed.iterdir())
+    assert sorted(p.name for p in out.iterdir()) == names
+    for name in names:
+        assert (out / name).read_bytes() == (committed / name).read_bytes(), (
+            f"{name} is stale: run memwall validate"
+        )
