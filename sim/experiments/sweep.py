@@ -54,6 +54,7 @@ from sim.core.errors import ConfigError, MemwallError
 from sim.core.limits import MAX_BATCH, MAX_REQUESTS, MAX_STEPS, MAX_SWEEP_CELLS, MAX_TOKENS
 from sim.core.textfile import brief
 from sim.core.tomlfile import read_toml
+from sim.observe.progress import clock
 
 # whole-number run settings and their accepted range (a sweep refuses 0 steps rather than run 16)
 _INT_BOUNDS = {
@@ -506,12 +507,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     keys = sorted({k for c in columns for k in c})
     varying = [k for k in keys if len({json.dumps(c.get(k)) for c in columns}) > 1]
     done = [0]
+    started = time.perf_counter()
 
     def report_cell(cid: str, record: dict[str, Any]) -> None:
+        """One line per finished cell (stdout, also in a pipe): which, how, and when the rest ends."""
         done[0] += 1
         status = record["status"]
         extra = f"  {record.get('wall_s', 0.0):.1f} s" if status == "ok" else f"  {record.get('error', '')}"
-        print(f"[{done[0]}] {status:5} {cid}  {_describe(record['settings'], varying)}{extra}", flush=True)
+        elapsed = time.perf_counter() - started
+        eta = elapsed * (len(spec.cells) - done[0]) / done[0]
+        head = f"[{done[0]}/{len(spec.cells)}, ETA {clock(eta)}]"
+        print(f"{head} {status:5} {cid}  {_describe(record['settings'], varying)}{extra}", flush=True)
 
     here = args.workers == 0 and args.scheduler is None
     client = None if here else make_client(args.workers, args.scheduler)
