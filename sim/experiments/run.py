@@ -417,6 +417,13 @@ def build_run(settings: Mapping[str, Any], where: str = "--set") -> tuple[RunSpe
             )
     if failing:
         spec.failures = FailureParams.from_mapping(failing, where=join_where(where, "failures"))
+        others = [k for k in failing if k not in ("at", "chip_fit")]
+        if others and not spec.failures.enabled:
+            raise ConfigError(
+                "no failures are injected (neither failures.at nor failures.chip_fit), so this setting "
+                "does nothing",
+                where=join_where(where, f"failures.{others[0]}"),
+            )
         if spec.failures.enabled and (scheduler is not None or spec.requests is None):
             raise ConfigError(
                 "failures take requests off a replica and requeue them; a fixed batch or a decode-trace "

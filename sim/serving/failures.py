@@ -46,7 +46,7 @@ import numpy as np
 import simpy
 
 from sim.core.component import Component
-from sim.core.errors import ConfigError
+from sim.core.errors import ConfigError, SimulationError
 from sim.core.params import ParamSet, non_negative, param, positive
 from sim.core.registry import lookup, names, register
 from sim.core.units import BANDWIDTH, PS_PER_S, RATIO, TIME, UnitError, parse_time
@@ -113,6 +113,10 @@ def _check_at(text: str) -> str | None:
 def _known_recovery(name: str) -> str | None:
     known = names("failure_recovery")
     return None if name in known else f"one of: {', '.join(known)}"
+
+
+STALLED_AFTER = 100
+"""Failures of one replica in a row with no iteration finished between them: the run is stalled."""
 
 
 @dataclass(frozen=True)
@@ -322,7 +326,18 @@ class FailureManager(Component):
                     where="batching.policy",
                 )
         self.downtime = self.policy.downtime_ps(p, self.weight_bytes)
+        if self.rate_per_s > 0 and PS_PER_S / self.rate_per_s < self.downtime:
+            mtbf_s, down_s = 1 / self.rate_per_s, self.downtime / PS_PER_S
+            highest = HOURS_PER_FIT * 3600 / (self.chips * down_s)
+            raise ConfigError(
+                f"a replica of {self.chips} chips would fail every {mtbf_s:.3g} s on average, sooner than "
+                f"it recovers ({down_s:.3g} s with {p.recovery}): it would hardly ever serve; expected "
+                f"chip_fit below {highest:.3g}",
+                where="--set failures.chip_fit",
+            )
         self.health = [ReplicaHealth(self, i) for i in range(dp)]
+        self.iterations_at_failure = [-1] * dp  # a replica's iteration count at its last failure
+        self.failed_in_a_row = [0] * dp  # failures with no iteration finished in between
         self.down_until = [0] * dp
         self.events: list[dict[str, Any]] = []  # one per failure, for the summary
         self._seq = 0
@@ -370,6 +385,20 @@ class FailureManager(Component):
             self.stat.ignored.add()
             return
         self.stat.failures.add()
+        done = len(self.drivers[i].iterations)
+        self.failed_in_a_row[i] = self.failed_in_a_row[i] + 1 if done == self.iterations_at_failure[i] else 1
+        self.iterations_at_failure[i] = done
+        if self.failed_in_a_row[i] >= STALLED_AFTER:
+            why = (
+                f"a failure every {1 / self.rate_per_s:.3g} s on average; lower failures.chip_fit"
+                if self.rate_per_s > 0
+                else "failures.at puts its failures closer together than a downtime plus an iteration"
+            )
+            raise SimulationError(
+                f"replica {i} failed {STALLED_AFTER} times in a row without finishing an iteration "
+                f"(downtime {self.downtime / PS_PER_S:.3g} s each; {why}): the run cannot make progress",
+                where=self.path,
+            )
         self.down_until[i] = now + self.downtime
         self.health[i].pending = now
         self.events.append({"replica": i, "at_s": now / PS_PER_S, "back_s": self.down_until[i] / PS_PER_S})

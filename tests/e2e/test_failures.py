@@ -308,3 +308,25 @@ def test_the_timeline_draws_each_failure_as_its_replicas_downtime(tmp_path, caps
     assert span["dur"] == pytest.approx(summary["failures"]["downtime_per_failure_s"] * 1e6)
     names = {(e["pid"], e["args"]["name"]) for e in doc["traceEvents"] if e["name"] == "process_name"}
     assert (span["pid"], "replica 1: iterations") in names
+
+
+def test_a_rate_faster_than_recovery_is_refused_and_a_stalled_replica_stops_the_run():
+    """A replica that fails more often than it recovers would never serve (refused up front); one
+    whose failures land between its return and its next finished iteration, 100 times in a row,
+    cannot progress (stops with a SimulationError naming the replica, instead of running for ever)."""
+    sets = {"mapping.tp": 1, "mapping.dp": 2, "failures.chip_fit": 1e20}
+    with pytest.raises(ConfigError, match="sooner than it recovers"):
+        execute(*build_run({"limit": 8, "rate_scale": 30, "set": sets}))
+    sets = {"mapping.tp": 1, "mapping.dp": 2, "failures.swap_delay": "0", "failures.at": "0@0.1s"}
+    one, _, _ = execute(*build_run({"limit": 8, "rate_scale": 30, "set": sets}))
+    down = one["failures"]["downtime_per_failure_s"]
+    step = one["step_time_ms"]["p50"] / 1e3
+    gap = down + step / 4  # back up, then down again before a quarter of an iteration
+    sets["failures.at"] = ",".join(f"0@{0.05 + k * gap:.6f}s" for k in range(110))
+    summary, _, _ = execute(*build_run({"limit": 8, "rate_scale": 30, "set": sets}))
+    assert "failed 100 times in a row" in summary["error"]
+
+
+def test_failure_settings_without_failures_are_refused_by_key():
+    with pytest.raises(ConfigError, match=r"failures\.swap_delay"):
+        build_run({"limit": 4, "set": {"mapping.tp": 1, "mapping.dp": 2, "failures.swap_delay": "1s"}})
