@@ -31,6 +31,15 @@ def positive(v: float) -> str | None:
     return None if v > 0 else "a value > 0"
 
 
+def at_least(low: float, what: str) -> Check:
+    """A value >= ``low``, described as ``what`` (e.g. 1 B/s: rates below it round to nothing)."""
+
+    def check(v: float) -> str | None:
+        return None if v >= low else f"a value >= {what}"
+
+    return check
+
+
 def non_negative(v: float) -> str | None:
     return None if v >= 0 else "a value >= 0"
 

@@ -43,7 +43,7 @@ import simpy
 
 from sim.core.component import Component
 from sim.core.errors import ConfigError
-from sim.core.params import ParamSet, non_negative, param, positive
+from sim.core.params import ParamSet, at_least, non_negative, param, positive
 from sim.core.registry import lookup, names, register
 from sim.core.units import BANDWIDTH, COUNT, ENERGY, PS_PER_S, TIME
 from sim.requests.record import Request
@@ -89,7 +89,7 @@ class DisaggParams(ParamSet):
         BANDWIDTH,
         "scale-out bandwidth per chip per direction: one 400 Gb/s InfiniBand NDR port per GPU "
         "(NVIDIA DGX H100 datasheet: 8 x ConnectX-7 400 Gb/s for the compute fabric, one per GPU)",
-        check=positive,
+        check=at_least(1, "1 B/s"),
     )
     link_latency: int = param(
         "5us",
