@@ -879,9 +879,10 @@ class TokenDriver(Component):
             yield from self._collective_body(case, launch)
         if not late:  # an abandoned collective's data never arrived: no bound to check
             self._check_fabric(op, env.now - t0, need_bytes)
-        if launch:
-            blame.add(launch_cause, launch)
-        t0 += launch
+        launched = min(launch, env.now - t0)  # a timeout shorter than the launch cuts the launch too
+        if launched:
+            blame.add(launch_cause, launched)
+        t0 += launched
         blame.add(cause, env.now - t0)
         self.stat.fabric_link_bytes.add(link_bytes)
         self._log("fabric", op, -1, t0, Blame({cause: env.now - t0}))

@@ -444,6 +444,7 @@ def build_run(settings: Mapping[str, Any], where: str = "--set") -> tuple[RunSpe
             + "): drop the prefix_cache.* settings or the other feature's",
             where=join_where(where, "prefix_cache.enabled"),
         )
+    _check_collective_settings(spec, where)
     if routing:
         if spec.mapping.dp == 1:
             key = f"router.{next(iter(routing))}"
@@ -453,6 +454,23 @@ def build_run(settings: Mapping[str, Any], where: str = "--set") -> tuple[RunSpe
             )
         spec.router = RouterParams.from_mapping(routing, where=join_where(where, "router"))
     return spec, scheduler
+
+
+def _check_collective_settings(spec: RunSpec, where: str) -> None:
+    """Straggler and timeout settings act on collectives: refuse them where none run."""
+    d = spec.driver
+    if d.straggler_probability != 1.0 and not d.straggler_delay:
+        raise ConfigError(
+            "no straggler is injected (driver.straggler_delay = 0), so its probability does nothing",
+            where=join_where(where, "driver.straggler_probability"),
+        )
+    m = spec.mapping
+    if (d.collective_timeout or d.straggler_delay) and spec.disagg is None and m.tp == 1 and m.ep == 1:
+        key = "collective_timeout" if d.collective_timeout else "straggler_delay"
+        raise ConfigError(
+            "this mapping runs no collectives (tp = 1, ep = 1), so this setting does nothing",
+            where=join_where(where, f"driver.{key}"),
+        )
 
 
 def _build_run(settings: Mapping[str, Any], where: str = "--set") -> tuple[RunSpec, Any]:
@@ -476,7 +494,7 @@ def _build_run(settings: Mapping[str, Any], where: str = "--set") -> tuple[RunSp
     s = dict(settings)
     sys_set, map_set, drv_set, batch_set = split_sets(s.get("set") or {}, where)
     system = _system(s.get("system"), sys_set, where)
-    driver = DriverParams.from_mapping(drv_set, where=where)
+    driver = DriverParams.from_mapping(drv_set, where=join_where(where, "driver"))
     seed = int(s.get("seed") or 0)
     trace_path = s.get("trace")
     fixed = [k for k in ("batch", "context", "steps") if s.get(k) is not None]
