@@ -406,6 +406,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     sets = _overrides(args.set)
     if (args.out or args.timeline) and not any(k.endswith("record_ops") for k in sets):
         sets["driver.record_ops"] = "true"  # --out writes the full blame chain (ops.csv), --timeline draws it
+    if not args.timeline:
+        for flag, value in (("--timeline-ops", args.timeline_ops), ("--timeline-keep", args.timeline_keep)):
+            if value is not None:
+                raise ConfigError("it shapes the timeline, and no --timeline FILE is asked for", where=flag)
     if args.timeline:
         from pathlib import Path
 
@@ -459,7 +463,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from sim.observe.timeline import write_timeline
 
         outages = summary.get("failures", {}).get("events", ())
-        cut = write_timeline(args.timeline, drv, args.timeline_ops, args.timeline_keep, outages)
+        cut = write_timeline(args.timeline, drv, args.timeline_ops, args.timeline_keep or "first", outages)
         if cut is not None and not args.quiet:
             print(f"memwall: timeline: {cut.message(args.timeline_ops or MAX_OPS)}", file=sys.stderr)
     if args.json:
@@ -890,7 +894,6 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument(
         "--timeline-keep",
         choices=KEEP,
-        default="first",
         help="--timeline over its op budget: the first iterations that fit (default) or every k-th "
         "iteration over the whole run (spread)",
     )

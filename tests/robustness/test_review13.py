@@ -40,3 +40,11 @@ def test_12_13_collective_settings_that_do_nothing_are_refused_by_their_full_key
     with pytest.raises(ConfigError) as err:
         build_run({**T8, "set": sets})
     assert key in str(err.value)
+
+
+@pytest.mark.parametrize("flags", [["--timeline-ops", "5"], ["--timeline-keep", "spread"]])
+def test_11_timeline_flags_without_a_timeline_are_refused(flags, capsys):
+    from sim.cli import main
+
+    assert main(["run", "--limit", "2", *flags]) == 2
+    assert flags[0] in capsys.readouterr().err
