@@ -186,3 +186,4 @@ def test_memwall_report_reads_the_directory(written, capsys):
     capsys.readouterr()
     page = (out / "report.md").read_text()
     assert "TTFT" in page and (out / "step_time.png").exists() and (out / "tpot.png").exists()
+    assert "all 4 chips (prefill 2 x 1, decode 2 x 1) and the KV link" in page  # both pools' energy
