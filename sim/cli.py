@@ -443,12 +443,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         "set": sets,
     }
     spec, scheduler = build_run(settings)
-    if spec.disagg is not None and (args.out or args.timeline):
-        raise ConfigError(
-            "--out and --timeline write the requests and iterations of one pool of replicas; a "
-            "disaggregated run has two: use --json (its 'disaggregation' has each pool's figures)",
-            where="--out" if args.out else "--timeline",
-        )
     if spec.requests is not None and not isinstance(spec.requests, list):
         spec.requests = list(spec.requests)  # read (and checked) up front: the progress knows the total
     with RunProgress(spec, quiet=args.quiet) as bar:
@@ -458,12 +452,23 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         drv = [root for root in sim.roots if isinstance(root, TokenDriver)]
     if args.out:
-        write_run(args.out, summary, drv, sim)
+        if spec.disagg is not None:  # two pools and the KV link: sim.observe.disagg_files
+            from sim.observe.disagg_files import write_disagg_run
+
+            write_disagg_run(args.out, summary, sim)
+        else:
+            write_run(args.out, summary, drv, sim)
     if args.timeline:
         from sim.observe.timeline import write_timeline
 
-        outages = summary.get("failures", {}).get("events", ())
-        cut = write_timeline(args.timeline, drv, args.timeline_ops, args.timeline_keep or "first", outages)
+        keep = args.timeline_keep or "first"
+        if spec.disagg is not None:
+            from sim.observe.disagg_files import write_disagg_timeline
+
+            cut = write_disagg_timeline(args.timeline, sim, args.timeline_ops, keep)
+        else:
+            outages = summary.get("failures", {}).get("events", ())
+            cut = write_timeline(args.timeline, drv, args.timeline_ops, keep, outages)
         if cut is not None and not args.quiet:
             print(f"memwall: timeline: {cut.message(args.timeline_ops or MAX_OPS)}", file=sys.stderr)
     if args.json:

@@ -593,6 +593,18 @@ def _energy_scope(summary: dict[str, Any]) -> str:
     chips = int(m.get("tp", 1) or 1) * int(m.get("pp", 1) or 1)
     replicas = len(summary.get("replicas") or []) or 1
     whole = f"{chips * replicas} chips" + (f" ({replicas} replicas of {chips})" if replicas > 1 else "")
+    pools = summary.get("disaggregation")  # two pools: every chip of both (the link has no chips)
+    each = [
+        (p, pool.get("replicas"), pool.get("chips_per_replica"))
+        for p in ("prefill", "decode")
+        if isinstance(pools, dict) and isinstance(pool := pools.get(p), dict)
+    ]
+    if len(each) == 2 and all(isinstance(v, int) and v > 0 for _, n, c in each for v in (n, c)):
+        whole = (
+            f"{sum(n * c for _, n, c in each)} chips ("
+            + ", ".join(f"{p} {n} x {c}" for p, n, c in each)
+            + ") and the KV link"
+        )
     seconds = summary.get("sim_time_s")
     over = f" over {seconds:.4g} simulated s" if isinstance(seconds, int | float) else " over the run"
     return f"all {whole}{over}"

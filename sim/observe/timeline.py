@@ -292,14 +292,16 @@ def _events(driver: Any, cut: TimelineCut | None, budget: int) -> Iterable[dict]
 PIDS_PER_REPLICA = 10
 
 
-def _as_replica(events: Iterable[dict], replica: int) -> Iterable[dict]:
+def _as_replica(events: Iterable[dict], replica: int, label: str | None = None) -> Iterable[dict]:
     """One replica's tracks: its processes numbered from ``PIDS_PER_REPLICA * replica`` and named
-    ``replica N: ...``, so every replica's requests, iterations and critical path sit together."""
+    ``replica N: ...`` (or ``LABEL: ...``), so every replica's requests, iterations and critical path
+    sit together."""
     shift = PIDS_PER_REPLICA * replica
+    label = f"replica {replica}" if label is None else label
     for e in events:
         e["pid"] += shift
         if e["ph"] == "M" and e["name"] == "process_name":
-            e["args"] = {"name": f"replica {replica}: {e['args']['name']}"}
+            e["args"] = {"name": f"{label}: {e['args']['name']}"}
         elif e["ph"] == "M" and e["name"] == "process_sort_index":
             e["args"] = {"sort_index": e["args"]["sort_index"] + shift}
         yield e
@@ -362,6 +364,12 @@ def write_timeline(
         other[key] = sorted(cut.kept)
     if len(drivers) == 1 and "truncated" in other:
         other["truncated"] = other["truncated"][0]
+    write_doc(path, events, other)
+    return next((c for c in cuts if c is not None), None)
+
+
+def write_doc(path: str | Path, events: list[dict], other: dict[str, Any]) -> None:
+    """Write ``events`` as a trace-event JSON object (gzipped for a ``.gz`` name), whole or not at all."""
     doc = {"traceEvents": events, "displayTimeUnit": "ns", "otherData": other}
     data = (json.dumps(doc, separators=(",", ":")) + "\n").encode("utf-8")
     if str(path).endswith(".gz"):
@@ -371,4 +379,3 @@ def write_timeline(
             tmp.write_bytes(data)
     except OSError as exc:
         raise ConfigError(f"cannot write timeline {path}: {exc.strerror}", where="--timeline") from None
-    return next((c for c in cuts if c is not None), None)

@@ -13,6 +13,13 @@
 A run of several replicas (``mapping.dp > 1``, or failures with recovery) writes every replica's rows
 in these files, each with a leading ``replica`` column (iteration indices count per replica; op ids
 are unique in the run).
+
+A disaggregated run (``disagg.*``, :mod:`sim.observe.disagg_files`) writes every pool replica's rows
+in ``iterations.csv``, ``ops.csv`` and ``blame.csv`` with a leading ``replica`` column naming the
+replica (``prefill0``, ``decode1``: the pool and its index); ``requests.csv`` has one row per request
+with its end-to-end figures as the summary defines them (TTFT ends when the KV reached the decode
+replica), led by ``prefill_replica`` and ``decode_replica``; ``transfers.csv`` has one row per KV
+transfer (request, from, to, bytes, its times in ms).
 """
 
 from __future__ import annotations
@@ -59,10 +66,7 @@ def write_run(out: str | Path, summary: dict[str, Any], driver: Any, sim: Any) -
     drivers = list(driver) if isinstance(driver, list | tuple) else [driver]
     tag = _tagged if len(drivers) > 1 else _untagged
     with result_dir(out) as d:
-        (d / "config.json").write_text(json.dumps(sim.config, indent=1, sort_keys=True, default=str) + "\n")
-        (d / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
-        stats = json.dumps(sim.stats.collect(sim.now), sort_keys=True, default=str)
-        (d / "stats.json").write_text(stats + "\n")
+        write_json(d, summary, sim)
         _csv(d / "requests.csv", tag(REQUEST_COLUMNS), _each(drivers, tag, _request_rows))
         if any(x.op_log for x in drivers):
             ops = [x.op_log for x in drivers]
@@ -74,6 +78,14 @@ def write_run(out: str | Path, summary: dict[str, Any], driver: Any, sim: Any) -
             _each(drivers, tag, lambda x: _iteration_rows(x.iterations)),
         )
     return Path(out)
+
+
+def write_json(d: Path, summary: dict[str, Any], sim: Any) -> None:
+    """``config.json``, ``summary.json`` and ``stats.json`` into the directory ``d``."""
+    (d / "config.json").write_text(json.dumps(sim.config, indent=1, sort_keys=True, default=str) + "\n")
+    (d / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
+    stats = json.dumps(sim.stats.collect(sim.now), sort_keys=True, default=str)
+    (d / "stats.json").write_text(stats + "\n")
 
 
 def _untagged(row: Sequence[Any], replica: int | None = None) -> list[Any]:
