@@ -115,8 +115,9 @@ def test_same_inputs_same_results(round_robin_run):
 
 # -- prefix_aware ------------------------------------------------------------------------------------
 # The slice's conversations: 7 first turns (requests 1, 10, 30, 41, 44, 64, 66, at 0-21 s) whose
-# second turns (requests 133-191, at 48-69 s) repeat their first 2 to 29 blocks; every request
-# shares block 0 (a common system prompt). Request 0 (at 0 s) makes both replicas see block 0 early.
+# second turns (requests 133-191, at 48-69 s) repeat every full block of their first turn (2 to
+# 38); every request shares block 0 (a common system prompt). Request 0 (at 0 s) makes both
+# replicas see block 0 early.
 CONVERSATIONS = (0, 1, 10, 30, 41, 44, 64, 66, 133, 134, 137, 166, 177, 180, 191)
 
 
@@ -137,6 +138,7 @@ def reference_routing(reqs, drivers):
                 inserted[rid] = (k, t)
         finished.update({rid: rec.last_token_ps for rid, rec in d.records.items()})
     assert all(t != r.arrival_ps for _, t in inserted.values() for r in reqs)  # no same-time order
+    by_id = reqs_by_id(reqs)
     assigned = {}
     for r in reqs:
         held = []
@@ -145,7 +147,7 @@ def reference_routing(reqs, drivers):
                 key
                 for rid, (kk, t) in inserted.items()
                 if kk == k and t < r.arrival_ps
-                for key in chain_keys(reqs_by_id(reqs)[rid])
+                for key in chain_keys(by_id[rid])
             }
             mine = chain_keys(r)
             n = 0
@@ -180,9 +182,9 @@ def test_prefix_aware_routes_to_the_longest_held_prefix(policies):
 
 
 def test_prefix_aware_hits_more_than_round_robin_on_conversations(policies):
-    """Round robin sends request i to replica i mod 2: the 8 requests before the second turns put
-    each first turn on one replica and its second turn, 7 to 14 places later in arrival order, on
-    the other (checked below), so second turns hit block 0 only. prefix_aware sends each second
+    """Round robin sends request i to replica i mod 2, and each second turn comes an odd number of
+    places (1 to 11) after its first turn in arrival order: it lands on the other replica (checked
+    below), so second turns hit block 0 only. prefix_aware sends each second
     turn to its first turn's replica (the test above), so it hits everything round robin does on
     block 0 and the conversations' shared blocks as well: a strictly higher hit share."""
     rr, rr_drivers, rr_router = policies["round_robin"]
