@@ -15,6 +15,7 @@ from typing import Any
 
 from sim.core.errors import ConfigError, SimulationError, join_where
 from sim.core.limits import MAX_BATCH, MAX_STEPS
+from sim.core.registry import lookup
 from sim.core.simulation import Simulation
 from sim.core.units import PS_PER_S
 from sim.driver.token_driver import DriverParams, TokenDriver
@@ -187,10 +188,16 @@ def _execute_replicas(
     the merged summary (``replicas`` holds each one's figures), the first replica's driver and the
     sim (every driver and the router are among ``sim.roots``)."""
     dp = spec.mapping.dp
-    if spec.prefix_cache.enabled:
+    pc = spec.prefix_cache
+    if pc.enabled and spec.failures.enabled:  # build_run refuses it by key; a RunSpec built in Python too
         raise ConfigError(
-            "prefix caching runs on one replica for now; expected mapping.dp = 1 with it, found "
-            f"{dp} (each replica would need its own cache and the router a cache-aware policy)",
+            "prefix caching runs on replicas without failures (not yet with failures): drop one",
+            where="--set prefix_cache.enabled",
+        )
+    if pc.enabled and (scheduler is not None or spec.requests is None):
+        raise ConfigError(
+            "prefix caching needs a request trace run by a batching policy (not a fixed batch "
+            "or a decode-trace replay)",
             where="--set prefix_cache.enabled",
         )
     if scheduler is not None or spec.requests is None:
@@ -209,13 +216,40 @@ def _execute_replicas(
     group = FeedGroup() if spec.failures.enabled else None
     feeds = [RequestFeed(sim.env) if group is None else HeldFeed(sim.env, group) for _ in range(dp)]
     drivers: list[TokenDriver] = []
+    tiers: list[Any] = []  # each replica's KV tier traffic (its prefix cache's), when caching
     for i in range(dp):
         hardware = build_system(sim, spec.system, chips=p.mapping.pp, network=network, name=f"replica{i}")
-        policy = make_policy(name, table, kv_capacity_tokens=p.kv_capacity_tokens, where="batching")
+        kv_tokens, traffic = p.kv_capacity_tokens, None
+        if pc.enabled:  # one cache per replica (sim.serving.prefix_replicas says why)
+            from sim.driver.kv_tiers import KVTierTraffic
+            from sim.serving.prefix_cache import attach, plan_prefix_cache
+
+            cache, kv_tokens, free = plan_prefix_cache(pc, p, "--set prefix_cache")
+        policy = make_policy(name, table, kv_capacity_tokens=kv_tokens, where="batching")
+        if pc.enabled:
+            attach(policy, cache, "--set prefix_cache")
+            traffic = KVTierTraffic(sim.env, hardware.chips, cache, free)
+            tiers.append(traffic)
         drivers.append(
-            TokenDriver(sim, f"run{i}", spec.model, hardware, p, policy, (), spec.driver, feed=feeds[i])
+            TokenDriver(
+                sim,
+                f"run{i}",
+                spec.model,
+                hardware,
+                p,
+                policy,
+                (),
+                spec.driver,
+                feed=feeds[i],
+                kv_tiers=traffic,
+            )
         )
-    ordered = _sorted(spec.requests, spec.mapping.max_context(spec.model))
+    requests = spec.requests
+    if pc.enabled and pc.shared_prefix_tokens:
+        from sim.serving.prefix_cache import with_shared_prefix
+
+        requests = with_shared_prefix(requests, pc.shared_prefix_tokens, pc.block_tokens)
+    ordered = _sorted(requests, spec.mapping.max_context(spec.model))
     probes = [partial(replica_load, i, d.scheduler, feeds[i]) for i, d in enumerate(drivers)]
     manager = None
     if group is not None:
@@ -243,6 +277,17 @@ def _execute_replicas(
     if error is not None:
         summary["error"] = error
     parts = replica_figures(drivers, router)
+    if tiers:
+        from sim.serving.prefix_replicas import merged_summary
+
+        for part, d, traffic in zip(parts, drivers, tiers, strict=True):
+            computed = sum(it.prefill_tokens for it in d.iterations)
+            part["prefix_cache"] = {
+                **traffic.cache.summary(),
+                "prefill_tokens_computed": computed,
+                **traffic.summary(sim.now),
+            }
+        summary["prefix_cache"] = merged_summary([part["prefix_cache"] for part in parts])
     summary = {
         "system": spec.system.name,
         "model": spec.model.name,
@@ -453,6 +498,13 @@ def build_run(settings: Mapping[str, Any], where: str = "--set") -> tuple[RunSpe
                 where=join_where(where, key),
             )
         spec.router = RouterParams.from_mapping(routing, where=join_where(where, "router"))
+        needs_cache = getattr(lookup("request_router", spec.router.policy), "needs_prefix_cache", False)
+        if needs_cache and not spec.prefix_cache.enabled:
+            raise ConfigError(
+                f"routing policy {spec.router.policy!r} routes by what the replicas' prefix "
+                "caches hold; add --set prefix_cache.enabled=true",
+                where=join_where(where, "router.policy"),
+            )
     return spec, scheduler
 
 

@@ -323,6 +323,16 @@ class PrefixCache:
             yield node
             parent = node
 
+    def held_blocks(self, request: Request) -> int:
+        """How many leading full blocks of ``request`` some tier holds now. A read-only probe (no
+        statistics, no reordering, no trie nodes made): a cache-aware router asks it of every replica."""
+        n = 0
+        for node in self._keys(request, create=False):
+            if node not in self.where:
+                break
+            n += 1
+        return n
+
     # -- the two events -----------------------------------------------------------------------------
     def lookup(self, request: Request, now: int) -> int:
         """A request is admitted: its leading cached blocks are hits (promoted to the top tier when

@@ -11,8 +11,9 @@ fabric's routers): a function of the request, the load of every replica at that 
 
 Shipped policies: ``round_robin`` (request i to replica i mod dp), ``least_requests`` (fewest
 outstanding requests), ``least_tokens`` (fewest outstanding prompt + output tokens still to be
-processed) and ``kv_aware`` (most KV cache left after what its queued requests will claim). Ties go
-to the lower replica index, so routing is deterministic.
+processed), ``kv_aware`` (most KV cache left after what its queued requests will claim) and
+``prefix_aware`` (the replica whose prefix cache holds the longest leading run of the request's
+blocks). Ties go to the lower replica index, so routing is deterministic.
 """
 
 from __future__ import annotations
@@ -86,6 +87,8 @@ class ReplicaLoad:
     requests: int  # outstanding: not yet taken from its feed, queued or admitted
     tokens: int  # prompt + output tokens those requests have still to process
     kv_free_tokens: float  # KV capacity not reserved, less the peak KV its queued requests will claim
+    held: Callable[[Request], int] | None = None  # leading blocks of a request its prefix cache holds
+    # (a read-only probe, PrefixCache.held_blocks); None: the replica has no prefix cache
 
 
 RoutingPolicy = Callable[[Request, Sequence[ReplicaLoad], int], int]
@@ -117,6 +120,22 @@ def kv_aware(request: Request, loads: Sequence[ReplicaLoad], seq: int) -> int:
     return min(loads, key=lambda x: (-x.kv_free_tokens, x.requests, x.index)).index
 
 
+@register("request_router", "prefix_aware")
+def prefix_aware(request: Request, loads: Sequence[ReplicaLoad], seq: int) -> int:
+    """The replica whose prefix cache holds the longest leading run of the request's blocks (the
+    most prefill it can skip), then the fewest outstanding requests, then the lower index: with no
+    prefix held anywhere (or no prefix cache) this is ``least_requests``. It sees what the caches
+    hold at the request's arrival, not blocks still being prefilled for requests routed earlier."""
+
+    def held(x: ReplicaLoad) -> int:
+        return 0 if x.held is None else x.held(request)
+
+    return min(loads, key=lambda x: (-held(x), x.requests, x.index)).index
+
+
+prefix_aware.needs_prefix_cache = True  # type: ignore[attr-defined]  # build_run refuses it without one
+
+
 def replica_load(index: int, scheduler: Any, feed: RequestFeed) -> ReplicaLoad:
     """The load of a replica driven by a batching policy (:class:`~sim.serving.batching.BatchingPolicy`)
     and fed by ``feed``."""
@@ -131,7 +150,9 @@ def replica_load(index: int, scheduler: Any, feed: RequestFeed) -> ReplicaLoad:
         queued = sum(s.request.prompt_tokens + s.request.output_tokens for s in states if s.kv_blocks == 0)
         queued += sum(r.prompt_tokens + r.output_tokens for r in pending)
         free = cap - scheduler.kv_allocated_tokens - queued
-    return ReplicaLoad(index, len(scheduler.by_id) + len(pending), tokens, free)
+    cache = getattr(scheduler, "prefix_cache", None)
+    held = None if cache is None else cache.held_blocks
+    return ReplicaLoad(index, len(scheduler.by_id) + len(pending), tokens, free, held)
 
 
 def _known_policy(name: str) -> str | None:
@@ -146,7 +167,8 @@ class RouterParams(ParamSet):
     policy: str = param(
         "round_robin",
         str,
-        "registered routing policy: round_robin, least_requests, least_tokens, kv_aware (or a plug-in's)",
+        "registered routing policy: round_robin, least_requests, least_tokens, kv_aware, prefix_aware "
+        "(needs prefix_cache.enabled) (or a plug-in's)",
         check=_known_policy,
     )
 

@@ -256,7 +256,6 @@ def test_a_trace_without_hash_ids_never_hits_and_runs_as_without_the_cache():
         ({"prefix_cache.capacity": "1MiB"}, "prefix_cache.capacity", "less than one 512-token block"),
         ({"prefix_cache.colour": "red"}, "prefix_cache.colour", "unknown parameter"),
         ({"batching.policy": "static"}, "prefix_cache.enabled", "continuous"),
-        ({"mapping.dp": "2", "mapping.tp": "4"}, "prefix_cache.enabled", "mapping.dp = 1"),
     ],
 )
 def test_bad_settings_name_their_key(sets, where, what):
