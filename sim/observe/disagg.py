@@ -4,8 +4,9 @@ the KV transfers between them, and per pool what it did, waited and cost.
 Latency (the one definition of :mod:`sim.requests.timing`): a request's first token is delivered when
 its KV has reached its decode replica (prefill end for a one-token request), so
 TTFT = delivery - arrival and TPOT = (last token - delivery) / (tokens - 1). The critical-path
-breakdown covers every iteration of both pools plus, as ``kv transfer``, the time each request's KV
-spent on the link (queueing for its ports included).
+breakdown covers every iteration of both pools; a KV transfer is no iteration's, so it is blamed where
+it is waited for: ``disaggregation.ttft_breakdown`` splits the requests' TTFT into prefill queueing,
+prefill and ``kv transfer`` (the time each request's KV spent on the link, port queueing included).
 """
 
 from __future__ import annotations
@@ -56,8 +57,7 @@ def summary(
     for drv in drivers:
         blame.merge(drv.blame)
     transfers = list(link.log)
-    blame.add(KV_TRANSFER, float(sum(t.duration_ps for t in transfers)))
-    out["stall_breakdown"] = blame.fractions()
+    out["stall_breakdown"] = blame.fractions()  # the pools' iterations; a transfer is no iteration's
     arrivals = sorted(r.arrival_ps for r in handoff.originals.values())
     out["offered_load"] = {"source": spec.label, **spec.load, **offered_load(arrivals)}
 
@@ -134,6 +134,7 @@ def summary(
             "transfers": len(transfers),
             "transfer_ms": distribution([t.duration_ps / 1e9 for t in transfers]),
             "transfer_queue_ms": distribution([t.queued_ps / 1e9 for t in transfers]),
+            "ttft_breakdown": ttft_breakdown(done),
             "link": link_fig,
             **pools,
         },
@@ -210,5 +211,21 @@ def describe(r: dict[str, Any]) -> str:
         f"mean {t['mean']:.3f} p99 {t['p99']:.3f} ms (queued p99 {x['transfer_queue_ms']['p99']:.3f} ms); "
         f"busiest port {100 * util:.1f}%"
     )
-    lines.append("TTFT includes the KV transfer (first token delivered when the KV reaches decode)")
+    share = ", ".join(f"{k} {100 * v:.1f}%" for k, v in x["ttft_breakdown"].items())
+    lines.append(f"TTFT includes the KV transfer (first token delivered when the KV reaches decode): {share}")
     return "\n    ".join(lines)
+
+
+def ttft_breakdown(records: Sequence[Any]) -> dict[str, float]:
+    """Where the requests' time to first token went, summed over requests, as fractions: waiting for
+    a prefill replica, the prefill iterations, and the KV transfer (link queueing included: the
+    blame cause ``kv transfer``). Each request's three parts add up to its TTFT exactly."""
+    parts = {"prefill queueing": 0, "prefill": 0, KV_TRANSFER.label: 0}
+    for r in records:
+        if r.prefill_admitted_ps < 0 or r.prefill_end_ps < 0:
+            continue
+        parts["prefill queueing"] += r.prefill_admitted_ps - r.request.arrival_ps
+        parts["prefill"] += r.prefill_end_ps - r.prefill_admitted_ps
+        parts[KV_TRANSFER.label] += r.delivered_ps - r.prefill_end_ps
+    total = sum(parts.values())
+    return {k: v / total if total else 0.0 for k, v in parts.items()}

@@ -107,7 +107,16 @@ def test_ttft_includes_prefill_and_transfer_and_an_idle_transfer_is_latency_plus
     assert idle >= len(log) // 2 > 0
     ttfts = sorted(recs[i].delivered_ps - reqs[i].arrival_ps for i in recs)
     assert summary["ttft_ms"]["mean"] == pytest.approx(sum(ttfts) / len(ttfts) / 1e9)
-    assert "kv transfer" in summary["stall_breakdown"]
+    # the TTFT breakdown: per request prefill queueing + prefill + kv transfer = TTFT, summed
+    parts = {"prefill queueing": 0, "prefill": 0, "kv transfer": 0}
+    for i, r in recs.items():
+        parts["prefill queueing"] += r.prefill_admitted_ps - reqs[i].arrival_ps
+        parts["prefill"] += r.prefill_end_ps - r.prefill_admitted_ps
+        parts["kv transfer"] += r.transfer.end_ps - r.transfer.start_ps if r.transfer else 0
+    shares = summary["disaggregation"]["ttft_breakdown"]
+    for k, v in parts.items():
+        assert shares[k] == pytest.approx(v / sum(ttfts))
+    assert "kv transfer" not in summary["stall_breakdown"]  # no iteration waited for a transfer
 
 
 @pytest.mark.parametrize("which", ["sparse", "busy"])
