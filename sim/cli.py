@@ -465,12 +465,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         if spec.disagg is not None:
             from sim.observe.disagg_files import write_disagg_timeline
 
-            cut = write_disagg_timeline(args.timeline, sim, args.timeline_ops, keep)
+            cuts = write_disagg_timeline(args.timeline, sim, args.timeline_ops, keep)
         else:
             outages = summary.get("failures", {}).get("events", ())
-            cut = write_timeline(args.timeline, drv, args.timeline_ops, keep, outages)
-        if cut is not None and not args.quiet:
-            print(f"memwall: timeline: {cut.message(args.timeline_ops or MAX_OPS)}", file=sys.stderr)
+            cuts = write_timeline(args.timeline, drv, args.timeline_ops, keep, outages)
+        for said in [] if args.quiet else cuts:
+            print(f"memwall: timeline: {said}", file=sys.stderr)
     if args.json:
         print(json.dumps(summary, sort_keys=True))
     elif not args.quiet:

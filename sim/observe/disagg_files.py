@@ -187,9 +187,9 @@ def _transfer_rows(run: DisaggRun) -> Iterable[list[Any]]:
 
 def write_disagg_timeline(
     path: str | Path, sim: Any, max_ops: int | None = None, keep: str = "first"
-) -> tl.TimelineCut | None:
+) -> list[str]:
     """Write a disaggregated run as trace-event JSON (see the module doc); each pool replica gets an
-    equal share of the op budget (:func:`sim.observe.timeline.write_timeline`); the first cut made."""
+    equal share of the op budget (:func:`sim.observe.timeline.write_timeline`); one message per cut."""
     if max_ops is None:
         max_ops = tl.MAX_OPS
     run = DisaggRun.of(sim)
@@ -215,7 +215,7 @@ def write_disagg_timeline(
             other.setdefault("truncated", []).append(f"{label}: {cut.message(share)}")
             other[f"{label}_iterations_with_ops"] = sorted(cut.kept)
     tl.write_doc(path, events, other)
-    return next((c for c in cuts if c is not None), None)
+    return list(other.get("truncated", []))
 
 
 def _process(pid: int, name: str) -> Iterable[dict]:

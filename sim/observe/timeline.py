@@ -328,12 +328,13 @@ def write_timeline(
     max_ops: int | None = None,
     keep: str = "first",
     outages: Sequence[Mapping[str, Any]] = (),
-) -> TimelineCut | None:
+) -> list[str]:
     """Write ``driver``'s run (records, iterations, op log) as trace-event JSON, gzipped when the
-    name ends in ``.gz``; returns the cut when the op log was over ``max_ops`` (default ``MAX_OPS``).
+    name ends in ``.gz``; returns what was cut to fit ``max_ops`` (default ``MAX_OPS``), one message
+    per cut op log (none: everything is in).
 
     ``driver`` may be the list of every replica's driver: each gets its own processes (``replica N:
-    requests`` ...) and an equal share of the op budget; the cut returned is the first replica's.
+    requests`` ...) and an equal share of the op budget.
     ``outages`` (the summary's ``failures.events``) draw each failure's downtime."""
     if max_ops is None:
         max_ops = MAX_OPS
@@ -362,10 +363,11 @@ def write_timeline(
         other.setdefault("truncated", []).append(who + cut.message(share))
         key = "iterations_with_ops" if len(drivers) == 1 else f"replica{i}_iterations_with_ops"
         other[key] = sorted(cut.kept)
+    said = list(other.get("truncated", []))
     if len(drivers) == 1 and "truncated" in other:
         other["truncated"] = other["truncated"][0]
     write_doc(path, events, other)
-    return next((c for c in cuts if c is not None), None)
+    return said
 
 
 def write_doc(path: str | Path, events: list[dict], other: dict[str, Any]) -> None:

@@ -48,3 +48,14 @@ def test_11_timeline_flags_without_a_timeline_are_refused(flags, capsys):
 
     assert main(["run", "--limit", "2", *flags]) == 2
     assert flags[0] in capsys.readouterr().err
+
+
+def test_7_a_cut_timeline_of_replicas_names_each_replicas_own_budget_and_cut(tmp_path, capsys):
+    from sim.cli import main
+
+    argv = ["run", "default", "--limit", "8", "--set", "mapping.tp=4", "--set", "mapping.dp=2", "--quiet"]
+    path = tmp_path / "t.json"
+    assert main([*argv[:-1], "--timeline", str(path), "--timeline-ops", "1000"]) == 0
+    lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("memwall: timeline:")]
+    assert [x.split(": ")[2] for x in lines] == ["replica 0", "replica 1"]
+    assert all("budget of 500:" in x for x in lines)
