@@ -309,21 +309,21 @@ class FailureManager(Component):
             raise ConfigError(
                 "migration moves a failed replica's requests to another replica; it needs mapping.dp "
                 f">= 2, found {dp} (use failures.recovery=spare)",
-                where="failures.recovery",
+                where="--set failures.recovery",
             )
         self.planned = parse_at(p.at)
         for _, i in self.planned:
             if i >= dp:
                 raise ConfigError(
                     f"a failure of replica {i}, but replicas are numbered 0 to {dp - 1}",
-                    where="failures.at",
+                    where="--set failures.at",
                 )
         for d in self.drivers:
             if not getattr(d.scheduler, "recovers_from_failures", False):
                 raise ConfigError(
                     f"batching policy {getattr(d.scheduler, 'registered_name', '?')!r} cannot requeue "
                     "requests whose KV a failure lost; failures need batching.policy = continuous",
-                    where="batching.policy",
+                    where="--set batching.policy",
                 )
         self.downtime = self.policy.downtime_ps(p, self.weight_bytes)
         if self.rate_per_s > 0 and PS_PER_S / self.rate_per_s < self.downtime:
