@@ -160,8 +160,8 @@ def _pool(
     if system_name:
         try:
             system = load_system(system_name)
-        except MemwallError as exc:
-            raise exc.at(key) from None
+        except MemwallError as exc:  # the key the user typed, not the system loader's inner path
+            raise type(exc)(exc.message, where=key) from None
     else:
         system = spec.system
     overrides = {k: v for k, v in map_set.items() if k != "dp"}
@@ -175,7 +175,7 @@ def _pool(
     except MemwallError as exc:  # the knob that changes it: the pool's chips per replica
         raise type(exc)(
             f"the {role} pool ({system.name}, tp {mapping.tp}, pp {mapping.pp}): {exc}",
-            where=join_where(where, f"disagg.{role}_tp"),
+            where=join_where(where, f"disagg.{role}_{'pp' if pp and not tp else 'tp'}"),
         ) from None
     return Pool(role, system, mapping, p, replicas, {**system.batching, **spec.batching})
 

@@ -59,3 +59,16 @@ def test_7_a_cut_timeline_of_replicas_names_each_replicas_own_budget_and_cut(tmp
     lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("memwall: timeline:")]
     assert [x.split(": ")[2] for x in lines] == ["replica 0", "replica 1"]
     assert all("budget of 500:" in x for x in lines)
+
+
+@pytest.mark.parametrize(
+    ("sets", "where"),
+    [
+        ({"disagg.decode_system": "nosuch"}, "--set disagg.decode_system"),
+        ({"disagg.prefill_pp": 16}, "--set disagg.prefill_pp"),
+    ],
+)
+def test_13_disagg_errors_name_the_key_that_was_set(sets, where):
+    with pytest.raises(ConfigError) as err:
+        build_run({**T8, "set": {"mapping.tp": 1, **sets}})
+    assert err.value.where == where
