@@ -69,6 +69,8 @@ def test_7_a_cut_timeline_of_replicas_names_each_replicas_own_budget_and_cut(tmp
     ],
 )
 def test_13_disagg_errors_name_the_key_that_was_set(sets, where):
-    with pytest.raises(ConfigError) as err:
+    from sim.core.errors import MemwallError
+
+    with pytest.raises(MemwallError) as err:
         build_run({**T8, "set": {"mapping.tp": 1, **sets}})
     assert err.value.where == where
