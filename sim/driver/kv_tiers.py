@@ -19,12 +19,23 @@ loading) hide part of it.
 
 **Flash.** A tier on a memory with a write endurance (``endurance`` on its params: HBF) is written
 as a log: each block takes whole pages, written sequentially through the tier's region at the top of
-the stack's address space (aligned to erase-block stripes), wrapping around; the device counts its
+the stack's address space, wrapping around; the device counts its
 page programs and, when the log comes round again, the erase of each block before it is rewritten
 (its erase-before-write model); reads of cached blocks stream through the region in order (the
 block's own address would only change page-register hits). That is the best case for wear (write
 amplification 1, no garbage collection): :meth:`KVTierTraffic.flash_summary` reports pages written,
 P/E cycles per block of the region and the projected lifetime at the run's write rate.
+
+**The region is whole erase stripes** (one erase block on every plane, ``n_planes x block_bytes``:
+4 GiB per stack for hbf-gen1), rounded *up* from the configured capacity. Why: pages interleave
+over every plane, so any range of the log touches a block on each plane, and flash erases whole
+blocks; a log wrapping inside a stripe would erase blocks still partly unused and hold the whole
+stripe anyway. The tier therefore really occupies the rounded region (it must fit in the free
+flash, and its wear spreads over it), which can be many times the configured capacity for a small
+tier. The summary says so: ``region_bytes_per_stack`` (the footprint, what ``max_pe_cycles`` and
+``lifetime_days_region_only`` are over), ``configured_bytes_per_stack``, ``region_rounded_up``, and
+``lifetime_days_configured_only``: the same closed form over the configured bytes alone (a log that
+wrapped there, i.e. a device with erase blocks that small).
 """
 
 from __future__ import annotations
@@ -74,6 +85,7 @@ class FlashRegion:
     slot: int  # bytes one block takes on one stack (whole pages)
     page: int
     stripe: int  # bytes of one erase block on every plane (the log's alignment)
+    configured: int  # bytes the tier's capacity asked for (whole slots; the free flash when unbounded)
     cursor: int = 0
     read_cursor: int = 0
     blocks_written: int = 0
@@ -121,7 +133,8 @@ class KVTierTraffic:
         tier = next(t for t in self.cache.tiers if t.name == mem.name)
         free = self.free_bytes.get(mem.name, 0) // mem.stacks // stripe * stripe
         cap = tier.capacity_blocks
-        size = free if cap is None else -(-cap * slot // stripe) * stripe
+        configured = free if cap is None else cap * slot
+        size = -(-configured // stripe) * stripe
         if size < slot or size > free:
             raise ConfigError(
                 f"tier {mem.name!r} needs {size:,} B per stack for its log, and {mem.name!r} has "
@@ -129,7 +142,7 @@ class KVTierTraffic:
                 where="prefix_cache.capacity",
             )
         base = (mem.capacity - size) // stripe * stripe
-        regions.append(FlashRegion(base, size, slot, page, stripe))
+        regions.append(FlashRegion(base, size, slot, page, stripe, configured))
         return regions[chip]
 
     def _flash_io(self, region: FlashRegion, blocks: int, write: bool) -> list[MemRequest]:
@@ -225,8 +238,12 @@ class KVTierTraffic:
             endurance = dev.params.endurance
             life = dev.projected_lifetime_s(rate, wa)
             region_life = math.inf if rate <= 0 else endurance * region.size / (rate * wa)
+            # the same closed form over the configured capacity alone: a log that wrapped there
+            configured_life = math.inf if rate <= 0 else endurance * region.configured / rate
             out[name] = {
-                "region_bytes_per_stack": region.size,
+                "region_bytes_per_stack": region.size,  # the flash the log really spans
+                "configured_bytes_per_stack": region.configured,
+                "region_rounded_up": region.size > region.configured,
                 "region_blocks_per_stack": len(erases),
                 "blocks_written": region.blocks_written,
                 "slot_bytes_per_stack": region.slot,
@@ -239,7 +256,8 @@ class KVTierTraffic:
                 "endurance_cycles": endurance,
                 "write_amplification": wa,
                 "lifetime_days": life / SECONDS_PER_DAY,
-                "lifetime_days_region_only": region_life / SECONDS_PER_DAY,
+                "lifetime_days_region_only": region_life / SECONDS_PER_DAY,  # over region_bytes_per_stack
+                "lifetime_days_configured_only": configured_life / SECONDS_PER_DAY,
             }
         return out
 

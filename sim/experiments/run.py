@@ -90,6 +90,7 @@ def execute(
                 where="--set prefix_cache.enabled",
             )
         cache, kv_tokens, free = plan_prefix_cache(spec.prefix_cache, p, "--set prefix_cache")
+        spec.requests = _checked_trace(spec, cache)
     if scheduler is not None:
         requests: Iterable[Request] = spec.requests or ()
     elif spec.requests is None:
@@ -142,6 +143,7 @@ def execute(
             **cache.summary(),
             "prefill_tokens_computed": computed,
             **traffic.summary(sim.now),
+            "kv_capacity_tokens_plan": p.kv_capacity_tokens,  # before the pool was carved out
         }
     summary = {
         "system": spec.system.name,
@@ -151,7 +153,7 @@ def execute(
         **energy_and_cost(driver, sim.now / PS_PER_S),
         "utilization": utilization(driver),
         "queueing_us": queueing(driver),
-        **_run_figures(p, sim, wall),
+        **_run_figures(p, sim, wall, kv_tokens),
     }
     _collective_figures(summary, [driver])
     return summary, driver, sim
@@ -225,6 +227,7 @@ def _execute_replicas(
             from sim.serving.prefix_cache import attach, plan_prefix_cache
 
             cache, kv_tokens, free = plan_prefix_cache(pc, p, "--set prefix_cache")
+            spec.requests = _checked_trace(spec, cache)
         policy = make_policy(name, table, kv_capacity_tokens=kv_tokens, where="batching")
         if pc.enabled:
             attach(policy, cache, "--set prefix_cache")
@@ -288,6 +291,7 @@ def _execute_replicas(
                 **traffic.summary(sim.now),
             }
         summary["prefix_cache"] = merged_summary([part["prefix_cache"] for part in parts])
+        summary["prefix_cache"]["kv_capacity_tokens_plan"] = p.kv_capacity_tokens
     summary = {
         "system": spec.system.name,
         "model": spec.model.name,
@@ -298,7 +302,7 @@ def _execute_replicas(
         "utilization": mean_by_key([r["utilization"] for r in parts]),
         "queueing_us": mean_by_key([r["queueing_us"] for r in parts]),
         "replicas": parts,
-        **_run_figures(p, sim, wall),
+        **_run_figures(p, sim, wall, kv_tokens),
     }
     if manager is not None:
         summary["failures"] = manager.summary()
@@ -317,19 +321,32 @@ def _one_replica(mapping: MappingParams, what: str, where: str) -> None:
         )
 
 
-def _run_figures(p: Any, sim: Simulation, wall: float) -> dict[str, Any]:
-    """What every run reports after its simulated figures: capacity, and the simulator's own speed."""
+def _run_figures(p: Any, sim: Simulation, wall: float, kv_tokens: int | None = None) -> dict[str, Any]:
+    """What every run reports after its simulated figures: capacity, and the simulator's own speed.
+    ``kv_tokens``: the KV capacity the batching policy had (the plan's, less a prefix-cache pool)."""
     perf = sim.performance()
     sim_s = sim.now / PS_PER_S
     return {
         "capacity": {f"{n}": v for n, v in p.capacity_report().items()},
-        "kv_capacity_tokens": p.kv_capacity_tokens,
+        "kv_capacity_tokens": p.kv_capacity_tokens if kv_tokens is None else kv_tokens,
         "sim_time_s": sim_s,
         "events": perf["events"],
         "wall_s": wall,
         "events_per_s": perf["events"] / wall if wall > 0 else 0.0,
         "sim_s_per_wall_s": sim_s / wall if wall > 0 else 0.0,
     }
+
+
+def _checked_trace(spec: RunSpec, cache: Any) -> list[Request]:
+    """The run's requests as a list, with a prefix cache's capacity checked against the trace's
+    block size before the run (a tier below one block could never hold one)."""
+    from sim.serving.prefix_cache import trace_block_tokens
+
+    requests = list(spec.requests or ())
+    cache.check_capacity(
+        trace_block_tokens(spec.prefix_cache, requests, (), "--set prefix_cache"), "--set prefix_cache"
+    )
+    return requests
 
 
 def _sorted(requests: Iterable[Request], max_context: int) -> Iterator[Request]:
@@ -460,6 +477,11 @@ def build_run(settings: Mapping[str, Any], where: str = "--set") -> tuple[RunSpe
                 "prefix caching is off, so this setting does nothing; add --set prefix_cache.enabled=true",
                 where=join_where(where, f"prefix_cache.{key}"),
             )
+        if spec.prefix_cache.enabled and spec.requests is not None:
+            from sim.serving.prefix_cache import trace_block_tokens
+
+            spec.requests = list(spec.requests)
+            trace_block_tokens(spec.prefix_cache, spec.requests, prefix, join_where(where, "prefix_cache"))
     if failing:
         spec.failures = FailureParams.from_mapping(failing, where=join_where(where, "failures"))
         others = [k for k in failing if k not in ("at", "chip_fit")]

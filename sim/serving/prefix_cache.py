@@ -43,7 +43,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -294,7 +294,7 @@ class PrefixCache:
                         raise ConfigError(
                             f"tier {tier.name!r} holds {cap} B per chip, less than one {block_tokens}-token "
                             f"block ({nbytes} B per chip)",
-                            where="prefix_cache.capacity",
+                            where="--set prefix_cache.capacity",
                         )
         elif block_tokens != self._block_tokens:
             raise ConfigError(
@@ -302,6 +302,18 @@ class PrefixCache:
                 f"{block_tokens}",
                 where=f"request {request.id}",
             )
+
+    def check_capacity(self, block_tokens: int, where: str) -> None:
+        """Refuse, before the run, a bounded tier smaller than one ``block_tokens``-token block (the
+        trace's block size, or ``block_tokens`` when it has no hash ids): it could never hold one."""
+        nbytes = self.block_bytes(block_tokens)
+        for tier, cap in zip(self.tiers, self._caps_bytes, strict=True):
+            if cap is not None and cap < nbytes:
+                raise ConfigError(
+                    f"tier {tier.name!r} holds {cap:,} B per chip, less than one {block_tokens}-token "
+                    f"block ({nbytes:,} B per chip)",
+                    where=f"{where}.capacity",
+                )
 
     @property
     def block_tokens(self) -> int:
@@ -445,6 +457,7 @@ class PrefixCache:
             "by_tier": {
                 t.name: {
                     "capacity_blocks": t.capacity_blocks,
+                    "ideal": t.capacity_blocks is None,  # unbounded: an idealisation, takes no memory
                     "blocks": len(t.order),
                     **dataclasses.asdict(t.stats),
                 }
@@ -461,7 +474,8 @@ def plan_prefix_cache(
 
     A bounded tier on the KV memory is carved out of the running requests' KV capacity (the pool and
     the requests share that memory); a bounded tier on another memory of the chip must fit in what
-    the mapping leaves free there. Unbounded tiers are an idealisation and take nothing.
+    the mapping leaves free there. Unbounded tiers are an idealisation and take nothing. The KV
+    memory, when a tier, must be the top one: hits are read into it, so nothing sits above it.
     """
     tiers = params.tier_names()
     for name in tiers:
@@ -471,6 +485,12 @@ def plan_prefix_cache(
                 f"unknown tier {name!r}; expected a memory of the chip or {HOST!r} ({known})",
                 where=f"{where}.tiers",
             )
+    if plan.kv_memory in tiers and tiers[0] != plan.kv_memory:
+        raise ConfigError(
+            f"the KV memory {plan.kv_memory!r} must be the top tier (first in {params.tiers!r}): hits "
+            "are read into it, so a tier above it would demote into it and promote out of it",
+            where=f"{where}.tiers",
+        )
     free = {name: plan.total[name] - plan.used.get(name, 0) for name in plan.total}
     kv_tokens = plan.kv_capacity_tokens
     for name, cap in zip(tiers, params.capacities(), strict=True):
@@ -515,17 +535,50 @@ def summary_line(s: dict[str, Any]) -> str:
     ]
     for name, t in s["by_tier"].items():
         moved = (t["bytes_read"] + t["bytes_written"]) / 1e9
+        if t.get("ideal"):
+            ideal = "its log spans the free flash" if name in s.get("flash", {}) else "takes no memory"
+            name = f"{name} (unbounded, ideal: {ideal})"
         parts.append(
             f"{name}: {t['hits']:,} hits, {t['evictions']:,} evictions, {moved:.3g} GB moved per chip"
         )
     if s.get("transfer_wait_s"):
         parts.append(f"waited {1e3 * s['transfer_wait_s']:.3f} ms for tier transfers")
     for name, f in s.get("flash", {}).items():
+        region = f"{f['region_bytes_per_stack'] / 2**30:.3g} GiB per stack"
+        if f["region_rounded_up"]:
+            region += (
+                f", rounded up to whole erase stripes from {f['configured_bytes_per_stack'] / 2**30:.3g} GiB"
+                f" ({f['lifetime_days_configured_only']:.3g} days if the log wrapped there)"
+            )
         parts.append(
             f"{name} tier wears {f['max_pe_cycles']} P/E cycles max, life {f['lifetime_days']:.3g} days "
-            f"at this write rate ({f['lifetime_days_region_only']:.3g} days on its region alone)"
+            f"at this write rate ({f['lifetime_days_region_only']:.3g} days on its region alone: {region})"
         )
     return "; ".join(parts)
+
+
+def trace_block_tokens(
+    params: PrefixCacheParams, requests: Sequence[Request], given: Iterable[str], where: str
+) -> int:
+    """The block size the cache will use on ``requests``: the trace's when it carries hash ids, else
+    ``params.block_tokens``. Refuses the settings the trace makes meaningless (``given``: the keys
+    set): ``shared_prefix_tokens`` and ``block_tokens`` only apply to requests without hash ids, and
+    ``block_tokens`` only sizes the ids ``shared_prefix_tokens`` gives."""
+    carrier = next((r for r in requests if r.prefix_hash_ids), None)
+    without = any(not r.prefix_hash_ids for r in requests)
+    for key in ("shared_prefix_tokens", "block_tokens"):
+        if key in given and not without:
+            raise ConfigError(
+                "every request of this trace carries prefix hash ids, which decide its blocks, so this "
+                "setting does nothing; drop it",
+                where=f"{where}.{key}",
+            )
+    if "block_tokens" in given and not params.shared_prefix_tokens:
+        raise ConfigError(
+            "block_tokens sizes the blocks shared_prefix_tokens gives; without it this does nothing",
+            where=f"{where}.block_tokens",
+        )
+    return carrier.prefix_block_tokens if carrier is not None else params.block_tokens
 
 
 def with_shared_prefix(requests: Iterable[Request], tokens: int, block_tokens: int) -> Iterator[Request]:

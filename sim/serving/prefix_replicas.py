@@ -60,10 +60,13 @@ def merged_summary(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
     for name in first["tiers"]:
         tiers = [p["by_tier"][name] for p in parts]
         merged = {
-            k: sum(t[k] for t in tiers) for k in tiers[0] if k not in ("capacity_blocks", "peak_blocks")
+            k: sum(t[k] for t in tiers)
+            for k in tiers[0]
+            if k not in ("capacity_blocks", "ideal", "peak_blocks")
         }
         by_tier[name] = {
             "capacity_blocks": first["by_tier"][name]["capacity_blocks"],
+            "ideal": first["by_tier"][name]["ideal"],
             **merged,
             "peak_blocks": max(t["peak_blocks"] for t in tiers),
         }

@@ -143,12 +143,13 @@ def test_bounded_lru_hits_match_a_reference_lru():
     assert pc["hit_blocks"] == hits and pc["by_tier"]["hbm"]["evictions"] == evictions > 0
     assert pc["cached_tokens"] == sum(cached.values())
     assert pc["by_tier"]["hbm"]["peak_blocks"] == capacity
-    # the pool on the KV memory is taken from the running requests' KV capacity
+    # the pool on the KV memory is taken from the running requests' KV capacity, and the summary
+    # reports what the batching policy had (review 13, finding 5); the plan's figure under its own key
     off, _ = run()
-    assert summary["kv_capacity_tokens"] == off["kv_capacity_tokens"]  # the plan is unchanged ...
-    assert (
-        driver.scheduler.kv_capacity_tokens == off["kv_capacity_tokens"] - capacity * 512
-    )  # ... the pool is not
+    assert pc["kv_capacity_tokens_plan"] == off["kv_capacity_tokens"]
+    assert summary["kv_capacity_tokens"] == off["kv_capacity_tokens"] - capacity * 512
+    assert driver.scheduler.kv_capacity_tokens == summary["kv_capacity_tokens"]
+    assert pc["by_tier"]["hbm"]["ideal"] is False
 
 
 def test_fifo_is_registered_and_differs_from_lru_only_in_order():
@@ -211,10 +212,13 @@ def test_a_flash_tier_counts_its_writes_against_endurance():
     dev = driver.hardware.chips[0].memories["hbf"].device
     stacks = driver.hardware.chips[0].memories["hbf"].stacks
     page = dev.params.page_size
-    stripe = 16 * 4 * 16 * page
     slot = math.ceil(math.ceil(block / stacks) / page) * page  # a block's share of a stack, whole pages
     assert f["slot_bytes_per_stack"] == slot
-    assert f["region_bytes_per_stack"] == math.ceil(100 * slot / stripe) * stripe
+    # the log spans whole 16 MiB erase stripes (16 channels x 4 planes x one 16-page block of 16 KiB
+    # each, from FLASH's settings): 100 slots of 2,801,664 B (171 pages) = 267.2 MiB, so 17 stripes
+    assert page == 16 * 1024 and slot == 171 * page
+    assert f["configured_bytes_per_stack"] == 100 * slot
+    assert f["region_bytes_per_stack"] == 17 * 16 * 2**20 and f["region_rounded_up"] is True
     unissued = sum(1 for m in driver.scheduler.prefix_cache.pending if m.dest == "hbf")
     assert f["blocks_written"] == pc["by_tier"]["hbf"]["inserted"] - unissued
     written = f["blocks_written"] * slot
@@ -232,6 +236,9 @@ def test_a_flash_tier_counts_its_writes_against_endurance():
     want = dev.params.endurance * dev.capacity_bytes / (written / sim_s * wa) / 86_400
     assert f["lifetime_days"] == pytest.approx(want, rel=1e-12)
     assert f["lifetime_days_region_only"] == pytest.approx(want * region / dev.capacity_bytes, rel=1e-12)
+    # over the configured bytes alone (each P/E cycle absorbs 100 slots of writes)
+    configured = dev.params.endurance * 100 * slot / (written / sim_s) / 86_400
+    assert f["lifetime_days_configured_only"] == pytest.approx(configured, rel=1e-12)
     assert f["mean_pe_cycles"] == pytest.approx(f["block_erases"] / (region // dev.block_bytes))
 
 
@@ -256,12 +263,70 @@ def test_a_trace_without_hash_ids_never_hits_and_runs_as_without_the_cache():
         ({"prefix_cache.capacity": "1MiB"}, "prefix_cache.capacity", "less than one 512-token block"),
         ({"prefix_cache.colour": "red"}, "prefix_cache.colour", "unknown parameter"),
         ({"batching.policy": "static"}, "prefix_cache.enabled", "continuous"),
+        # review 13: the trace's hash ids decide the blocks (finding 9); the KV memory on top (10)
+        ({"prefix_cache.shared_prefix_tokens": "300"}, "prefix_cache.shared_prefix_tokens", "hash ids"),
+        ({"prefix_cache.block_tokens": "16"}, "prefix_cache.block_tokens", "hash ids"),
+        (
+            {"prefix_cache.tiers": "host,hbm", "prefix_cache.capacity": "1GiB,unbounded"},
+            "prefix_cache.tiers",
+            "top tier",
+        ),
+        ({"prefix_cache.tiers": "host,hbm"}, "prefix_cache.tiers", "top tier"),
     ],
 )
 def test_bad_settings_name_their_key(sets, where, what):
     with pytest.raises(ConfigError) as err:
         cached_run({**SETTINGS, "limit": 4}, **sets)
     assert where in str(err.value) and what in str(err.value)
+
+
+AZURE = {"system": "default", "trace": "traces/azure_conv_200.csv", "limit": 4, "set": {}}
+
+
+@pytest.mark.parametrize(
+    ("settings", "sets", "where", "what"),
+    [
+        # below one block (8 MiB per chip for a 512-token block), refused whatever the trace
+        (AZURE, {"prefix_cache.capacity": "1B"}, "--set prefix_cache.capacity", "less than one 512"),
+        (SETTINGS, {"prefix_cache.capacity": "1B"}, "--set prefix_cache.capacity", "less than one 512"),
+        (
+            AZURE,
+            {
+                "prefix_cache.capacity": "1B",
+                "prefix_cache.shared_prefix_tokens": "64",
+                "prefix_cache.block_tokens": "16",
+            },
+            "--set prefix_cache.capacity",
+            "less than one 16",
+        ),
+        (AZURE, {"prefix_cache.block_tokens": "16"}, "--set prefix_cache.block_tokens", "shared_prefix"),
+    ],
+)
+def test_settings_the_trace_makes_meaningless_are_refused_before_the_run(
+    settings, sets, where, what, monkeypatch
+):
+    """Review 13, finding 9: refused as the run is built or planned, before any driver exists."""
+    import sim.experiments.run as run_module
+
+    def no_driver(*args, **kwargs):
+        raise AssertionError("the run started before the setting was refused")
+
+    monkeypatch.setattr(run_module, "TokenDriver", no_driver)
+    with pytest.raises(ConfigError) as err:
+        cached_run(settings, **sets)
+    assert where in str(err.value) and what in str(err.value)
+
+
+def test_an_unbounded_tier_says_it_is_an_idealisation():
+    """Review 13, finding 15: the default capacity takes no memory; the summary and line say so."""
+    from sim.serving.prefix_cache import summary_line
+
+    summary, _ = cached_run({**SETTINGS, "limit": 4})
+    pc = summary["prefix_cache"]
+    assert pc["by_tier"]["hbm"]["ideal"] is True and pc["by_tier"]["hbm"]["capacity_blocks"] is None
+    assert "hbm (unbounded, ideal: takes no memory)" in summary_line(pc)
+    off, _ = run({**SETTINGS, "limit": 4})
+    assert summary["kv_capacity_tokens"] == pc["kv_capacity_tokens_plan"] == off["kv_capacity_tokens"]
 
 
 def test_settings_without_enabling_it_are_refused_and_a_fixed_batch_has_nothing_to_cache():
