@@ -91,6 +91,7 @@ class StoredIteration:
     blame: Blame  # shared by every replay of the shape; never changed after it is stored
     counters: tuple[float, ...]  # change of each tracked counter
     busy: tuple[int, ...]  # change of each tracked unit's busy time (ps)
+    sums: tuple[int, ...] = ()  # its batch_sums (names the worst check's stored batch)
 
 
 class IterationReuse:
@@ -126,6 +127,7 @@ class IterationReuse:
         self.sampled = 0
         self.max_rel_error = 0.0
         self._sum_rel_error = 0.0
+        self.worst: dict[str, Any] | None = None  # the check with the largest error (see checked)
 
     def sync(self, account: bool = True) -> None:
         """Bring every device's counters up to now: pending counts, and time-driven energy
@@ -187,6 +189,7 @@ class IterationReuse:
             blame,
             tuple(a - b for a, b in zip(counters, before[0], strict=True)),
             tuple(a - b for a, b in zip(busy, before[1], strict=True)),
+            tuple(sums),
         )
 
     def _kernel(self, sums: tuple[int, ...], batch: Batch) -> float:
@@ -213,6 +216,19 @@ class IterationReuse:
         replayed = stored.device_step_ps + self.shift_ps(stored, sums, batch)
         total = host_ps + device_ps
         err = abs(replayed - device_ps) / total if total else 0.0
+        if self.worst is None or err > self.max_rel_error:
+            # what a run's largest error came from, for a benchmark to name (not in the summary)
+            self.worst = {
+                "hit": self.hits,
+                "rel_error": err,
+                "key": list(self.key(sums)),
+                "sums": list(sums),
+                "stored_sums": list(stored.sums),
+                "stored_device_ps": stored.device_step_ps,
+                "replayed_device_ps": replayed,
+                "device_ps": device_ps,
+                "host_ps": host_ps,
+            }
         self.max_rel_error = max(self.max_rel_error, err)
         self._sum_rel_error += err
 

@@ -1,5 +1,6 @@
 """Iteration reuse and GEMM tile quantisation: a decode shape's bucket never holds batches on both
-sides of a tile edge (the 3.2% worst check of the full Azure replay: 64 decodes replayed from 65)."""
+sides of a tile edge (the 3.2% worst check of the full Azure replay: 64 decodes replayed from 65),
+and the worst check is named."""
 
 import pytest
 
@@ -76,3 +77,22 @@ def test_the_tile_edge_is_a_step_in_the_full_simulation_and_the_driver_keys_it(s
     _, driver, _ = execute(spec)
     assert driver.reuse.row_tiles == (tm,)
     assert driver.reuse.key(decodes(64)) != driver.reuse.key(decodes(65))
+
+
+def test_the_worst_check_is_named_with_its_batch_and_the_stored_one():
+    spec, _ = build_run(
+        {
+            "system": "default",
+            "trace": "traces/splitwise_conv_200.csv",
+            "limit": 16,
+            "set": {"driver.reuse_check": 1},
+        }
+    )
+    summary, driver, _ = execute(spec)
+    w = driver.reuse.worst
+    assert summary["reuse"]["sampled"] > 0 and w is not None
+    assert w["rel_error"] == summary["reuse"]["max_rel_error"]
+    err = abs(w["replayed_device_ps"] - w["device_ps"]) / (w["host_ps"] + w["device_ps"])
+    assert err == w["rel_error"]
+    # the two batches share the shape the check was keyed on
+    assert driver.reuse.key(tuple(w["sums"])) == driver.reuse.key(tuple(w["stored_sums"])) == tuple(w["key"])
