@@ -35,15 +35,27 @@ FIGURES = ("ttft_ms", "tpot_ms")
 QUANTILES = ("mean", "p50", "p99")
 
 
+SUMS = ("tokens", "decodes", "decode_context", "chunks", "prefill_past", "prefill_pairs", "emitting")
+
+
 def run(limit: int | None, sets: dict[str, Any]) -> tuple[dict[str, Any], float]:
-    """One run of the trace on gpu-hbm with Llama-3.1-70B; its summary and CPU seconds."""
+    """One run of the trace on gpu-hbm with Llama-3.1-70B; its summary (with ``reuse_worst``: the
+    sampled check with the largest error, its batch and the stored one's) and CPU seconds."""
     settings: dict[str, Any] = {"system": "gpu-hbm", "model": "llama-3.1-70b", "trace": str(TRACE)}
     if limit is not None:
         settings["limit"] = limit
     spec, _ = build_run(dict(settings, set=sets))
     t0 = time.process_time()
-    summary, _, _ = execute(spec)
-    return summary, time.process_time() - t0
+    summary, driver, _ = execute(spec)
+    cpu = time.process_time() - t0
+    worst = driver.reuse.worst if driver.reuse is not None else None
+    if worst is not None:
+        worst = dict(
+            worst,
+            sums=dict(zip(SUMS, worst["sums"], strict=True)),
+            stored_sums=dict(zip(SUMS, worst["stored_sums"], strict=True)),
+        )
+    return dict(summary, reuse_worst=worst), cpu
 
 
 def figures(summary: dict[str, Any]) -> dict[str, float]:
@@ -67,6 +79,7 @@ def full(limit: int | None) -> dict[str, Any]:
         "peak_rss_mb": rss_mb,
         "events": summary["events"],
         "reuse": summary["reuse"],
+        "reuse_worst": summary["reuse_worst"],
         "sim_time_s": summary["sim_time_s"],
         **figures(summary),
     }
@@ -95,6 +108,25 @@ def first400() -> dict[str, Any]:
     return out
 
 
+def worst_line(w: dict[str, Any] | None) -> list[str]:
+    """The largest sampled error named: its batch, the stored one's, replayed against full time."""
+    if not w:
+        return []
+
+    def batch(s: dict[str, int]) -> str:
+        return (
+            f"{s['decodes']} decodes ({s['decode_context']:,} context tokens), {s['chunks']} prefill chunks"
+        )
+
+    return [
+        f"Largest sampled error ({w['rel_error']:.4%} of the step, hit {w['hit']:,}): "
+        f"{batch(w['sums'])}, replayed from {batch(w['stored_sums'])}: device time "
+        f"{w['replayed_device_ps'] / 1e9:.3f} ms replayed, {w['device_ps'] / 1e9:.3f} ms in full "
+        f"(host {w['host_ps'] / 1e9:.3f} ms).",
+        "",
+    ]
+
+
 def markdown(rows: dict[str, Any]) -> str:
     lines = [
         "# Full-trace replay (benchmarks/bench_replay.py)",
@@ -112,6 +144,7 @@ def markdown(rows: dict[str, Any]) -> str:
             f"| {f['requests']:,} | {f['iterations']:,} | {f['cpu_s']:.1f} | {f['peak_rss_mb']:.0f} | "
             f"{r['shapes']:,} | {r['hits']:,} | {r['sampled']:,} | {r['max_rel_error']:.3%} |",
             "",
+            *worst_line(f.get("reuse_worst")),
             "| figure | " + " | ".join(f"{q}" for q in QUANTILES) + " |",
             "|---|" + "---:|" * len(QUANTILES),
             *(

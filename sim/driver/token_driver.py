@@ -335,6 +335,7 @@ class TokenDriver(Component):
             self._kernel_ps,
             self.hardware.software.stat.host_ns,
             causes.SOFTWARE,
+            [chip.die.params.gemm_tile_m for chip in self.chips],  # type: ignore[attr-defined]
         )
         reuse.slopes = self._context_slopes()
         return reuse
