@@ -221,8 +221,9 @@ def _public(result: dict[str, Any]) -> dict[str, Any]:
 
 def _shown(path: str) -> str:
     """The data directory as a reader of the report can find it: relative to the working directory
-    when it is beside the repository, so committed reports do not carry one machine's paths."""
-    p = Path(path).resolve()
+    when it is beside the repository, so committed reports do not carry one machine's paths. Symbolic
+    links are kept, not resolved: ``../shared`` linked to a data store elsewhere still reads so."""
+    p = Path(os.path.abspath(path))
     try:
         return os.path.relpath(p, Path.cwd())
     except ValueError:  # another drive
